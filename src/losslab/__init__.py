@@ -1,0 +1,1 @@
+"""losslab: training losses with verified properties."""
