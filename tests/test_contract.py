@@ -13,10 +13,10 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.reference.naive import REFERENCE
 
 import losslab
 from losslab.registry import LossSpec
+from tests.reference import REFERENCE
 
 F64 = torch.float64
 
