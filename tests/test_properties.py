@@ -38,7 +38,12 @@ def test_checks_catch_false_claims():
     # the checks must reject such claims, or a declared property would mean nothing.
     import torch
 
-    from losslab.properties import check_bounded, check_convex, check_symmetric
+    from losslab.properties import (
+        check_bounded,
+        check_classification_calibrated,
+        check_convex,
+        check_symmetric,
+    )
 
     g = torch.Generator().manual_seed(0)
     with pytest.raises(PropertyViolation):
@@ -47,6 +52,9 @@ def test_checks_catch_false_claims():
         check_symmetric("ce", {}, g)
     with pytest.raises(PropertyViolation):
         check_convex("mae", {}, g)
+    # Crammer-Singer is the textbook non-calibrated multi-class hinge.
+    with pytest.raises(PropertyViolation):
+        check_classification_calibrated("cs_svm", {}, g)
 
 
 def test_verify_rejects_undeclared_property():

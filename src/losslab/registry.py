@@ -21,7 +21,7 @@ from losslab._validate import Constraint, check_hparams
 #: Keyword arguments of every classification loss that are call options, not hyperparameters.
 CALL_OPTIONS = ("weight", "sample_weight", "ignore_index", "reduction", "validate")
 #: Per-call inputs that a module passes through ``forward(..., **extra)``.
-PER_CALL = ("sample_weight", "index", "temperature", "return_components")
+PER_CALL = ("sample_weight", "index", "sample_temperature", "return_components")
 
 
 @dataclass(frozen=True)
