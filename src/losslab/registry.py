@@ -72,6 +72,15 @@ class LossSpec:
         doc = inspect.getdoc(self.function) or ""
         return doc.splitlines()[0] if doc else ""
 
+    def property_labels(self) -> list[str]:
+        """Declared properties, with the hyperparameters of conditional claims."""
+        out = []
+        for prop in sorted(self.properties):
+            params = self.properties[prop].params
+            at = ",".join(f"{k}={v}" for k, v in params.items())
+            out.append(f"{prop}[{at}]" if at else prop)
+        return out
+
     def check_config(self, config: Mapping[str, Any]) -> None:
         """Raise on unknown or out-of-range hyperparameters."""
         unknown = sorted(set(config) - set(self.defaults))
