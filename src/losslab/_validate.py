@@ -373,12 +373,14 @@ def _check_values(
     ignore_index: int | None,
     neg_inf_ok: bool,
 ) -> None:
-    if bool(torch.isnan(logits).any()):
-        fail(loss, "logits", "finite values (or -inf to mask a class)", "NaN values")
-    if bool(torch.isposinf(logits).any()):
-        fail(loss, "logits", "finite values (or -inf to mask a class)", "+inf values")
-    neg_inf = torch.isneginf(logits)
-    if bool(neg_inf.any()):
+    # A sum is finite iff every term is (barring overflow, which the slow path clears):
+    # one cheap reduction in the common case, the full diagnosis only when needed.
+    if not bool(torch.isfinite(logits.detach().sum(dtype=torch.float64))):
+        finite = torch.isfinite(logits)
+        if bool(torch.isnan(logits).any()):
+            fail(loss, "logits", "finite values (or -inf to mask a class)", "NaN values")
+        if bool(torch.isposinf(logits).any()):
+            fail(loss, "logits", "finite values (or -inf to mask a class)", "+inf values")
         if not neg_inf_ok:
             fail(
                 loss,
@@ -387,7 +389,7 @@ def _check_values(
                 "-inf values",
             )
         if soft is None:
-            at_target = neg_inf.gather(1, index.unsqueeze(1)).squeeze(1)
+            at_target = ~finite.gather(1, index.unsqueeze(1)).squeeze(1)
             if mask is not None:
                 at_target = at_target & mask
             if bool(at_target.any()):
@@ -408,7 +410,7 @@ def _check_values(
                 f"(expected class indices in [0, {num_classes - 1}])"
             )
     else:
-        if not bool(torch.isfinite(soft).all()) or bool((soft < 0).any()):
+        if not bool((soft >= 0).all()) or not bool(torch.isfinite(soft).all()):
             fail(loss, "target", "probabilities (finite, >= 0)", "negative or non-finite values")
         sums = soft.sum(dim=1)
         tol = 1e-3 if soft.dtype == torch.float32 else 1e-6

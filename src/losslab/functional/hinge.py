@@ -6,20 +6,8 @@ import torch
 from torch import Tensor
 
 from losslab._reduce import reduce_input
-from losslab._validate import ClassificationInput, Real, prepare_classification
+from losslab._validate import Real, prepare_classification
 from losslab.registry import register, spec_of
-
-
-def margin_gaps(inp: ClassificationInput, margin: float) -> Tensor:
-    r"""``a_k = c * 1[k != y] + z_k - z_y`` for every class, shape ``(N, C, *)``.
-
-    Shared by the hinge losses and the LDR family (whose losses are smoothed maxima of
-    these gaps).
-    """
-    z = inp.logits
-    z_y = z.gather(1, inp.index.unsqueeze(1))
-    not_target = 1.0 - inp.target_probs()
-    return margin * not_target + (z - z_y)
 
 
 @register(
@@ -72,7 +60,13 @@ def cs_svm(
         validate=validate,
         soft_ok=False,
     )
-    per = margin_gaps(inp, margin).amax(dim=1)
+    # max over k != y of z_k, via max() with indices: its backward is one scatter, while
+    # amax's compares every element against the maximum.
+    idx = inp.index.unsqueeze(1)
+    z = inp.logits
+    z_y = z.gather(1, idx)
+    others = z.scatter(1, idx, float("-inf")).max(dim=1, keepdim=True).values
+    per = torch.relu(others + margin - z_y).squeeze(1)
     return reduce_input(per, inp, reduction)
 
 
@@ -121,7 +115,8 @@ def ww_svm(
         validate=validate,
         soft_ok=False,
     )
-    gaps = margin_gaps(inp, margin)
-    # The target's own term is exactly relu(0) = 0, so summing every class is the k != y sum.
-    per = torch.relu(gaps).sum(dim=1)
+    z_y = inp.logits.gather(1, inp.index.unsqueeze(1))
+    # The target's own term is relu(c) = c exactly (c >= 0) and has zero gradient, so
+    # summing over every class and subtracting c is the k != y sum without a scatter.
+    per = torch.relu(inp.logits - (z_y - margin)).sum(dim=1) - margin
     return reduce_input(per, inp, reduction)

@@ -13,16 +13,15 @@ from losslab.functional._common import target_value
 from losslab.registry import Claim, register, spec_of
 
 
-def standardize_logits(o: Tensor) -> Tensor:
-    r"""``(o - mean) / std`` over the class axis, population std, clamped at ``finfo.eps``.
+def row_moments(o: Tensor) -> tuple[Tensor, Tensor]:
+    r"""Mean and population std over the class axis, both ``(N, 1, *)``.
 
-    The variance is clamped before the square root so that a row of equal logits has a
-    zero (not NaN) gradient.
+    The variance is clamped at ``eps^2`` before the square root, so a row of equal
+    logits has a zero (not NaN) gradient.
     """
-    mu = o.mean(dim=1, keepdim=True)
-    var = ((o - mu) ** 2).mean(dim=1, keepdim=True)
+    var, mu = torch.var_mean(o, dim=1, keepdim=True, correction=0)
     eps = torch.finfo(o.dtype).eps
-    return (o - mu) / var.clamp_min(eps * eps).sqrt()
+    return mu, var.clamp_min(eps * eps).sqrt()
 
 
 def _z_loss_bound(cfg: dict, num_classes: int) -> float:
@@ -97,6 +96,12 @@ def z_loss(
         validate=validate,
         neg_inf_ok=False,
     )
-    z = standardize_logits(inp.logits)
-    per = target_value(inp, lambda zc: torch.nn.functional.softplus(a * (b - zc)) / a, z)
+    mu, sd = row_moments(inp.logits)
+    if inp.soft is None:
+        # Only the target's standardised score is needed: gather before standardising.
+        zc = (inp.logits.gather(1, inp.index.unsqueeze(1)) - mu) / sd
+        per = torch.nn.functional.softplus(a * (b - zc.squeeze(1))) / a
+    else:
+        z = (inp.logits - mu) / sd
+        per = target_value(inp, lambda v: torch.nn.functional.softplus(a * (b - v)) / a, z)
     return reduce_input(per, inp, reduction)
