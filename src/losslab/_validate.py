@@ -375,7 +375,7 @@ def _check_values(
 ) -> None:
     # A sum is finite iff every term is (barring overflow, which the slow path clears):
     # one cheap reduction in the common case, the full diagnosis only when needed.
-    if not bool(torch.isfinite(logits.detach().sum(dtype=torch.float64))):
+    if not bool(torch.isfinite(logits.detach().sum())):
         finite = torch.isfinite(logits)
         if bool(torch.isnan(logits).any()):
             fail(loss, "logits", "finite values (or -inf to mask a class)", "NaN values")

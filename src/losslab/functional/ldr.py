@@ -34,6 +34,7 @@ from losslab._validate import (
     prepare_classification,
     value_checks_enabled,
 )
+from losslab.functional._fused import LDRKLRows, as_rows
 from losslab.registry import Claim, register, spec_of
 
 _REF = (
@@ -65,23 +66,19 @@ def normalize_logits(z: Tensor, normalize: str) -> Tensor:
     return z / z.abs().mean(dim=1, keepdim=True).clamp_min(eps)
 
 
-def ldr_value(logits: Tensor, index: Tensor, margin: float, temperature: Tensor | float) -> Tensor:
-    r"""``lambda * log mean_k exp(a_k / lambda)`` with ``a_k = c 1[k != y] + z_k - z_y``.
+def ldr_value(
+    logits: Tensor, index: Tensor, margin: float, temperature: Tensor | float, normalize: str
+) -> Tensor:
+    r"""``lambda * log mean_k exp(a_k / lambda)``, ``a_k = c 1[k != y] + f_k - f_y``, ``f``
+    the normalised logits, for ``(N, C, *)`` logits and ``(N, *)`` targets.
 
-    Since ``a_k / lambda = u_k - u_y`` with ``u = (z + c (1 - e_y)) / lambda``,
-
-    .. math:: \lambda \log \tfrac{1}{C} \sum_k e^{a_k/\lambda}
-              = -\lambda \log\mathrm{softmax}(u)_y - \lambda \log C,
-
-    i.e. a temperature-scaled cross-entropy of margin-shifted logits, computed with
-    ``log_softmax`` (fused forward and backward; ``logsumexp`` is far slower on CPU).
+    Since ``a_k / lambda = u_k - u_y`` with ``u = (f + c (1 - e_y)) / lambda``, this is
+    ``-lambda log softmax(u)_y - lambda log C``: a temperature-scaled cross-entropy of
+    margin-shifted scores, computed by :class:`LDRKLRows` with its analytic gradient.
     """
-    idx = index.unsqueeze(1)
-    t = temperature.unsqueeze(1) if isinstance(temperature, Tensor) else temperature
-    u = (logits + margin) / t
-    u = u.scatter(1, idx, u.gather(1, idx) - margin / t)
-    logp_y = torch.log_softmax(u, dim=1).gather(1, idx).squeeze(1)
-    return -temperature * (logp_y + math.log(logits.shape[1]))
+    t = temperature.reshape(-1) if isinstance(temperature, Tensor) else temperature
+    per = LDRKLRows.apply(as_rows(logits), index.reshape(-1), margin, t, normalize)
+    return per.reshape(index.shape)
 
 
 @register(
@@ -164,8 +161,7 @@ def ldr_kl(
         soft_ok=False,
         neg_inf_ok=normalize != "abs_mean",
     )
-    inp.logits = normalize_logits(inp.logits, normalize)
-    per = ldr_value(inp.logits, inp.index, margin, float(temperature))
+    per = ldr_value(inp.logits, inp.index, margin, float(temperature), normalize)
     return reduce_input(per, inp, reduction)
 
 
@@ -316,11 +312,10 @@ def aldr_kl(
         min_classes=2,
     )
     _check_sample_temperature("aldr_kl", sample_temperature, inp.index.shape, validate)
-    inp.logits = normalize_logits(inp.logits, normalize)
     if sample_temperature is None:
-        per = ldr_value(inp.logits, inp.index, margin, float(temperature0))
+        per = ldr_value(inp.logits, inp.index, margin, float(temperature0), normalize)
     else:
         lam = sample_temperature.detach().to(inp.logits.dtype)
         reg = alpha * math.log(inp.num_classes) / (2.0 * temperature0) * (lam - temperature0) ** 2
-        per = ldr_value(inp.logits, inp.index, margin, lam) - reg
+        per = ldr_value(inp.logits, inp.index, margin, lam, normalize) - reg
     return reduce_input(per, inp, reduction)

@@ -10,6 +10,7 @@ from torch import Tensor
 from losslab._reduce import reduce_input
 from losslab._validate import Real, prepare_classification
 from losslab.functional._common import target_value
+from losslab.functional._fused import ZLossRows, as_rows
 from losslab.registry import Claim, register, spec_of
 
 
@@ -96,12 +97,12 @@ def z_loss(
         validate=validate,
         neg_inf_ok=False,
     )
-    mu, sd = row_moments(inp.logits)
     if inp.soft is None:
-        # Only the target's standardised score is needed: gather before standardising.
-        zc = (inp.logits.gather(1, inp.index.unsqueeze(1)) - mu) / sd
-        per = torch.nn.functional.softplus(a * (b - zc.squeeze(1))) / a
+        # Index targets: fused rows with the one-pass analytic backward.
+        per = ZLossRows.apply(as_rows(inp.logits), inp.index.reshape(-1), float(a), float(b))
+        per = per.reshape(inp.index.shape)
     else:
+        mu, sd = row_moments(inp.logits)
         z = (inp.logits - mu) / sd
         per = target_value(inp, lambda v: torch.nn.functional.softplus(a * (b - v)) / a, z)
     return reduce_input(per, inp, reduction)
