@@ -13,7 +13,7 @@ from torch import Tensor
 
 from losslab._reduce import reduce_input
 from losslab._validate import ClassificationInput, Real, prepare_classification
-from losslab.functional._common import target_value
+from losslab.functional._common import one_minus_exp, target_value
 from losslab.registry import Claim, register, spec_of
 
 #: RCE replaces ``log 0`` by ``log(RCE_LABEL_CLAMP)``: the official SCE and APL code clamp the
@@ -33,10 +33,13 @@ _SCE_REF = (
 def rce_per_element(inp: ClassificationInput, logp: Tensor) -> Tensor:
     r"""Reverse cross-entropy :math:`-\sum_k p_k \log \max(q_k, 10^{-4})` per element.
 
-    For one-hot targets this is exactly ``A * sum_{k != y} p_k = A (1 - p_y)`` (no
-    cancellation); for soft targets it is the same formula on the target distribution.
+    For index targets this is exactly ``A (1 - p_y)``, computed from the target's log-prob
+    alone as ``-A expm1(log p_y)``; soft targets use the formula on the distribution.
     """
-    q = inp.target_probs()
+    if inp.soft is None:
+        logp_y = logp.gather(1, inp.index.unsqueeze(1)).squeeze(1)
+        return -math.log(RCE_LABEL_CLAMP) * one_minus_exp(logp_y)
+    q = inp.soft
     cost = -torch.log(q.clamp(min=RCE_LABEL_CLAMP, max=1.0))
     return (logp.exp() * cost).sum(dim=1)
 
@@ -87,8 +90,15 @@ def mse(
         reduction=reduction,
         validate=validate,
     )
-    p = torch.log_softmax(inp.logits, dim=1).exp()
-    per = (p - inp.target_probs()).square().sum(dim=1)
+    logp = torch.log_softmax(inp.logits, dim=1)
+    p = logp.exp()
+    if inp.soft is None:
+        # sum_k (p_k - e_yk)^2 = sum_k p_k^2 + (1 - p_y)^2 - p_y^2: no one-hot matrix.
+        p_y = p.gather(1, inp.index.unsqueeze(1)).squeeze(1)
+        one_minus = one_minus_exp(logp.gather(1, inp.index.unsqueeze(1)).squeeze(1))
+        per = p.square().sum(dim=1) + one_minus.square() - p_y.square()
+    else:
+        per = (p - inp.soft).square().sum(dim=1)
     return reduce_input(per, inp, reduction)
 
 
@@ -341,10 +351,17 @@ def rll(
         min_classes=2,
     )
     logp = torch.log_softmax(inp.logits, dim=1)
-    log_ap = torch.logaddexp(torch.full_like(logp, math.log(alpha)), logp)  # log(alpha + p)
-    total = log_ap.sum(dim=1, keepdim=True)
-    per_class = -log_ap + (total - log_ap) / (inp.num_classes - 1)
-    per = target_value(inp, lambda v: v, per_class)
+    log_alpha = math.log(alpha)
+    # log(alpha + p) = log(alpha) + log1p(p / alpha): one exp and one log1p per class.
+    total = torch.log1p(torch.exp(logp - log_alpha)).sum(dim=1) + inp.num_classes * log_alpha
+    if inp.soft is None:
+        logp_y = logp.gather(1, inp.index.unsqueeze(1)).squeeze(1)
+        log_ap_y = torch.logaddexp(torch.full_like(logp_y, log_alpha), logp_y)
+        per = -log_ap_y + (total - log_ap_y) / (inp.num_classes - 1)
+    else:
+        log_ap = torch.logaddexp(torch.full_like(logp, log_alpha), logp)
+        per_class = -log_ap + (total.unsqueeze(1) - log_ap) / (inp.num_classes - 1)
+        per = inp.gather(per_class)
     return reduce_input(per, inp, reduction)
 
 
@@ -420,13 +437,22 @@ def jsc(
         validate=validate,
     )
     logp = torch.log_softmax(inp.logits, dim=1)
-    q = inp.target_probs()
+    log_pi, log_rest = math.log(pi), math.log1p(-pi)
+    if inp.soft is None:
+        # One-hot target: with m_y = pi + (1 - pi) p_y, KL(e_y || m) = -log m_y and
+        # KL(p || m) = -(1 - p_y) log(1 - pi) + p_y (log p_y - log m_y): O(1) per row.
+        logp_y = logp.gather(1, inp.index.unsqueeze(1)).squeeze(1)
+        log_m_y = torch.logaddexp(torch.full_like(logp_y, log_pi), log_rest + logp_y)
+        kl_q = -log_m_y
+        kl_p = -one_minus_exp(logp_y) * log_rest + logp_y.exp() * (logp_y - log_m_y)
+        per = (pi * kl_q + (1 - pi) * kl_p) / (-(1 - pi) * log_rest)
+        return reduce_input(per, inp, reduction)
+    q = inp.soft
     has_q = q > 0
     # Safe stand-ins so that the branch torch.where() discards never sees log 0 or -inf - -inf
     # (whose gradient would be NaN even though its value is not selected).
     log_q = torch.where(has_q, q, 1.0).log()
     lp = logp.clamp_min(torch.finfo(logp.dtype).min)
-    log_pi, log_rest = math.log(pi), math.log1p(-pi)
     # log(pi + (1-pi) p/q) and log((1-pi) + pi q/p) for classes with q > 0.
     a = torch.logaddexp(torch.full_like(lp, log_pi), log_rest + lp - log_q)
     b = torch.logaddexp(torch.full_like(lp, log_rest), log_pi + log_q - lp)
