@@ -131,3 +131,34 @@ class ZLossRows(torch.autograd.Function):
         grad = torch.addcmul(alpha, o, beta)
         grad.scatter_add_(1, index.unsqueeze(1), w)
         return grad, None, None, None
+
+
+class SoftmaxSeparableRows(torch.autograd.Function):
+    r"""``L = sum_k phi(p_k) + psi(p_y)`` per row, ``p = softmax(z)``, with one saved buffer.
+
+    With ``d = phi'(p) + e_y psi'(p_y)``, the softmax Jacobian gives
+    ``dL/dz_j = p_j (d_j - sum_k p_k d_k)``: two passes in backward instead of autograd's
+    chain through every intermediate. ``phi``/``psi`` and their derivatives are
+    elementwise callables (``psi`` applies to the gathered ``(R, 1)`` column).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, z: Tensor, index: Tensor, phi: Any, dphi: Any, psi: Any, dpsi: Any
+    ) -> Tensor:
+        idx = index.unsqueeze(1)
+        p = torch.softmax(z, dim=1)
+        p_y = p.gather(1, idx)
+        ctx.dphi, ctx.dpsi = dphi, dpsi
+        ctx.save_for_backward(p, index)
+        return (phi(p).sum(dim=1, keepdim=True) + psi(p_y)).squeeze(1)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        p, index = ctx.saved_tensors
+        idx = index.unsqueeze(1)
+        d = ctx.dphi(p)
+        d.scatter_add_(1, idx, ctx.dpsi(p.gather(1, idx)))
+        t = (p * d).sum(dim=1, keepdim=True)
+        grad = d.sub_(t).mul_(p).mul_(grad_out.unsqueeze(1))
+        return grad, None, None, None, None, None

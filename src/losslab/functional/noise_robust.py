@@ -14,6 +14,7 @@ from torch import Tensor
 from losslab._reduce import reduce_input
 from losslab._validate import ClassificationInput, Real, prepare_classification
 from losslab.functional._common import one_minus_exp, target_value
+from losslab.functional._fused import SoftmaxSeparableRows, as_rows
 from losslab.registry import Claim, register, spec_of
 
 #: RCE replaces ``log 0`` by ``log(RCE_LABEL_CLAMP)``: the official SCE and APL code clamp the
@@ -28,6 +29,18 @@ _SCE_REF = (
     "Labels. ICCV 2019, arXiv:1908.06112; code: github.com/YisenWang/"
     "symmetric_cross_entropy_for_noisy_labels"
 )
+
+
+def _twice(p: Tensor) -> Tensor:
+    return 2.0 * p
+
+
+def _brier_target(p_y: Tensor) -> Tensor:
+    return 1.0 - 2.0 * p_y
+
+
+def _minus_two(p_y: Tensor) -> Tensor:
+    return torch.full_like(p_y, -2.0)
 
 
 def rce_per_element(inp: ClassificationInput, logp: Tensor) -> Tensor:
@@ -90,14 +103,18 @@ def mse(
         reduction=reduction,
         validate=validate,
     )
-    logp = torch.log_softmax(inp.logits, dim=1)
-    p = logp.exp()
     if inp.soft is None:
-        # sum_k (p_k - e_yk)^2 = sum_k p_k^2 + (1 - p_y)^2 - p_y^2: no one-hot matrix.
-        p_y = p.gather(1, inp.index.unsqueeze(1)).squeeze(1)
-        one_minus = one_minus_exp(logp.gather(1, inp.index.unsqueeze(1)).squeeze(1))
-        per = p.square().sum(dim=1) + one_minus.square() - p_y.square()
+        # sum_k (p_k - e_yk)^2 = sum_k p_k^2 + 1 - 2 p_y: separable in the softmax.
+        per = SoftmaxSeparableRows.apply(
+            as_rows(inp.logits),
+            inp.index.reshape(-1),
+            torch.square,
+            _twice,
+            _brier_target,
+            _minus_two,
+        ).reshape(inp.index.shape)
     else:
+        p = torch.softmax(inp.logits, dim=1)
         per = (p - inp.soft).square().sum(dim=1)
     return reduce_input(per, inp, reduction)
 
@@ -350,18 +367,32 @@ def rll(
         validate=validate,
         min_classes=2,
     )
-    logp = torch.log_softmax(inp.logits, dim=1)
     log_alpha = math.log(alpha)
-    # log(alpha + p) = log(alpha) + log1p(p / alpha): one exp and one log1p per class.
-    total = torch.log1p(torch.exp(logp - log_alpha)).sum(dim=1) + inp.num_classes * log_alpha
+    c = inp.num_classes
     if inp.soft is None:
-        logp_y = logp.gather(1, inp.index.unsqueeze(1)).squeeze(1)
-        log_ap_y = torch.logaddexp(torch.full_like(logp_y, log_alpha), logp_y)
-        per = -log_ap_y + (total - log_ap_y) / (inp.num_classes - 1)
-    else:
-        log_ap = torch.logaddexp(torch.full_like(logp, log_alpha), logp)
-        per_class = -log_ap + (total.unsqueeze(1) - log_ap) / (inp.num_classes - 1)
-        per = inp.gather(per_class)
+        # -log(alpha + p_y) + (sum_{j != y} log(alpha + p_j)) / (C - 1)
+        #   = sum_k log(alpha + p_k) / (C - 1) - C/(C - 1) log(alpha + p_y): separable.
+        def phi(p: Tensor) -> Tensor:
+            return torch.log(p + alpha) / (c - 1)
+
+        def dphi(p: Tensor) -> Tensor:
+            return (p + alpha).reciprocal_().div_(c - 1)
+
+        def psi(p_y: Tensor) -> Tensor:
+            return -c / (c - 1) * torch.log(p_y + alpha)
+
+        def dpsi(p_y: Tensor) -> Tensor:
+            return -c / (c - 1) / (p_y + alpha)
+
+        per = SoftmaxSeparableRows.apply(
+            as_rows(inp.logits), inp.index.reshape(-1), phi, dphi, psi, dpsi
+        ).reshape(inp.index.shape)
+        return reduce_input(per, inp, reduction)
+    logp = torch.log_softmax(inp.logits, dim=1)
+    # log(alpha + p) = log(alpha) + log1p(p / alpha): one exp and one log1p per class.
+    total = torch.log1p(torch.exp(logp - log_alpha)).sum(dim=1, keepdim=True) + c * log_alpha
+    log_ap = torch.logaddexp(torch.full_like(logp, log_alpha), logp)
+    per = inp.gather(-log_ap + (total - log_ap) / (c - 1))
     return reduce_input(per, inp, reduction)
 
 
