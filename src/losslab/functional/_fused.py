@@ -24,14 +24,16 @@ def as_rows(x: Tensor) -> Tensor:
 
 class LDRKLRows(torch.autograd.Function):
     r"""LDR-KL per row: ``-lambda log softmax(u)_y - lambda log C``,
-    ``u = (f + c (1 - e_y)) / lambda``, ``f = normalize(z)``.
+    ``u = (f + c (1 - e_y)) / lambda``, ``f = normalize(z) = k * base`` with ``base`` =
+    ``softplus(z)``, ``z`` or ``z`` and ``k = 1 / mean(base)``, ``1 / mean|z|`` or ``1``.
 
-    With ``G = softmax(u) - e_y`` the gradient is ``dL/df = G`` (lambda cancels), and
-    through the normalisations, with ``m`` the row mean of ``s = softplus(z)`` or ``|z|``:
+    Forward: ``exp(u - max u)`` is ``exp(k (base - max base) / lambda)`` off the target
+    and that times ``exp(-c / lambda)`` at the target, so the margin costs no pass.
+    Backward, with ``G = softmax(u) - e_y`` (``dL/df = G``; lambda cancels):
 
     * none: ``dL/dz = G``;
-    * softplus_mean: ``dL/dz = (G - <G, f>/C) / m * sigmoid(z)``;
-    * abs_mean: ``dL/dz = (G - sign(z) <G, f>/C) / m``.
+    * softplus_mean: ``dL/dz = k (G - k <G, base>/C) * sigmoid(z)``;
+    * abs_mean: ``dL/dz = k (G - sign(z) k <G, base>/C)``.
 
     ``temperature`` (float or ``(R,)`` tensor) carries no gradient.
     """
@@ -47,50 +49,57 @@ class LDRKLRows(torch.autograd.Function):
     ) -> Tensor:
         c = z.shape[1]
         idx = index.unsqueeze(1)
-        eps = torch.finfo(z.dtype).eps
         lam = temperature.unsqueeze(1) if isinstance(temperature, Tensor) else temperature
-        s = m = None
+        eps = torch.finfo(z.dtype).eps
         if normalize == "softplus_mean":
-            s = torch.nn.functional.softplus(z)
-            m_raw = s.mean(dim=1, keepdim=True)
+            base = torch.nn.functional.softplus(z)
+            m_raw = base.mean(dim=1, keepdim=True)
         elif normalize == "abs_mean":
-            m_raw = z.abs().mean(dim=1, keepdim=True)
-        if normalize == "none":
-            u = (z + margin) / lam
+            base = z
+            m_raw = torch.linalg.vector_norm(z, ord=1, dim=1, keepdim=True) / c
         else:
-            m = m_raw.clamp_min(eps)
-            # u = f / lam + c / lam with f = s / m (or z / m), in one fused pass.
-            shift = torch.full_like(z[:, :1], margin) / lam
-            u = torch.addcmul(shift, s if s is not None else z, 1.0 / (m * lam))
-        # u_y loses the margin: a_y = 0.
-        u.scatter_add_(1, idx, torch.full_like(z[:, :1], -margin) / lam)
-        u_y = u.gather(1, idx)
-        mx = u.max(dim=1, keepdim=True).values
-        e = u.sub_(mx).exp_()  # u's buffer now holds exp(u - max)
+            base = z
+            m_raw = torch.ones_like(z[:, :1])
+        m = m_raw.clamp_min(eps)
+        scale = 1.0 / (m * lam)  # u = scale * base + margin / lam off the target
+        top = base.max(dim=1, keepdim=True).values
+        e = torch.addcmul(-scale * top, base, scale).exp_()
+        base_y = base.gather(1, idx)
+        drop = torch.exp(-margin / lam) if isinstance(lam, Tensor) else math.exp(-margin / lam)
+        e.scatter_(1, idx, e.gather(1, idx) * drop)  # the target's term has no margin
         total = e.sum(dim=1, keepdim=True)
-        loss = lam * (mx + total.log() - u_y - math.log(c))
+        loss = lam * (scale * (top - base_y) + margin / lam + total.log() - math.log(c))
+        clamped = m_raw <= eps
         ctx.normalize = normalize
-        ctx.num_classes = c
-        clamped = None if m is None else (m_raw <= eps)
-        ctx.save_for_backward(z, e, total, index, s, m, clamped)
+        ctx.save_for_backward(
+            z, e, total, index, base if normalize == "softplus_mean" else None, m, clamped
+        )
         return loss.squeeze(1)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         z, e, total, index, s, m, clamped = ctx.saved_tensors
+        idx = index.unsqueeze(1)
         g = grad_out.unsqueeze(1)
-        grad = e / total
-        grad.scatter_add_(1, index.unsqueeze(1), torch.full_like(grad[:, :1], -1.0))
         if ctx.normalize == "none":
-            return grad.mul_(g), None, None, None, None
+            grad = e * (g / total)
+            grad.scatter_add_(1, idx, -g)
+            return grad, None, None, None, None
+        c = z.shape[1]
         base = s if s is not None else z
-        # <G, f> / C with f = base / m; zero where m was clamped (m then has no gradient).
-        dot = (grad * base).sum(dim=1, keepdim=True) / (m * ctx.num_classes)
-        dot = torch.where(clamped, 0.0, dot)
+        # <G, base> = <e, base> / total - base_y, as one batched dot product.
+        dot = torch.bmm(e.unsqueeze(1), base.unsqueeze(2)).squeeze(2) / total
+        dot = dot - base.gather(1, idx)
+        k = 1.0 / m
+        coef = torch.where(clamped, 0.0, dot * k / c)  # m has no gradient where clamped
+        gk = g * k
         if ctx.normalize == "softplus_mean":
-            grad.sub_(dot).mul_(g / m).mul_(torch.sigmoid(z))
-        else:
-            grad.sub_(torch.sign(z).mul_(dot)).mul_(g / m)
+            grad = torch.addcmul(-coef * gk, e, gk / total)
+            grad.scatter_add_(1, idx, -gk)
+            return grad.mul_(torch.sigmoid(z)), None, None, None, None
+        grad = e * (gk / total)
+        grad.scatter_add_(1, idx, -gk)
+        grad.addcmul_(torch.sign(z), -coef * gk)
         return grad, None, None, None, None
 
 
