@@ -12,9 +12,10 @@ as notMNIST (Bulatov 2011) and the glyph study in the research notes; the code i
   minus blanks and near-duplicates (e.g. Latin ``A``, Greek ``Α`` and Cyrillic ``А`` render
   alike; a character is dropped when its summed absolute pixel difference to an already
   kept character, divided by the larger of the two ink totals, is below
-  ``DUPLICATE_THRESHOLD`` in the three reference faces; this also drops some accented
+  ``DUPLICATE_THRESHOLD`` over the three reference faces, or below ``SAME_FACE_THRESHOLD``
+  in any one of them (identical in one typeface); this also drops some accented
   variants that differ by a few pixels at 28 x 28), in code point order; the first
-  ``num_classes`` (default 500, of about 520 available) are used.
+  ``num_classes`` (default 500, of 507 available with matplotlib 3.x fonts) are used.
 * Split: the 12 ``TRAIN_FACES`` for training, the 4 held-out ``TEST_FACES`` (one per
   family) for testing, so the test measures generalisation to unseen typefaces.
   Each face gives one clean render plus ``renders - 1`` augmented ones (rotation
@@ -47,6 +48,7 @@ TEST_FACES = (
 )  # fmt: skip
 REFERENCE_FACES = ("DejaVuSans.ttf", "DejaVuSerif.ttf", "STIXGeneral.ttf")
 DUPLICATE_THRESHOLD = 0.15  # sum |a - b| / max(sum a, sum b) over the reference renders
+SAME_FACE_THRESHOLD = 0.05  # the same ratio in any single reference face
 SIZE = 28
 DEFAULT_CLASSES = 500
 
@@ -113,32 +115,42 @@ def candidate_characters(faces: tuple[str, ...] = TRAIN_FACES + TEST_FACES) -> l
     return [chr(c) for c in sorted(common or ()) if unicodedata.category(chr(c))[0] in "LNPS"]
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=1)
+def distinct_characters() -> tuple[str, ...]:
+    """All candidate characters that survive the blank and near-duplicate filters."""
+    cands = candidate_characters()
+    nf = len(REFERENCE_FACES)
+    imgs = np.zeros((len(cands), nf, SIZE * SIZE), np.float32)
+    for i, ch in enumerate(cands):
+        for j, face in enumerate(REFERENCE_FACES):
+            imgs[i, j] = render(ch, face).ravel()
+    ink = imgs.sum(2)  # (n, faces)
+    kept: list[int] = []
+    for i in range(len(cands)):
+        if imgs[i].max(1).min() < 64:
+            continue  # blank or nearly blank in some reference face
+        if kept:
+            k = np.asarray(kept)
+            diff = np.abs(imgs[k] - imgs[i]).sum(2)  # (kept, faces)
+            overall = diff.sum(1) / np.maximum(ink[k].sum(1), ink[i].sum())
+            per_face = (diff / np.maximum(np.maximum(ink[k], ink[i]), 1.0)).min(1)
+            if (overall < DUPLICATE_THRESHOLD).any() or (per_face < SAME_FACE_THRESHOLD).any():
+                continue
+        kept.append(i)
+    return tuple(cands[i] for i in kept)
+
+
 def glyph_classes(num_classes: int = DEFAULT_CLASSES) -> tuple[str, ...]:
     """The first ``num_classes`` distinct, non-blank characters (see the module docstring)."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes: expected an int >= 2, received {num_classes!r}")
-    kept: list[str] = []
-    kept_imgs: list[np.ndarray] = []
-    kept_ink: list[float] = []
-    for ch in candidate_characters():
-        img = np.concatenate([render(ch, f).ravel() for f in REFERENCE_FACES]).astype(np.float32)
-        if min(img.reshape(len(REFERENCE_FACES), -1).max(1)) < 64:
-            continue  # blank or nearly blank in some reference face
-        ink = float(img.sum())
-        if kept_imgs:
-            diff = np.abs(np.stack(kept_imgs) - img).sum(1)
-            if (diff / np.maximum(np.asarray(kept_ink), ink)).min() < DUPLICATE_THRESHOLD:
-                continue
-        kept.append(ch)
-        kept_imgs.append(img)
-        kept_ink.append(ink)
-        if len(kept) == num_classes:
-            return tuple(kept)
-    raise ValueError(
-        f"num_classes: expected at most {len(kept)} (distinct glyphs in the bundled fonts), "
-        f"received {num_classes}"
-    )
+    chars = distinct_characters()
+    if num_classes > len(chars):
+        raise ValueError(
+            f"num_classes: expected at most {len(chars)} (distinct glyphs in the bundled "
+            f"fonts), received {num_classes}"
+        )
+    return chars[:num_classes]
 
 
 def make_glyphs(
