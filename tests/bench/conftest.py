@@ -22,18 +22,21 @@ def worker_init():
     return bench_standin.install
 
 
+TINY = dict(
+    name="tiny",
+    datasets=["digits"],
+    corruptions=["clean", "uniform:0.3"],
+    losses=["ce", "gce"],
+    loss_grids={"gce": [{"q": 0.7}]},
+    seeds=[0, 1],
+    lrs=[1e-2],
+    model="mlp",
+    train={"epochs": 2, "batch_size": 256, "patience": None},
+)
+
+
 @pytest.fixture
 def tiny_grid():
     from losslab.bench.grid import GridSpec
 
-    return GridSpec(
-        name="tiny",
-        datasets=["digits"],
-        corruptions=["clean", "uniform:0.3"],
-        losses=["ce", "gce"],
-        loss_grids={"gce": [{"q": 0.7}]},
-        seeds=[0, 1],
-        lrs=[1e-2],
-        model="mlp",
-        train={"epochs": 2, "batch_size": 256, "patience": None},
-    )
+    return GridSpec(**TINY)

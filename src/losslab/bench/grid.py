@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,40 +77,22 @@ LDR_LOSS_GRIDS: dict[str, list[dict[str, Any]]] = {
 FOUNDATION_LOSSES = list(LDR_LOSS_GRIDS)
 
 
-def _canonical_number(text: str, what: str) -> str:
-    try:
-        v = float(text)
-    except ValueError:
-        raise ValueError(f"corruption: expected a number after ':' in {what!r}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"corruption: expected a finite number in {what!r}, got {text!r}")
-    return f"{v:g}"
-
-
 def canonical_corruption(spec: str) -> str:
-    """Normalise spelling (``Uniform:0.40`` -> ``uniform:0.4``; ``uniform:0`` -> ``clean``)
-    so equal corruptions share cell keys. Semantic checks are the data module's job."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"corruption: expected a string like 'uniform:0.4', got {spec!r}")
-    s = spec.strip().lower().replace("-", "_")
-    if s in ("clean", "none"):
-        return "clean"
-    kind, sep, rest = s.partition(":")
-    if not sep:
-        return kind
-    parts = [_canonical_number(p, spec) for p in rest.split(",")]
-    if kind in ("uniform", "class_dependent") and float(parts[0]) == 0:
-        return "clean"
-    return f"{kind}:{','.join(parts)}"
+    """The data module's canonical spelling (``Uniform-0.40`` -> ``uniform:0.4``,
+    ``none`` -> ``clean``), so equal corruptions share cell keys. Invalid specs (unknown
+    kind, a rate outside its range) raise ``ValueError`` here, before any training."""
+    from losslab.data.corrupt import parse_corruption
+
+    return str(parse_corruption(spec))
 
 
 def corruption_rate(spec: str) -> tuple[str, float]:
-    """(kind, first numeric parameter) of a canonical corruption; clean is ("clean", 0)."""
-    s = canonical_corruption(spec)
-    if s == "clean":
-        return "clean", 0.0
-    kind, _, rest = s.partition(":")
-    return kind, float(rest.split(",")[0]) if rest else 0.0
+    """(kind, rate) of a corruption; clean is ("clean", 0.0). The rate is the noise rate
+    or, for imbalance kinds, the imbalance ratio."""
+    from losslab.data.corrupt import parse_corruption
+
+    parsed = parse_corruption(spec)
+    return ("clean", 0.0) if parsed.kind == "none" else (parsed.kind, float(parsed.rate))
 
 
 @dataclass(frozen=True)
@@ -340,11 +321,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def preset(name: str, **overrides: Any) -> GridSpec:
+def preset(preset_name: str, /, **overrides: Any) -> GridSpec:
     """A named grid (``demo`` or ``ldr``) with fields overridden (``None`` = keep)."""
-    if name not in PRESETS:
-        raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {name!r}")
-    spec = {**PRESETS[name], "name": name}
+    if preset_name not in PRESETS:
+        raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {preset_name!r}")
+    spec = {**PRESETS[preset_name], "name": preset_name}
     if overrides.get("protocol") == "ldr-faithful":
         # the preset's schedule, model and lr grid belong to the tuned protocol; the LDR
         # code trains with its default lr 0.01
@@ -477,14 +458,8 @@ def validate_grid(grid: GridSpec, *, check_data: bool = True) -> None:
             except (TypeError, ValueError) as exc:
                 problems.append(f"loss {loss!r} with config {cfg}: {exc}")
     from losslab.data import list_datasets, load_dataset
-    from losslab.data.corrupt import parse_corruption
 
-    for c in grid.corruptions:
-        try:
-            parse_corruption(c)
-        except (TypeError, ValueError) as exc:
-            problems.append(f"corruption {c!r}: {exc}")
-    known_data = list(list_datasets())
+    known_data = [getattr(d, "name", d) for d in list_datasets()]
     for d in grid.datasets:
         if d not in known_data:
             problems.append(f"dataset {d!r} is unknown{_close(d, known_data)}; known: {known_data}")

@@ -46,65 +46,42 @@ def _load(name: str) -> Any:
     return load_dataset(name)
 
 
-def _ldr_uniform(y: np.ndarray, rate: float, num_classes: int, seed: int) -> np.ndarray:
-    """The LDR code's uniform noise: with probability ``rate`` a label is redrawn from all
-    K classes (it may redraw itself, so the flip rate is rate (K - 1) / K)."""
-    rng = np.random.default_rng(seed)
-    flip = rng.random(len(y)) < rate
-    drawn = rng.integers(0, num_classes, size=len(y))
-    return np.where(flip, drawn, y).astype(np.int64)
-
-
-def _stratified_split(
-    y: np.ndarray, val_fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split that keeps each (noisy) class's share in both parts; every class with
-    two or more rows keeps at least one row on each side."""
-    rng = np.random.default_rng(seed)
-    train_idx, val_idx = [], []
-    for k in np.unique(y):
-        rows = rng.permutation(np.flatnonzero(y == k))
-        n_val = round(val_fraction * len(rows))
-        if len(rows) >= 2:
-            n_val = min(max(n_val, 1), len(rows) - 1)
-        val_idx.append(rows[:n_val])
-        train_idx.append(rows[n_val:])
-    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
+def _input_scaling(X: np.ndarray, cell: Cell) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature offset and scale from training rows: z-scores for the tuned protocol;
+    for ``ldr-faithful`` a min-max map to [-1, 1], the scaling of the LIBSVM files that
+    the LDR code reads."""
+    if cell.standardize:
+        lo, scale = X.mean(0), X.std(0)
+    else:
+        lo = (X.max(0) + X.min(0)) / 2
+        scale = (X.max(0) - X.min(0)) / 2
+    return lo, np.where(scale > 1e-8, scale, 1.0)
 
 
 def build_split(cell: Cell) -> tuple[SplitData, dict[str, Any]]:
     """Corrupt the training labels, split off the (equally noisy) validation set and
-    standardise features with training statistics. Returns the tensors and metadata."""
-    from losslab.data.corrupt import corrupt, parse_corruption
+    scale features with training statistics. Returns the tensors and metadata."""
+    from losslab.data import train_val_split
+    from losslab.data.corrupt import CorruptionSpec, corrupt, parse_corruption
 
     ds = _load(cell.dataset)
     K = int(ds.num_classes)
     X = np.asarray(ds.X_train, dtype=np.float32)
     y = np.asarray(ds.y_train, dtype=np.int64)
-    kind, rate = corruption_rate(cell.corruption)
-    if cell.protocol == "ldr-faithful" and kind == "uniform":
-        idx, noisy = np.arange(len(y)), _ldr_uniform(y, rate, K, cell.seed)
-        actual = float((noisy != y).mean())
-    else:
-        res = corrupt(y, parse_corruption(cell.corruption), num_classes=K, seed=cell.seed,
-                      dataset=cell.dataset, X=X)  # fmt: skip
-        idx = np.asarray(res.indices, dtype=np.int64)
-        noisy = np.asarray(res.labels, dtype=np.int64)
-        actual = float(res.actual_noise_rate)
+    spec = parse_corruption(cell.corruption)
+    if cell.protocol == "ldr-faithful" and spec.kind == "uniform":
+        # the LDR code redraws a noisy label from all K classes (it may redraw itself)
+        spec = CorruptionSpec("uniform_redraw", spec.rate)
+    res = corrupt(y, spec, num_classes=K, seed=cell.seed, dataset=cell.dataset, X=X)
+    idx = np.asarray(res.indices, dtype=np.int64)
+    noisy = np.asarray(res.labels, dtype=np.int64)
     X, clean = X[idx], y[idx]
-    tr, va = _stratified_split(noisy, cell.val_fraction, cell.seed)
+    tr, va = train_val_split(noisy, val_fraction=cell.val_fraction, seed=cell.seed)
     Xte = np.asarray(ds.X_test, dtype=np.float32)
-    if cell.standardize:
-        flat = X[tr].reshape(len(tr), -1)
-        mu, sd = flat.mean(0), flat.std(0)
-        sd = np.where(sd > 1e-8, sd, 1.0)
+    lo, scale = _input_scaling(X[tr], cell)
 
-        def norm(a: np.ndarray) -> np.ndarray:
-            return ((a.reshape(len(a), -1) - mu) / sd).reshape(a.shape).astype(np.float32)
-    else:
-
-        def norm(a: np.ndarray) -> np.ndarray:
-            return a
+    def norm(a: np.ndarray) -> np.ndarray:
+        return ((a - lo) / scale).astype(np.float32)
 
     t = torch.from_numpy
     data = SplitData(
@@ -119,7 +96,7 @@ def build_split(cell: Cell) -> tuple[SplitData, dict[str, Any]]:
     )
     meta = dict(getattr(ds, "meta", {}) or {})
     info = {
-        "actual_noise_rate": actual,
+        "actual_noise_rate": float(res.actual_noise_rate),
         "n_train": len(tr),
         "n_val": len(va),
         "n_test": len(Xte),

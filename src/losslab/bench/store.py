@@ -63,9 +63,7 @@ _NAMES = [c for c, _ in RESULT_COLUMNS]
 _JSON = {"loss_config", "config", "metrics", "curves", "reliability", "versions"}
 
 _SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS results ("
-    + ", ".join(f"{c} {t}" for c, t in RESULT_COLUMNS)
-    + ")",
+    "CREATE TABLE IF NOT EXISTS results (" + ", ".join(f"{c} {t}" for c, t in RESULT_COLUMNS) + ")",
     # which cells belong to which grid, and in which role (tune / final)
     "CREATE TABLE IF NOT EXISTS grid_cells (grid VARCHAR, key VARCHAR, role VARCHAR, "
     "dataset VARCHAR, corruption VARCHAR, loss VARCHAR, seed INTEGER, "
