@@ -1,0 +1,428 @@
+"""The call contract of DESIGN.md, verified for every registered classification loss.
+
+Parametrised over the registry (defaults plus each loss's declared test configs), so a
+new loss is covered the moment it is registered.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import losslab
+from losslab.registry import LossSpec
+from tests.reference import REFERENCE
+
+F64 = torch.float64
+
+
+def spec_and_cfg(param: tuple[str, dict]) -> tuple[LossSpec, dict]:
+    name, overrides = param
+    spec = losslab.loss_info(name)
+    return spec, spec.config(**overrides)
+
+
+def call(spec: LossSpec, z: torch.Tensor, y: torch.Tensor, cfg: dict, **kw) -> torch.Tensor:
+    return spec.function(z, y, **cfg, **kw)
+
+
+def inputs(
+    seed: int, n: int = 6, c: int = 5, *, dtype=F64, scale: float = 2.0, extra: tuple[int, ...] = ()
+) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    z = (torch.randn(n, c, *extra, generator=g, dtype=F64) * scale).to(dtype)
+    y = torch.randint(c, (n, *extra), generator=g)
+    return z, y
+
+
+def soft_target(seed: int, n: int, c: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed + 1)
+    return torch.softmax(torch.randn(n, c, generator=g, dtype=F64) * 2, dim=1)
+
+
+def module_args(spec: LossSpec) -> dict:
+    """Constructor-only arguments; ``None`` marks a required one (e.g. ``num_samples``)."""
+    return {k: 64 if v is None else v for k, v in spec.module_args.items()}
+
+
+def build_module(spec: LossSpec, cfg: dict, **kw) -> torch.nn.Module:
+    return losslab.build_loss(spec.name, **cfg, **module_args(spec), **kw)
+
+
+def module_extra(spec: LossSpec, n: int) -> dict:
+    return {"index": torch.arange(n)} if spec.stateful else {}
+
+
+# ----------------------------------------------------------------------------- oracle
+
+
+def test_oracle_index_targets(loss_config):
+    spec, cfg = spec_and_cfg(loss_config)
+    z, y = inputs(0)
+    got = call(spec, z, y, cfg, reduction="none")
+    want = torch.tensor(
+        [REFERENCE[spec.name](z[i].tolist(), int(y[i]), cfg) for i in range(len(y))], dtype=F64
+    )
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+
+
+def test_oracle_soft_targets(loss_config):
+    spec, cfg = spec_and_cfg(loss_config)
+    if not spec.soft_targets:
+        pytest.skip(f"{spec.name} does not accept soft targets")
+    z, _ = inputs(1)
+    q = soft_target(1, *z.shape)
+    got = call(spec, z, q, cfg, reduction="none")
+    want = torch.tensor(
+        [REFERENCE[spec.name](z[i].tolist(), q[i].tolist(), cfg) for i in range(len(z))], dtype=F64
+    )
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+
+
+def test_soft_targets_rejected_when_unsupported(loss_name):
+    spec = losslab.loss_info(loss_name)
+    if spec.soft_targets:
+        pytest.skip(f"{loss_name} accepts soft targets")
+    z, _ = inputs(2)
+    with pytest.raises(ValueError, match=rf"{loss_name}: target .*soft"):
+        call(spec, z, soft_target(2, *z.shape), dict(spec.defaults))
+
+
+# ----------------------------------------------------------------------------- reduction
+
+
+def test_reduction_contract(loss_config):
+    spec, cfg = spec_and_cfg(loss_config)
+    z, y = inputs(3, n=8)
+    y[2] = -100
+    y[5] = -100
+    w = torch.rand(5, dtype=F64, generator=torch.Generator().manual_seed(3)) + 0.5
+    sw = torch.rand(8, dtype=F64, generator=torch.Generator().manual_seed(4))
+    opts = {"weight": w, "sample_weight": sw, "ignore_index": -100}
+    none = call(spec, z, y, cfg, reduction="none", **opts)
+    valid = y != -100
+    base = call(spec, z[valid], y[valid], cfg, reduction="none")
+    elem_w = w[y[valid]] * sw[valid]
+    assert none.shape == y.shape
+    torch.testing.assert_close(none[valid], base * elem_w)
+    assert torch.all(none[~valid] == 0)
+    torch.testing.assert_close(call(spec, z, y, cfg, reduction="sum", **opts), none.sum())
+    torch.testing.assert_close(
+        call(spec, z, y, cfg, reduction="mean", **opts), none.sum() / elem_w.sum()
+    )
+
+
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(1, 9),
+    c=st.integers(2, 7),
+    drop=st.lists(st.booleans(), min_size=9, max_size=9),
+)
+def test_masking_equals_dropping(loss_name, seed, n, c, drop):
+    spec = losslab.loss_info(loss_name)
+    cfg = dict(spec.defaults)
+    z, y = inputs(seed, n, c)
+    keep = ~torch.tensor(drop[:n])
+    y_masked = torch.where(keep, y, -1)
+    masked = call(spec, z, y_masked, cfg, ignore_index=-1)
+    if keep.any():
+        dropped = call(spec, z[keep], y[keep], cfg)
+        torch.testing.assert_close(masked, dropped)
+    else:
+        assert masked.item() == 0.0
+
+
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 8), c=st.integers(2, 7))
+def test_index_targets_equal_one_hot(loss_name, seed, n, c):
+    spec = losslab.loss_info(loss_name)
+    if not spec.soft_targets:
+        pytest.skip(f"{loss_name} does not accept soft targets")
+    cfg = dict(spec.defaults)
+    z, y = inputs(seed, n, c)
+    onehot = torch.nn.functional.one_hot(y, c).to(F64)
+    w = torch.linspace(0.5, 2.0, c, dtype=F64)
+    for red in ("none", "mean", "sum"):
+        torch.testing.assert_close(
+            call(spec, z, y, cfg, reduction=red, weight=w),
+            call(spec, z, onehot, cfg, reduction=red, weight=w),
+        )
+
+
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 9))
+def test_batch_permutation_invariance(loss_name, seed, n):
+    spec = losslab.loss_info(loss_name)
+    cfg = dict(spec.defaults)
+    z, y = inputs(seed, n)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    for red in ("mean", "sum"):
+        torch.testing.assert_close(
+            call(spec, z, y, cfg, reduction=red), call(spec, z[perm], y[perm], cfg, reduction=red)
+        )
+    torch.testing.assert_close(
+        call(spec, z, y, cfg, reduction="none")[perm],
+        call(spec, z[perm], y[perm], cfg, reduction="none"),
+    )
+
+
+def test_sum_of_none_equals_sum(loss_config):
+    spec, cfg = spec_and_cfg(loss_config)
+    z, y = inputs(5, n=7)
+    torch.testing.assert_close(
+        call(spec, z, y, cfg, reduction="none").sum(), call(spec, z, y, cfg, reduction="sum")
+    )
+
+
+def test_spatial_dims_equal_flattened(loss_config):
+    spec, cfg = spec_and_cfg(loss_config)
+    z, y = inputs(6, n=3, extra=(4,))
+    flat_z = z.movedim(1, -1).reshape(-1, z.shape[1])
+    got = call(spec, z, y, cfg, reduction="none")
+    assert got.shape == y.shape
+    torch.testing.assert_close(
+        got.reshape(-1), call(spec, flat_z, y.reshape(-1), cfg, reduction="none")
+    )
+
+
+def test_all_ignored_batch_is_attached_zero(loss_name):
+    spec = losslab.loss_info(loss_name)
+    z, y = inputs(7)
+    z.requires_grad_(True)
+    out = call(spec, z, torch.full_like(y, -100), dict(spec.defaults), ignore_index=-100)
+    assert out.item() == 0.0 and out.requires_grad
+    out.backward()
+    assert torch.all(z.grad == 0)
+
+
+def test_empty_batch(loss_name):
+    spec = losslab.loss_info(loss_name)
+    z = torch.zeros(0, 4, dtype=F64)
+    out = call(spec, z, torch.zeros(0, dtype=torch.long), dict(spec.defaults))
+    assert out.item() == 0.0
+
+
+# ----------------------------------------------------------------------------- module
+
+
+def test_module_equals_functional_and_round_trips(loss_config):
+    spec, cfg = spec_and_cfg(loss_config)
+    z, y = inputs(8)
+    w = torch.linspace(0.5, 1.5, z.shape[1], dtype=F64)
+    mod = build_module(spec, cfg, weight=w, reduction="sum")
+    want = call(spec, z, y, cfg, weight=w, reduction="sum")
+    got = mod(z, y, **module_extra(spec, len(y)))
+    if spec.stateful:
+        # A stateful module evaluates its function at the state it has just updated.
+        want = call(
+            spec,
+            z,
+            y,
+            cfg,
+            weight=w,
+            reduction="sum",
+            sample_temperature=mod.sample_temperature[: len(y)],
+        )
+    torch.testing.assert_close(got, want)
+    rebuilt = type(mod).from_config(mod.get_config())
+    assert rebuilt.get_config() == mod.get_config()
+    import json
+
+    json.dumps(mod.get_config())
+    for clone in (pickle.loads(pickle.dumps(mod)), copy.deepcopy(mod)):
+        assert clone.get_config() == mod.get_config()
+    text = repr(mod)
+    for key, value in cfg.items():
+        if not isinstance(value, torch.Tensor):
+            assert f"{key}={value!r}" in text
+
+
+def test_module_rejects_unknown_and_invalid_config(loss_name):
+    spec = losslab.loss_info(loss_name)
+    with pytest.raises(TypeError, match=rf"{loss_name}: unknown hyperparameter"):
+        losslab.build_loss(loss_name, not_a_parameter=1.0, **module_args(spec))
+    with pytest.raises(ValueError, match=rf"{loss_name}: reduction expected"):
+        losslab.build_loss(loss_name, reduction="avg", **module_args(spec))
+
+
+def test_module_buffers_follow_dtype_and_device(loss_name):
+    spec = losslab.loss_info(loss_name)
+    mod = build_module(spec, {}, weight=torch.ones(5))
+    mod = mod.to(F64)
+    assert mod.weight.dtype == F64
+    assert "weight" in dict(mod.named_buffers())
+
+
+# ----------------------------------------------------------------------------- autograd
+
+
+def test_gradcheck_float64(loss_config):
+    spec, cfg = spec_and_cfg(loss_config)
+    z, y = inputs(9, n=4, c=4, scale=1.5)
+    z.requires_grad_(True)
+    w = torch.tensor([0.5, 1.0, 1.5, 2.0], dtype=F64)
+    assert torch.autograd.gradcheck(
+        lambda x: call(spec, x, y, cfg, weight=w, reduction="none"), (z,), eps=1e-6, atol=1e-5
+    )
+    if spec.soft_targets:
+        q = soft_target(9, 4, 4).requires_grad_(False)
+        assert torch.autograd.gradcheck(lambda x: call(spec, x, q, cfg), (z,), eps=1e-6, atol=1e-5)
+
+
+def test_no_input_mutation(loss_name):
+    spec = losslab.loss_info(loss_name)
+    z, y = inputs(10)
+    z0, y0 = z.clone(), y.clone()
+    call(spec, z, y, dict(spec.defaults)).item()
+    assert torch.equal(z, z0) and torch.equal(y, y0)
+
+
+# ----------------------------------------------------------------------------- numerics
+
+
+@pytest.mark.parametrize("scale", [1e4, -1e4])
+def test_extreme_logits_finite_value_and_gradient(loss_config, scale):
+    spec, cfg = spec_and_cfg(loss_config)
+    g = torch.Generator().manual_seed(11)
+    z = torch.randn(8, 6, generator=g) * abs(scale)
+    z[0] = 0.0
+    z[0, 0] = scale  # target 0 extremely right (scale > 0) or wrong (scale < 0)
+    z[1] = torch.sign(torch.randn(6, generator=g)) * scale
+    y = torch.randint(6, (8,), generator=g)
+    y[0] = 0
+    z.requires_grad_(True)
+    out = call(spec, z, y, cfg)
+    out.backward()
+    assert torch.isfinite(out), f"{spec.name}: non-finite loss {out}"
+    assert torch.isfinite(z.grad).all(), f"{spec.name}: non-finite gradient"
+
+
+def test_neg_inf_masked_classes(loss_name):
+    spec = losslab.loss_info(loss_name)
+    cfg = dict(spec.defaults)
+    z, y = inputs(12, n=6, c=5, dtype=torch.float32)
+    y = torch.clamp(y, max=2)
+    z[:, 3:] = float("-inf")
+    if not spec.neg_inf_ok:
+        with pytest.raises(ValueError, match=rf"{loss_name}: logits expected"):
+            call(spec, z, y, cfg)
+        return
+    z.requires_grad_(True)
+    out = call(spec, z, y, cfg)
+    out.backward()
+    assert torch.isfinite(out) and torch.isfinite(z.grad).all()
+    assert torch.all(z.grad[:, 3:] == 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_dtype_matrix(loss_config, dtype):
+    spec, cfg = spec_and_cfg(loss_config)
+    z, y = inputs(13, n=16, c=6, dtype=dtype, scale=3.0)
+    out = call(spec, z, y, cfg, reduction="none")
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+    # Same input values in float64: only the internal float32 arithmetic may differ.
+    ref = call(spec, z.to(F64), y, cfg, reduction="none")
+    torch.testing.assert_close(out.to(F64), ref, rtol=2e-4, atol=2e-5)
+
+
+def test_float64_stays_float64(loss_name):
+    spec = losslab.loss_info(loss_name)
+    z, y = inputs(14)
+    assert call(spec, z, y, dict(spec.defaults)).dtype == F64
+
+
+def test_compiles_fullgraph(loss_name):
+    spec = losslab.loss_info(loss_name)
+    cfg = dict(spec.defaults)
+    z, y = inputs(15, dtype=torch.float32)
+    torch._dynamo.reset()
+    compiled = torch.compile(
+        lambda a, b: call(spec, a, b, cfg), fullgraph=True, backend="aot_eager"
+    )
+    torch.testing.assert_close(compiled(z, y), call(spec, z, y, cfg))
+
+
+@pytest.mark.slow
+def test_compiles_fullgraph_inductor(loss_name):
+    spec = losslab.loss_info(loss_name)
+    cfg = dict(spec.defaults)
+    z, y = inputs(16, dtype=torch.float32)
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda a, b: call(spec, a, b, cfg), fullgraph=True)
+    torch.testing.assert_close(compiled(z, y), call(spec, z, y, cfg), rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_bad_input_raises_clear_errors(loss_name):
+    spec = losslab.loss_info(loss_name)
+    cfg = dict(spec.defaults)
+    z, y = inputs(17, n=4, c=5, dtype=torch.float32)
+    cases = [
+        (z, y[:3], ValueError, r"target expected class indices of shape \(4,\)"),
+        (z, torch.rand(4, 3), ValueError, r"target expected probabilities of the logits' shape"),
+        (z, y.float(), ValueError, r"target expected"),
+        (
+            z,
+            torch.tensor([0, 1, 12, 2]),
+            ValueError,
+            r"target contains class 12 but logits have 5 classes",
+        ),
+        (z, torch.tensor([0, -3, 1, 2]), ValueError, r"target contains class -3"),
+        (y, y, TypeError, r"logits expected a floating-point tensor"),
+        (z[0], y, ValueError, r"logits expected shape \(N, C\)"),
+        (torch.full_like(z, float("nan")), y, ValueError, r"logits expected finite values"),
+        (torch.full_like(z, float("inf")), y, ValueError, r"logits expected finite values"),
+        (z, y.bool(), TypeError, r"target expected int64 class indices or float probabilities"),
+    ]
+    for logits, target, exc, msg in cases:
+        with pytest.raises(exc, match=rf"^{loss_name}: {msg}"):
+            call(spec, logits, target, cfg)
+    bad_opts = [
+        ({"reduction": "avg"}, r"reduction expected one of 'none', 'mean', 'sum'"),
+        ({"weight": -torch.ones(5)}, r"weight expected finite non-negative weights"),
+        ({"weight": torch.ones(4)}, r"weight expected shape \(5,\)"),
+        ({"sample_weight": torch.ones(3)}, r"sample_weight expected shape \(4,\)"),
+        ({"sample_weight": -torch.ones(4)}, r"sample_weight expected finite non-negative"),
+    ]
+    for opts, msg in bad_opts:
+        with pytest.raises(ValueError, match=rf"^{loss_name}: {msg}"):
+            call(spec, z, y, cfg, **opts)
+    # validate=False skips the value checks (for hot loops) but keeps the structural ones.
+    call(spec, torch.full_like(z, float("nan")), y, cfg, validate=False)
+    with pytest.raises(ValueError):
+        call(spec, z, y[:3], cfg, validate=False)
+
+
+def test_invalid_hyperparameters_raise(loss_name):
+    spec = losslab.loss_info(loss_name)
+    z, y = inputs(18, dtype=torch.float32)
+    for key, constraint in spec.constraints.items():
+        bad = _out_of_range(constraint)
+        if bad is None:
+            continue
+        with pytest.raises((ValueError, TypeError), match=rf"^{loss_name}: {key} expected"):
+            call(spec, z, y, {**spec.defaults, key: bad})
+
+
+def _out_of_range(constraint):
+    from losslab._validate import Choice, Int, Real, RealOrClassVector
+
+    if isinstance(constraint, RealOrClassVector):
+        constraint = constraint.scalar
+    if isinstance(constraint, Real):
+        if constraint.lo is not None:
+            return constraint.lo - 1.0
+        if constraint.hi is not None:
+            return constraint.hi + 1.0
+        return float("nan")
+    if isinstance(constraint, Choice):
+        return "not-a-choice"
+    if isinstance(constraint, Int):
+        return constraint.lo - 1
+    return None
