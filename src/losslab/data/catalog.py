@@ -145,7 +145,8 @@ def read_cache(directory: Path) -> tuple[RawData, dict[str, Any]]:
             f"cache {directory}: expected checksum {meta.get('checksum')}, received {got}; "
             "delete the directory and fetch again"
         )
-    raw = RawData(*arrays, class_names=tuple(meta["class_names"]), meta=meta)
+    X_train, y_train, X_test, y_test = arrays
+    raw = RawData(X_train, y_train, X_test, y_test, tuple(meta["class_names"]), meta)
     return raw, meta
 
 

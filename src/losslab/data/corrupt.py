@@ -88,7 +88,7 @@ def _pairs_to_map(pairs: tuple[tuple[int, int], ...], k: int) -> tuple[int, ...]
 
 #: The LDR code's pair maps (``utils.classDep_letter`` / ``classDep_vowel``), 0-based.
 LDR_PAIR_MAPS: dict[str, tuple[int, ...]] = {
-    "letter": _pairs_to_map(tuple((ord(a) - 65, ord(b) - 65) for a, b in _LETTER_PAIRS), 26),
+    "letter": _pairs_to_map(tuple((ord(p[0]) - 65, ord(p[1]) - 65) for p in _LETTER_PAIRS), 26),
     "vowel": _pairs_to_map(_VOWEL_PAIRS, 11),
 }
 

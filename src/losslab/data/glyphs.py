@@ -92,16 +92,18 @@ def render(
 
     big = 2 * size
     scale, angle, shift = 1.0, 0.0, (0, 0)
+    bilinear = Image.Resampling.BILINEAR
     if rng is not None:
         scale = float(rng.uniform(0.85, 1.15))
         angle = float(rng.uniform(-10.0, 10.0))
-        shift = tuple(int(v) for v in rng.integers(-4, 5, size=2))
+        dx, dy = (int(v) for v in rng.integers(-4, 5, size=2))
+        shift = (dx, dy)
     img = Image.new("L", (big, big), 0)
     font = _font(face, round(big * 0.7 * scale))
     ImageDraw.Draw(img).text((big / 2, big / 2), char, fill=255, font=font, anchor="mm")
     if rng is not None:
-        img = img.rotate(angle, resample=Image.BILINEAR, translate=shift)
-    return np.asarray(img.resize((size, size), Image.BILINEAR), np.uint8)
+        img = img.rotate(angle, resample=bilinear, translate=shift)
+    return np.asarray(img.resize((size, size), bilinear), np.uint8)
 
 
 def candidate_characters(faces: tuple[str, ...] = TRAIN_FACES + TEST_FACES) -> list[str]:

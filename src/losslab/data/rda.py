@@ -44,15 +44,15 @@ class _Reader:
         self.pos = 0
         self.refs: list[Any] = []
 
-    def int(self) -> int:
+    def read_int(self) -> int:
         (v,) = struct.unpack_from(">i", self.data, self.pos)
         self.pos += 4
         return int(v)
 
     def length(self) -> int:
-        n = self.int()
+        n = self.read_int()
         if n == -1:
-            hi, lo = self.int(), self.int()
+            hi, lo = self.read_int(), self.read_int()
             n = (hi << 32) + lo
         return n
 
@@ -63,7 +63,7 @@ class _Reader:
         return out.astype(dtype[1:])
 
     def item(self) -> Any:
-        flags = self.int()
+        flags = self.read_int()
         kind = flags & 0xFF
         has_attr = bool(flags & (1 << 9))
         has_tag = bool(flags & (1 << 10))
@@ -76,7 +76,7 @@ class _Reader:
             self.refs.append(name)
             return name
         if kind == 9:  # CHARSXP
-            n = self.int()
+            n = self.read_int()
             if n == -1:
                 return None
             s = self.data[self.pos : self.pos + n].decode("utf-8", errors="replace")
@@ -89,7 +89,7 @@ class _Reader:
                     self.item()
                 tag = self.item() if has_tag else str(len(out))
                 out[str(tag)] = self.item()
-                flags = self.int()
+                flags = self.read_int()
                 kind = flags & 0xFF
                 has_attr = bool(flags & (1 << 9))
                 has_tag = bool(flags & (1 << 10))
@@ -126,11 +126,11 @@ def read_rda(path: str | Path) -> dict[str, Any]:
             f"path: expected an XDR-format R data file (RDX2/RDX3 header), received {data[:7]!r}"
         )
     reader = _Reader(data[7:])
-    version = reader.int()
-    reader.int()  # R version that wrote the file
-    reader.int()  # minimal R version needed to read it
+    version = reader.read_int()
+    reader.read_int()  # R version that wrote the file
+    reader.read_int()  # minimal R version needed to read it
     if version == 3:
-        reader.pos += reader.int()  # native encoding name
+        reader.pos += reader.read_int()  # native encoding name
     top = reader.item()
     if not isinstance(top, dict):
         raise ValueError(f"path: expected a pairlist of named objects in {path}")
