@@ -150,8 +150,6 @@ def _build_and_save(info: DatasetInfo, root: Path) -> tuple[RawData, dict[str, A
             f"{checksum} (a different package build or library version?)",
             stacklevel=3,
         )
-    meta["checksum_pinned"] = info.expected_sha256 is not None
-    meta["checksum_matches_pin"] = checksum == info.expected_sha256
     try:
         save_cache(info.cache_dir(root), raw, meta)
     except OSError as e:  # read-only cache: still usable in memory
@@ -169,6 +167,8 @@ def _to_dataset(info: DatasetInfo, raw: RawData, meta: dict[str, Any]) -> Datase
 
     out_meta = dict(meta)
     out_meta["input_shape"] = tuple(meta["input_shape"])
+    out_meta["checksum_pinned"] = info.expected_sha256 is not None
+    out_meta["checksum_matches_pin"] = meta["checksum"] == info.expected_sha256
     return Dataset(
         name=info.name,
         X_train=features(raw.X_train),
