@@ -210,6 +210,7 @@ def run(
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
     board = leaderboard(final_frame(results, grid.grid_id))
+    console.print()
     console.print(_board_table(board, f"leaderboard: {grid.name} (final cells, all seeds)"))
     console.print(
         f"{outcome.ran} cells run, {outcome.skipped} already stored, "
