@@ -49,6 +49,19 @@ def final_frame(store: ResultStore, grid_id: str) -> pd.DataFrame:
     return pd.DataFrame(store.rows(keys))
 
 
+def _corruption_order(values: Iterable[str]) -> list[str]:
+    """clean first, then each kind by increasing rate (uniform before class-dependent)."""
+    from losslab.bench.grid import corruption_rate
+
+    kinds = {"clean": 0, "uniform": 1, "class_dependent": 2}
+
+    def key(c: str) -> tuple[int, str, float]:
+        kind, rate = corruption_rate(c)
+        return kinds.get(kind, 3), kind, rate
+
+    return sorted(set(values), key=key)
+
+
 def _group_means(df: pd.DataFrame) -> pd.DataFrame:
     cols = ["test_acc", "test_ece", "test_nll", "test_macro_f1", "train_clean_acc"]
     return df.groupby(["dataset", "corruption", "loss"], as_index=False)[cols].mean()
@@ -112,7 +125,7 @@ def _html_table(df: pd.DataFrame) -> str:
 def _accuracy_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Per dataset: loss x corruption, 'mean ± std' of test accuracy over seeds."""
     out = {}
-    order = list(dict.fromkeys(df["corruption"]))
+    order = _corruption_order(df["corruption"])
     for ds, part in df.groupby("dataset", sort=False):
         stats = part.groupby(["loss", "corruption"])["test_acc"].agg(["mean", "std", "size"])
         table = pd.DataFrame(index=sorted(part["loss"].unique()))
@@ -132,7 +145,7 @@ def _accuracy_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
 def _clean_train_table(df: pd.DataFrame) -> pd.DataFrame:
     t = df.pivot_table(index="loss", columns="corruption", values="train_clean_acc",
                        aggfunc="mean")  # fmt: skip
-    order = [c for c in dict.fromkeys(df["corruption"]) if c in t.columns]
+    order = [c for c in _corruption_order(df["corruption"]) if c in t.columns]
     return t[order].reset_index()
 
 
