@@ -64,8 +64,13 @@ LDR_LOSS_GRIDS: dict[str, list[dict[str, Any]]] = {
     "nce_rce": [{"alpha": a, "beta": round(10 - a, 2)} for a in (0.1, 5.0, 9.9)],
     "agce": [{}],
     "aul": [{}],
-    "nce_agce": [{"alpha": a, "beta": round(10 - a, 2)} for a in (0.1, 5.0, 9.9)],
-    "nce_aul": [{"alpha": a, "beta": round(10 - a, 2)} for a in (0.1, 5.0, 9.9)],
+    # with the LDR harness's class defaults a = 3 (AGCE) / a = 6 (AUL), q = 1.5
+    "nce_agce": [
+        {"alpha": a, "beta": round(10 - a, 2), "a": 3.0, "q": 1.5} for a in (0.1, 5.0, 9.9)
+    ],
+    "nce_aul": [
+        {"alpha": a, "beta": round(10 - a, 2), "a": 6.0, "q": 1.5} for a in (0.1, 5.0, 9.9)
+    ],
     "cs_svm": [{"margin": m} for m in (0.1, 1.0, 10.0)],
     "ww_svm": [{"margin": m} for m in (0.1, 1.0, 10.0)],
     # the LDR code runs lambda = 10 only (its {0.1, 1, 10} grid is commented out)
