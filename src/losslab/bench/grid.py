@@ -303,7 +303,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "losses": ["ce", "gce", "sce", "nce_rce", "ldr_kl", "aldr_kl"],
         "seeds": [0, 1],
         "lrs": [3e-3, 1e-2],
-        "train": {"epochs": 15, "batch_size": 128, "patience": 5},
+        "train": {"epochs": 15, "batch_size": 256, "patience": 5},
         "model": "mlp",
     },
     "ldr": {
