@@ -58,3 +58,19 @@ def test_run_status_report(tmp_path):
     assert page.count("data:image/png;base64,") == 3 and "Leaderboard" in page
     md = (out / "report.md").read_text()
     assert "Clean-label training accuracy" in md and "| gce |" in md
+
+
+def test_build_grid_seeds_and_conflicts():
+    import pytest
+
+    from losslab.bench.cli import build_grid
+
+    g = build_grid(datasets=["digits"], corruptions=["clean"], losses=["ce"], seeds="5,")
+    assert g.seeds == [5]
+    assert build_grid(preset="demo", seeds="3").seeds == [0, 1, 2]
+    with pytest.raises(ValueError, match="--seeds"):
+        build_grid(preset="demo", seeds="0")
+    with pytest.raises(ValueError, match="--preset and --config"):
+        build_grid(preset="demo", config="x.yaml")
+    with pytest.raises(ValueError, match="--dataset"):
+        build_grid(losses=["ce"])

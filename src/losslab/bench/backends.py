@@ -74,25 +74,26 @@ class PoolBackend:
         # spawn, not fork: forking a process whose torch thread pool is initialised can
         # deadlock, and spawn behaves the same on every OS
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             max_workers=min(self.workers, len(cells)),
             mp_context=ctx,
             initializer=_init_worker,
             initargs=(self.worker_init,),
-        ) as pool:
+        )
+        try:
             pending = {pool.submit(_run_and_store, c.to_dict(), store) for c in cells}
-            try:
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        on_result(fut.result())
-            except BrokenProcessPool as exc:
-                for fut in pending:
-                    fut.cancel()
-                raise RuntimeError(
-                    "a worker process died (killed or out of memory); finished cells are "
-                    "stored, re-run the same command to resume"
-                ) from exc
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    on_result(fut.result())
+        except BrokenProcessPool as exc:
+            raise RuntimeError(
+                "a worker process died (killed or out of memory); finished cells are "
+                "stored, re-run the same command to resume"
+            ) from exc
+        finally:
+            # on Ctrl-C or an error, drop queued cells instead of finishing the grid
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _ray_task(cell: dict[str, Any], worker_init: WorkerInit) -> dict[str, Any]:
@@ -165,8 +166,9 @@ def make_backend(
     if name not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {name!r}")
     if name == "ray":
-        return RayBackend(address=address, num_cpus=None if address else workers,
-                          worker_init=worker_init)  # fmt: skip
+        # --workers caps a local Ray instance's CPUs; the default (1) means all cores
+        cpus = workers if workers > 1 and not address else None
+        return RayBackend(address=address, num_cpus=cpus, worker_init=worker_init)
     if name == "pool" or workers > 1:
         return PoolBackend(workers=max(workers, 1), worker_init=worker_init)
     return InProcessBackend()

@@ -87,6 +87,10 @@ def build_grid(
                 f"--seeds: expected '0,1,2' or a count like '3', got {seeds!r}"
             ) from None
         seed_list = list(range(parts[0])) if len(parts) == 1 and "," not in seeds else parts
+        if not seed_list:
+            raise ValueError(
+                f"--seeds: expected a positive count or a list like '0,1', got {seeds!r}"
+            )
     overrides: dict[str, Any] = {
         "datasets": datasets or None,
         "corruptions": corruptions or None,
@@ -135,7 +139,9 @@ def run(
     loss: Annotated[
         list[str] | None, typer.Option("--loss", "-l", help="Loss name (repeatable).")
     ] = None,
-    seeds: Annotated[str | None, typer.Option(help="'0,1,2', or a count: '3' = 0,1,2.")] = None,
+    seeds: Annotated[
+        str | None, typer.Option(help="'0,1,2', or a count: '3' = 0,1,2 ('5,' = seed 5 only).")
+    ] = None,
     lr: Annotated[
         list[float] | None, typer.Option("--lr", help="Candidate learning rate (repeatable).")
     ] = None,
