@@ -13,7 +13,7 @@ def _results(store: ResultStore) -> dict:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    from conftest import TINY
+    from bench_helpers import TINY
 
     from losslab.bench.grid import GridSpec
 

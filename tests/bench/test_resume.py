@@ -17,13 +17,13 @@ HERE = Path(__file__).resolve().parent
 DRIVER = """
 import sys
 sys.path.insert(0, {here!r})
-import bench_standin
-bench_standin.install()
+import bench_helpers
+bench_helpers.install()
 from losslab.bench.backends import InProcessBackend, PoolBackend
 from losslab.bench.grid import GridSpec
 from losslab.bench.runner import run_grid
 grid = GridSpec(**{spec!r})
-backend = PoolBackend(2, worker_init=bench_standin.install) if {pool!r} else InProcessBackend()
+backend = PoolBackend(2, worker_init=bench_helpers.install) if {pool!r} else InProcessBackend()
 run_grid(grid, {db!r}, backend)
 """
 

@@ -1,7 +1,8 @@
-"""A tiny stand-in for the loss registry (``build_loss``/``list_losses``/``loss_info``),
-installed only while the real one is missing from this checkout (the bench engine is
+"""Test helpers: ``TINY``, a grid of 8 two-epoch cells on digits, and ``install``, a
+tiny stand-in for the loss registry (``build_loss``/``list_losses``/``loss_info``) that
+is installed only while the real one is missing from the checkout (the bench engine was
 developed in parallel with it). ``install`` is idempotent and module-level, so pool and
-Ray workers can run it."""
+Ray workers can run it (``worker_init``)."""
 
 from __future__ import annotations
 
@@ -76,3 +77,16 @@ def _install_losses() -> None:
 
 def install() -> None:
     _install_losses()
+
+
+TINY = dict(
+    name="tiny",
+    datasets=["digits"],
+    corruptions=["clean", "uniform:0.3"],
+    losses=["ce", "gce"],
+    loss_grids={"gce": [{"q": 0.7}]},
+    seeds=[0, 1],
+    lrs=[1e-2],
+    model="mlp",
+    train={"epochs": 2, "batch_size": 256, "patience": None},
+)
