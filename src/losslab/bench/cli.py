@@ -5,7 +5,7 @@ without the top-level CLI."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,7 +48,7 @@ def _board_table(board: pd.DataFrame, title: str, limit: int = 25) -> Table:
     return t
 
 
-def _provisional_board(rows: list[Mapping[str, Any]]) -> pd.DataFrame:
+def _provisional_board(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Leaderboard over the current validation leader of every group (what the selection
     would pick now), so tuning candidates are not averaged together."""
     from losslab.bench.report import leaderboard

@@ -258,10 +258,11 @@ def tuning_cells(grid: GridSpec) -> list[Cell]:
     """Every (loss config, lr) candidate of every (dataset, corruption, loss) on
     ``grid.tune_seed``; a group with a single candidate skips tuning (empty here)."""
     cells = []
+    seed = grid.seeds[0] if grid.tune_seed is None else grid.tune_seed
     for d, c, loss in grid.groups():
         cands = list(itertools.product(grid.configs(loss), grid.lrs))
         if len(cands) > 1:
-            cells += [grid.cell(d, c, loss, cfg, lr, grid.tune_seed) for cfg, lr in cands]
+            cells += [grid.cell(d, c, loss, cfg, lr, seed) for cfg, lr in cands]
     return cells
 
 
@@ -464,7 +465,7 @@ def validate_grid(grid: GridSpec, *, check_data: bool = True) -> None:
                 problems.append(f"loss {loss!r} with config {cfg}: {exc}")
     from losslab.data import list_datasets, load_dataset
 
-    known_data = [getattr(d, "name", d) for d in list_datasets()]
+    known_data = [str(getattr(d, "name", d)) for d in list_datasets()]
     for d in grid.datasets:
         if d not in known_data:
             problems.append(f"dataset {d!r} is unknown{_close(d, known_data)}; known: {known_data}")

@@ -155,7 +155,8 @@ class ResultStore:
 
     def count(self) -> int:
         with self.connect() as con:
-            return int(con.execute("SELECT count(*) FROM results").fetchone()[0])
+            (n,) = con.execute("SELECT count(*) FROM results").fetchall()[0]
+        return int(n)
 
     def rows(self, keys: Iterable[str] | None = None, *, parse_json: bool = True) -> list[dict]:
         """Stored results as dicts (JSON columns parsed), optionally only ``keys``."""
