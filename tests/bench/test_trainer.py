@@ -70,3 +70,19 @@ def test_models():
     assert ldr.net[0].out_features == 16 and isinstance(ldr.net[1], torch.nn.Tanh)
     with pytest.raises(ValueError, match="model"):
         build_model("vit", (4,), 2)
+
+
+def test_ldr_faithful_cell():
+    g = GridSpec(datasets=["digits"], corruptions=["uniform:0.5"], losses=["ce"], seeds=[0],
+                 loss_grids={"ce": [{}]}, lrs=[0.01], protocol="ldr-faithful",
+                 train={"epochs": 3})  # fmt: skip
+    (cell,) = final_cells(g, {})
+    assert cell.model == "ldr_mlp" and not cell.standardize
+    data, info = build_split(cell)
+    # min-max scaled to [-1, 1] with training statistics
+    assert data.X_train.min() >= -1 - 1e-6 and data.X_train.max() <= 1 + 1e-6
+    # LDR uniform noise redraws from all K classes: flip rate about 0.5 * (K - 1) / K
+    assert 0.38 < info["actual_noise_rate"] < 0.52
+    r = run_cell(cell)
+    assert r["model"] == "ldr_mlp" and r["epochs_run"] == 3
+    assert r["curves"]["lr"] == [0.01] * 3
