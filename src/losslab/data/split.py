@@ -1,0 +1,47 @@
+"""Stratified, seeded index splits (used for fixed test splits and train/validation)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_labels(y: np.ndarray, name: str = "y") -> np.ndarray:
+    """Return ``y`` as a 1-D int64 array, or raise naming the argument."""
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D label array, received shape {arr.shape}")
+    if arr.size and arr.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integer labels, received dtype {arr.dtype}")
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"{name}: expected labels >= 0, received minimum {arr.min()}")
+    return arr.astype(np.int64, copy=False)
+
+
+def train_val_split(
+    y: np.ndarray, *, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified split of ``range(len(y))`` into sorted (train, validation) index arrays.
+
+    Each class with ``n >= 2`` samples puts ``round(val_fraction * n)`` of them (at least 1,
+    at most ``n - 1``) into validation; a class with a single sample stays in training.
+    Deterministic for a given ``seed`` (``numpy.random.default_rng``).
+    """
+    labels = check_labels(y)
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)):
+        raise TypeError(f"val_fraction: expected a float in (0, 1), received {val_fraction!r}")
+    if not 0.0 < float(val_fraction) < 1.0:
+        raise ValueError(f"val_fraction: expected a float in (0, 1), received {val_fraction!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed: expected an int, received {seed!r}")
+    rng = np.random.default_rng(int(seed))
+    held: list[np.ndarray] = []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        if len(idx) < 2:
+            continue
+        k = min(max(round(val_fraction * len(idx)), 1), len(idx) - 1)
+        held.append(idx[:k])
+    val = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+    mask = np.ones(len(labels), bool)
+    mask[val] = False
+    return np.flatnonzero(mask).astype(np.int64), val.astype(np.int64)

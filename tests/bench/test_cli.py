@@ -1,0 +1,76 @@
+from typer.testing import CliRunner
+
+from losslab.bench.cli import main
+
+runner = CliRunner()
+
+
+def test_unknown_loss_fails_before_training(tmp_path):
+    db = tmp_path / "r.duckdb"
+    res = runner.invoke(main, ["bench", "run", "-d", "digits", "--corruption", "clean",
+                               "-l", "ce", "-l", "cee", "--store", str(db)])  # fmt: skip
+    assert res.exit_code == 2
+    flat = " ".join(res.output.split())
+    assert "loss 'cee' is unknown" in flat and "did you mean 'ce'" in flat
+    assert not db.exists()
+
+
+def test_bad_rate_and_unknown_dataset(tmp_path):
+    res = runner.invoke(main, ["bench", "run", "-d", "digitz", "--corruption", "uniform:0.2",
+                               "-l", "ce", "--store", str(tmp_path / "r.duckdb")])  # fmt: skip
+    assert res.exit_code == 2 and "dataset 'digitz' is unknown" in " ".join(res.output.split())
+    res = runner.invoke(main, ["bench", "run", "-d", "digits", "--corruption", "uniform:2",
+                               "-l", "ce", "--store", str(tmp_path / "r.duckdb")])  # fmt: skip
+    assert res.exit_code == 2 and "rate" in res.output
+
+
+def test_dry_run_counts(tmp_path):
+    res = runner.invoke(main, ["bench", "run", "-d", "digits", "--corruption", "clean",
+                               "-l", "ce", "-l", "gce", "--lr", "0.01", "--lr", "0.1",
+                               "--seeds", "0,1,2", "--dry-run",
+                               "--store", str(tmp_path / "r.duckdb")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    # ce: 2 lrs tuned on seed 0 + 2 more seeds; gce: 3 q x 2 lrs + 2 more seeds
+    assert "12 cells" in " ".join(res.output.split())
+    assert not (tmp_path / "r.duckdb").exists()
+
+
+def test_run_status_report(tmp_path):
+    db, out = tmp_path / "r.duckdb", tmp_path / "rep"
+    tiny = tmp_path / "g.yaml"
+    tiny.write_text(
+        "datasets: [digits]\ncorruptions: [clean, 'uniform:0.3']\n"
+        "losses: {ce: {}, gce: {q: 0.7}}\nseeds: 2\nlr: 0.01\nepochs: 2\nbatch_size: 256\n"
+    )
+    args = ["bench", "run", "-c", str(tiny), "--store", str(db)]
+    res = runner.invoke(main, args)
+    assert res.exit_code == 0, res.output
+    flat = " ".join(res.output.split())
+    assert "leaderboard" in flat and "8 cells run" in flat
+    again = runner.invoke(main, args)
+    assert again.exit_code == 0
+    assert "0 cells run, 8 already stored" in " ".join(again.output.split())
+    res = runner.invoke(main, ["bench", "status", "--store", str(db)])
+    assert res.exit_code == 0 and "8/8" in res.output
+    res = runner.invoke(main, ["report", "--store", str(db), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3 and "Leaderboard" in page
+    md = (out / "report.md").read_text()
+    assert "Clean-label training accuracy" in md and "| gce |" in md
+
+
+def test_build_grid_seeds_and_conflicts():
+    import pytest
+
+    from losslab.bench.cli import build_grid
+
+    g = build_grid(datasets=["digits"], corruptions=["clean"], losses=["ce"], seeds="5,")
+    assert g.seeds == [5]
+    assert build_grid(preset="demo", seeds="3").seeds == [0, 1, 2]
+    with pytest.raises(ValueError, match="--seeds"):
+        build_grid(preset="demo", seeds="0")
+    with pytest.raises(ValueError, match="--preset and --config"):
+        build_grid(preset="demo", config="x.yaml")
+    with pytest.raises(ValueError, match="--dataset"):
+        build_grid(losses=["ce"])
