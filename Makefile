@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint format docs data bench-overhead clean
+.PHONY: demo test test-all lint format docs data bench-overhead bench-large-vocab clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -16,14 +16,25 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[bench,dev]"
 	touch $(STAMP)
 
+# Ray is only needed for the slow backend-equivalence test and --backend ray.
+RAY_STAMP := $(VENV)/.installed-ray
+$(RAY_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e ".[bench,dev,ray]"
+	touch $(RAY_STAMP)
+
+# The main job: the demo benchmark grid (digits + vowel, 3 corruptions, 6 losses, 2 seeds)
+# and its report.
 demo: $(STAMP)
-	$(BIN)/python examples/noisy_digits.py
+	$(BIN)/python examples/demo.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-test-all: $(STAMP)
+test-all: $(RAY_STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "slow or not slow"
+
+data: $(STAMP)
+	bash scripts/fetch_data.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

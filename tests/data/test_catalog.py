@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_helpers import check_dataset
 
 from losslab.data import (
     DataNotAvailableError,
@@ -19,6 +18,7 @@ from losslab.data import (
     train_val_split,
 )
 from losslab.data.catalog import MODALITIES, array_checksum, data_root
+from tests.data.data_helpers import check_dataset
 
 REQUIRED = {"digits", "vowel", "letter", "shuttle", "fashion_mnist", "brown_genre", "glyphs"}
 

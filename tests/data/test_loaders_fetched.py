@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from data_helpers import check_dataset, require_fetched
 
 from losslab.data import load_dataset
+from tests.data.data_helpers import check_dataset, require_fetched
 
 EXPECTED = {
     # name: (n_train, n_test, d, num_classes)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rda_writer import data_frame, factor, reals, write_rda
 
 from losslab.data.catalog import PackageRef
 from losslab.data.loaders import images, tabular, text
+from tests.data.rda_writer import data_frame, factor, reals, write_rda
 
 
 def _fake_obtain(tree: Path):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rda_writer import data_frame, factor, ints, reals, write_rda
 
 from losslab.data.rda import data_frame_columns, read_rda
+from tests.data.rda_writer import data_frame, factor, ints, reals, write_rda
 
 
 def test_reads_data_frame_with_factor_and_na(tmp_path: Path) -> None:

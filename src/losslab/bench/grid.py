@@ -423,7 +423,10 @@ def grid_from_file(path: str | Path) -> GridSpec:
 
         doc = yaml.safe_load(text)
     elif p.suffix == ".toml":
-        import tomllib
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib
 
         doc = tomllib.loads(text)
     else:
