@@ -60,6 +60,8 @@ class LossSpec:
     constraints: Mapping[str, Constraint]
     soft_targets: bool = True
     neg_inf_ok: bool = True
+    #: the fewest classes the loss is defined for (e.g. 2 where it divides by C - 1).
+    min_classes: int = 1
     stateful: bool = False
     #: configurations beyond the defaults that the generic tests also exercise.
     test_configs: tuple[Mapping[str, Any], ...] = ()
@@ -124,6 +126,7 @@ def register(
     constraints: Mapping[str, Constraint] | None = None,
     soft_targets: bool = True,
     neg_inf_ok: bool = True,
+    min_classes: int = 1,
     stateful: bool = False,
     test_configs: Iterable[Mapping[str, Any]] = (),
     module_args: Mapping[str, Any] | None = None,
@@ -160,6 +163,7 @@ def register(
             constraints=cons,
             soft_targets=soft_targets,
             neg_inf_ok=neg_inf_ok,
+            min_classes=min_classes,
             stateful=stateful,
             test_configs=tuple(test_configs),
             module_args=dict(module_args or {}),

@@ -3,12 +3,51 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from losslab._validate import ClassificationInput
+from losslab._validate import ClassificationInput, prepare_classification
+from losslab.registry import spec_of
+
+
+def prepare(
+    fn: Callable[..., Tensor],
+    logits: Tensor,
+    target: Tensor,
+    hparams: Mapping[str, Any],
+    *,
+    weight: Tensor | None,
+    sample_weight: Tensor | None,
+    ignore_index: int | None,
+    reduction: str,
+    validate: bool,
+    neg_inf_ok: bool | None = None,
+) -> ClassificationInput:
+    """The preamble of every registered loss, driven by its spec.
+
+    Checks ``hparams`` against the declared constraints and validates the inputs with
+    the spec's target rules (soft targets, ``-inf`` masking, fewest classes), so each
+    rule is declared once, in ``register``. ``neg_inf_ok`` overrides the spec where it
+    depends on a hyperparameter.
+    """
+    spec = spec_of(fn)
+    spec.check_config(hparams)
+    return prepare_classification(
+        spec.name,
+        logits,
+        target,
+        weight=weight,
+        sample_weight=sample_weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        validate=validate,
+        soft_ok=spec.soft_targets,
+        neg_inf_ok=spec.neg_inf_ok if neg_inf_ok is None else neg_inf_ok,
+        min_classes=spec.min_classes,
+    )
 
 
 def target_value(

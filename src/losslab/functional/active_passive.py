@@ -11,10 +11,10 @@ import torch
 from torch import Tensor
 
 from losslab._reduce import reduce_input
-from losslab._validate import ClassificationInput, Real, prepare_classification
-from losslab.functional._common import one_minus_exp, target_value
+from losslab._validate import ClassificationInput, Real
+from losslab.functional._common import one_minus_exp, prepare, target_value
 from losslab.functional.noise_robust import RCE_SCALE, rce_per_element
-from losslab.registry import Claim, register, spec_of
+from losslab.registry import Claim, register
 
 _APL_REF = (
     "Ma, Huang, Wang, Romano, Erfani, Bailey. Normalized Loss Functions for Deep Learning "
@@ -60,41 +60,16 @@ def _aul_bound(a: float, q: float) -> float:
     return (a**q - (a - 1.0) ** q) / q
 
 
-def _prepare(
-    name: str,
-    logits: Tensor,
-    target: Tensor,
-    weight: Tensor | None,
-    sample_weight: Tensor | None,
-    ignore_index: int | None,
-    reduction: str,
-    validate: bool,
-    *,
-    normalized: bool,
-) -> ClassificationInput:
-    # NCE's denominator sums log p over *all* classes: a -inf masked class makes it
-    # infinite, so the NCE members refuse -inf logits (and need two classes).
-    return prepare_classification(
-        name,
-        logits,
-        target,
-        weight=weight,
-        sample_weight=sample_weight,
-        ignore_index=ignore_index,
-        reduction=reduction,
-        validate=validate,
-        neg_inf_ok=not normalized,
-        min_classes=2 if normalized else 1,
-    )
-
-
 @register(
     "nce",
     family="active_passive",
     reference=_APL_REF,
     formula=r"\ell(z, y) = \frac{-\log p_y}{-\sum_k \log p_k}",
     properties={"shift_invariant": {}, "symmetric": {}, "bounded": Claim(bound=1.0)},
+    # NCE's denominator sums log p over every class: a -inf masked class makes it
+    # infinite, and it needs two classes to be defined.
     neg_inf_ok=False,
+    min_classes=2,
 )
 def nce(
     logits: Tensor,
@@ -121,16 +96,16 @@ def nce(
 
     Reference: Ma et al., ICML 2020, arXiv:2006.13554.
     """
-    inp = _prepare(
-        "nce",
+    inp = prepare(
+        nce,
         logits,
         target,
-        weight,
-        sample_weight,
-        ignore_index,
-        reduction,
-        validate,
-        normalized=True,
+        {},
+        weight=weight,
+        sample_weight=sample_weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        validate=validate,
     )
     per = _nce_per_element(inp, torch.log_softmax(inp.logits, dim=1))
     return reduce_input(per, inp, reduction)
@@ -148,7 +123,10 @@ def nce(
         "classification_calibrated": {},
     },
     constraints={"alpha": Real(0.0), "beta": Real(0.0)},
+    # NCE's denominator sums log p over every class: a -inf masked class makes it
+    # infinite, and it needs two classes to be defined.
     neg_inf_ok=False,
+    min_classes=2,
     test_configs=({"alpha": 10.0, "beta": 0.1}, {"alpha": 1.0, "beta": 100.0}),
 )
 def nce_rce(
@@ -183,17 +161,16 @@ def nce_rce(
 
     Reference: Ma et al., ICML 2020, arXiv:2006.13554.
     """
-    spec_of(nce_rce).check_config({"alpha": alpha, "beta": beta})
-    inp = _prepare(
-        "nce_rce",
+    inp = prepare(
+        nce_rce,
         logits,
         target,
-        weight,
-        sample_weight,
-        ignore_index,
-        reduction,
-        validate,
-        normalized=True,
+        {"alpha": alpha, "beta": beta},
+        weight=weight,
+        sample_weight=sample_weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        validate=validate,
     )
     logp = torch.log_softmax(inp.logits, dim=1)
     per = alpha * _nce_per_element(inp, logp) + beta * rce_per_element(inp, logp)
@@ -244,17 +221,16 @@ def agce(
 
     Reference: Zhou et al., ICML 2021, arXiv:2106.03110.
     """
-    spec_of(agce).check_config({"a": a, "q": q})
-    inp = _prepare(
-        "agce",
+    inp = prepare(
+        agce,
         logits,
         target,
-        weight,
-        sample_weight,
-        ignore_index,
-        reduction,
-        validate,
-        normalized=False,
+        {"a": a, "q": q},
+        weight=weight,
+        sample_weight=sample_weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        validate=validate,
     )
     per = target_value(
         inp, lambda lp: _agce_of_logp(lp, a, q), torch.log_softmax(inp.logits, dim=1)
@@ -304,17 +280,16 @@ def aul(
 
     Reference: Zhou et al., ICML 2021, arXiv:2106.03110.
     """
-    spec_of(aul).check_config({"a": a, "q": q})
-    inp = _prepare(
-        "aul",
+    inp = prepare(
+        aul,
         logits,
         target,
-        weight,
-        sample_weight,
-        ignore_index,
-        reduction,
-        validate,
-        normalized=False,
+        {"a": a, "q": q},
+        weight=weight,
+        sample_weight=sample_weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        validate=validate,
     )
     per = target_value(inp, lambda lp: _aul_of_logp(lp, a, q), torch.log_softmax(inp.logits, dim=1))
     return reduce_input(per, inp, reduction)
@@ -338,7 +313,10 @@ def aul(
         "a": Real(0.0, lo_open=True),
         "q": Real(0.0, lo_open=True),
     },
+    # NCE's denominator sums log p over every class: a -inf masked class makes it
+    # infinite, and it needs two classes to be defined.
     neg_inf_ok=False,
+    min_classes=2,
     test_configs=(
         {"alpha": 10.0, "beta": 0.1, "a": 1.8, "q": 3.0},
         {"alpha": 0.0, "beta": 1.0, "a": 4.0, "q": 0.2},
@@ -375,17 +353,16 @@ def nce_agce(
 
     Reference: Zhou et al., ICML 2021, arXiv:2106.03110; Ma et al., ICML 2020.
     """
-    spec_of(nce_agce).check_config({"alpha": alpha, "beta": beta, "a": a, "q": q})
-    inp = _prepare(
-        "nce_agce",
+    inp = prepare(
+        nce_agce,
         logits,
         target,
-        weight,
-        sample_weight,
-        ignore_index,
-        reduction,
-        validate,
-        normalized=True,
+        {"alpha": alpha, "beta": beta, "a": a, "q": q},
+        weight=weight,
+        sample_weight=sample_weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        validate=validate,
     )
     logp = torch.log_softmax(inp.logits, dim=1)
     passive = target_value(inp, lambda lp: _agce_of_logp(lp, a, q), logp)
@@ -411,7 +388,10 @@ def nce_agce(
         "a": Real(1.0, lo_open=True),
         "q": Real(0.0, lo_open=True),
     },
+    # NCE's denominator sums log p over every class: a -inf masked class makes it
+    # infinite, and it needs two classes to be defined.
     neg_inf_ok=False,
+    min_classes=2,
     test_configs=(
         {"alpha": 10.0, "beta": 0.015, "a": 6.0, "q": 3.0},
         {"alpha": 0.0, "beta": 1.0, "a": 3.0, "q": 0.1},
@@ -446,17 +426,16 @@ def nce_aul(
 
     Reference: Zhou et al., ICML 2021, arXiv:2106.03110; Ma et al., ICML 2020.
     """
-    spec_of(nce_aul).check_config({"alpha": alpha, "beta": beta, "a": a, "q": q})
-    inp = _prepare(
-        "nce_aul",
+    inp = prepare(
+        nce_aul,
         logits,
         target,
-        weight,
-        sample_weight,
-        ignore_index,
-        reduction,
-        validate,
-        normalized=True,
+        {"alpha": alpha, "beta": beta, "a": a, "q": q},
+        weight=weight,
+        sample_weight=sample_weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        validate=validate,
     )
     logp = torch.log_softmax(inp.logits, dim=1)
     passive = target_value(inp, lambda lp: _aul_of_logp(lp, a, q), logp)

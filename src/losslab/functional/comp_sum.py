@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
 from losslab._reduce import reduce_input
-from losslab._validate import Real, prepare_classification
-from losslab.functional._common import expm1_linear_tail, target_value
-from losslab.registry import Claim, register, spec_of
+from losslab._validate import Real
+from losslab.functional._common import expm1_linear_tail, prepare, target_value
+from losslab.registry import Claim, register
 
 _REF = (
     "Mao, Mohri, Zhong. Cross-Entropy Loss Functions: Theoretical Analysis and "
@@ -31,7 +33,8 @@ def _comp_sum_of_logp(logp: Tensor, tau: float) -> Tensor:
 
 
 def _comp_sum_core(
-    name: str,
+    fn: Callable[..., Tensor],
+    hparams: dict[str, float],
     logits: Tensor,
     target: Tensor,
     tau: float,
@@ -41,10 +44,11 @@ def _comp_sum_core(
     reduction: str,
     validate: bool,
 ) -> Tensor:
-    inp = prepare_classification(
-        name,
+    inp = prepare(
+        fn,
         logits,
         target,
+        hparams,
         weight=weight,
         sample_weight=sample_weight,
         ignore_index=ignore_index,
@@ -104,9 +108,9 @@ def comp_sum(
 
     Reference: Mao, Mohri, Zhong, ICML 2023, arXiv:2304.07288.
     """
-    spec_of(comp_sum).check_config({"tau": tau})
     return _comp_sum_core(
-        "comp_sum",
+        comp_sum,
+        {"tau": tau},
         logits,
         target,
         float(tau),
@@ -145,7 +149,7 @@ def sum_exp(
     Reference: Mao, Mohri, Zhong, ICML 2023, arXiv:2304.07288.
     """
     return _comp_sum_core(
-        "sum_exp", logits, target, 0.0, weight, sample_weight, ignore_index, reduction, validate
+        sum_exp, {}, logits, target, 0.0, weight, sample_weight, ignore_index, reduction, validate
     )
 
 
@@ -183,9 +187,9 @@ def gce(
 
     Reference: Zhang & Sabuncu, NeurIPS 2018, arXiv:1805.07836.
     """
-    spec_of(gce).check_config({"q": q})
     return _comp_sum_core(
-        "gce",
+        gce,
+        {"q": q},
         logits,
         target,
         1.0 + float(q),
@@ -230,5 +234,5 @@ def mae(
     Reference: Ghosh, Kumar, Sastry, AAAI 2017, arXiv:1712.09482.
     """
     return _comp_sum_core(
-        "mae", logits, target, 2.0, weight, sample_weight, ignore_index, reduction, validate
+        mae, {}, logits, target, 2.0, weight, sample_weight, ignore_index, reduction, validate
     )

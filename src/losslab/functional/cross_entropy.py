@@ -6,9 +6,9 @@ import torch
 from torch import Tensor
 
 from losslab._reduce import reduce_input
-from losslab._validate import Real, RealOrClassVector, prepare_classification
-from losslab.functional._common import one_minus_exp, target_value
-from losslab.registry import register, spec_of
+from losslab._validate import Real, RealOrClassVector
+from losslab.functional._common import one_minus_exp, prepare, target_value
+from losslab.registry import register
 
 
 @register(
@@ -63,12 +63,11 @@ def ce(
 
     Reference: label smoothing, Szegedy et al., CVPR 2016, arXiv:1512.00567.
     """
-    spec = spec_of(ce)
-    spec.check_config({"label_smoothing": label_smoothing})
-    inp = prepare_classification(
-        "ce",
+    inp = prepare(
+        ce,
         logits,
         target,
+        {"label_smoothing": label_smoothing},
         weight=weight,
         sample_weight=sample_weight,
         ignore_index=ignore_index,
@@ -130,11 +129,11 @@ def focal(
 
     Reference: Lin et al., ICCV 2017, arXiv:1708.02002.
     """
-    spec_of(focal).check_config({"gamma": gamma, "alpha": alpha})
-    inp = prepare_classification(
-        "focal",
+    inp = prepare(
+        focal,
         logits,
         target,
+        {"gamma": gamma, "alpha": alpha},
         weight=weight,
         sample_weight=sample_weight,
         ignore_index=ignore_index,

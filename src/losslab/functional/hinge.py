@@ -6,8 +6,9 @@ import torch
 from torch import Tensor
 
 from losslab._reduce import reduce_input
-from losslab._validate import Real, prepare_classification
-from losslab.registry import register, spec_of
+from losslab._validate import Real
+from losslab.functional._common import prepare
+from losslab.registry import register
 
 
 @register(
@@ -48,17 +49,16 @@ def cs_svm(
 
     Reference: Crammer & Singer, JMLR 2001.
     """
-    spec_of(cs_svm).check_config({"margin": margin})
-    inp = prepare_classification(
-        "cs_svm",
+    inp = prepare(
+        cs_svm,
         logits,
         target,
+        {"margin": margin},
         weight=weight,
         sample_weight=sample_weight,
         ignore_index=ignore_index,
         reduction=reduction,
         validate=validate,
-        soft_ok=False,
     )
     # max over k != y of z_k, via max() with indices: its backward is one scatter, while
     # amax's compares every element against the maximum.
@@ -103,17 +103,16 @@ def ww_svm(
 
     Reference: Weston & Watkins, ESANN 1999.
     """
-    spec_of(ww_svm).check_config({"margin": margin})
-    inp = prepare_classification(
-        "ww_svm",
+    inp = prepare(
+        ww_svm,
         logits,
         target,
+        {"margin": margin},
         weight=weight,
         sample_weight=sample_weight,
         ignore_index=ignore_index,
         reduction=reduction,
         validate=validate,
-        soft_ok=False,
     )
     z_y = inp.logits.gather(1, inp.index.unsqueeze(1))
     # The target's own term is relu(c) = c exactly (c >= 0) and has zero gradient, so

@@ -31,11 +31,11 @@ from losslab._validate import (
     Real,
     describe,
     fail,
-    prepare_classification,
     value_checks_enabled,
 )
+from losslab.functional._common import prepare
 from losslab.functional._fused import LDRKLRows, as_rows
-from losslab.registry import Claim, register, spec_of
+from losslab.registry import Claim, register
 
 _REF = (
     "Zhu, Ying, Yang. Label Distributionally Robust Losses for Multi-class "
@@ -146,19 +146,16 @@ def ldr_kl(
 
     Reference: arXiv:2112.14869; code github.com/Optimization-AI/ICML2023_LDR.
     """
-    spec_of(ldr_kl).check_config(
-        {"temperature": temperature, "margin": margin, "normalize": normalize}
-    )
-    inp = prepare_classification(
-        "ldr_kl",
+    inp = prepare(
+        ldr_kl,
         logits,
         target,
+        {"temperature": temperature, "margin": margin, "normalize": normalize},
         weight=weight,
         sample_weight=sample_weight,
         ignore_index=ignore_index,
         reduction=reduction,
         validate=validate,
-        soft_ok=False,
         neg_inf_ok=normalize != "abs_mean",
     )
     per = ldr_value(inp.logits, inp.index, margin, float(temperature), normalize)
@@ -253,6 +250,7 @@ def aldr_kl_temperature(
     stateful=True,
     module_args={"num_samples": None},
     test_configs=({"normalize": "softplus_mean"}, {"normalize": "none", "alpha": 4.0}),
+    min_classes=2,
 )
 def aldr_kl(
     logits: Tensor,
@@ -295,21 +293,16 @@ def aldr_kl(
 
     Reference: arXiv:2112.14869; code github.com/Optimization-AI/ICML2023_LDR.
     """
-    spec_of(aldr_kl).check_config(
-        {"temperature0": temperature0, "alpha": alpha, "margin": margin, "normalize": normalize}
-    )
-    inp = prepare_classification(
-        "aldr_kl",
+    inp = prepare(
+        aldr_kl,
         logits,
         target,
+        {"temperature0": temperature0, "alpha": alpha, "margin": margin, "normalize": normalize},
         weight=weight,
         sample_weight=sample_weight,
         ignore_index=ignore_index,
         reduction=reduction,
         validate=validate,
-        soft_ok=False,
-        neg_inf_ok=False,
-        min_classes=2,
     )
     _check_sample_temperature("aldr_kl", sample_temperature, inp.index.shape, validate)
     if sample_temperature is None:

@@ -12,10 +12,10 @@ import torch
 from torch import Tensor
 
 from losslab._reduce import reduce_input
-from losslab._validate import ClassificationInput, Real, prepare_classification
-from losslab.functional._common import one_minus_exp, target_value
+from losslab._validate import ClassificationInput, Real
+from losslab.functional._common import one_minus_exp, prepare, target_value
 from losslab.functional._fused import SoftmaxSeparableRows, as_rows
-from losslab.registry import Claim, register, spec_of
+from losslab.registry import Claim, register
 
 #: RCE replaces ``log 0`` by ``log(RCE_LABEL_CLAMP)``: the official SCE and APL code clamp the
 #: one-hot label to ``[1e-4, 1]`` before the log. This is part of the loss's definition (it
@@ -93,10 +93,11 @@ def mse(
 
     Reference: Brier 1950; Ghosh, Kumar & Sastry, AAAI 2017, arXiv:1712.09482.
     """
-    inp = prepare_classification(
-        "mse",
+    inp = prepare(
+        mse,
         logits,
         target,
+        {},
         weight=weight,
         sample_weight=sample_weight,
         ignore_index=ignore_index,
@@ -159,10 +160,11 @@ def rce(
 
     Reference: Wang et al., ICCV 2019, arXiv:1908.06112.
     """
-    inp = prepare_classification(
-        "rce",
+    inp = prepare(
+        rce,
         logits,
         target,
+        {},
         weight=weight,
         sample_weight=sample_weight,
         ignore_index=ignore_index,
@@ -221,11 +223,11 @@ def sce(
 
     Reference: Wang et al., ICCV 2019, arXiv:1908.06112.
     """
-    spec_of(sce).check_config({"alpha": alpha, "beta": beta})
-    inp = prepare_classification(
-        "sce",
+    inp = prepare(
+        sce,
         logits,
         target,
+        {"alpha": alpha, "beta": beta},
         weight=weight,
         sample_weight=sample_weight,
         ignore_index=ignore_index,
@@ -288,11 +290,11 @@ def tgce(
 
     Reference: Zhang & Sabuncu, NeurIPS 2018, arXiv:1805.07836.
     """
-    spec_of(tgce).check_config({"q": q, "k": k})
-    inp = prepare_classification(
-        "tgce",
+    inp = prepare(
+        tgce,
         logits,
         target,
+        {"q": q, "k": k},
         weight=weight,
         sample_weight=sample_weight,
         ignore_index=ignore_index,
@@ -318,6 +320,7 @@ def tgce(
     properties={"shift_invariant": {}, "symmetric": {}, "classification_calibrated": {}},
     constraints={"alpha": Real(0.0, lo_open=True)},
     test_configs=({"alpha": 1.0}, {"alpha": 10.0}),
+    min_classes=2,
 )
 def rll(
     logits: Tensor,
@@ -355,17 +358,16 @@ def rll(
 
     Reference: Patel & Sastry, PAKDD 2021, arXiv:2107.09957.
     """
-    spec_of(rll).check_config({"alpha": alpha})
-    inp = prepare_classification(
-        "rll",
+    inp = prepare(
+        rll,
         logits,
         target,
+        {"alpha": alpha},
         weight=weight,
         sample_weight=sample_weight,
         ignore_index=ignore_index,
         reduction=reduction,
         validate=validate,
-        min_classes=2,
     )
     log_alpha = math.log(alpha)
     c = inp.num_classes
@@ -456,11 +458,11 @@ def jsc(
 
     Reference: Englesson & Azizpour, NeurIPS 2021, arXiv:2105.04522.
     """
-    spec_of(jsc).check_config({"pi": pi})
-    inp = prepare_classification(
-        "jsc",
+    inp = prepare(
+        jsc,
         logits,
         target,
+        {"pi": pi},
         weight=weight,
         sample_weight=sample_weight,
         ignore_index=ignore_index,

@@ -8,10 +8,10 @@ import torch
 from torch import Tensor
 
 from losslab._reduce import reduce_input
-from losslab._validate import Real, prepare_classification
-from losslab.functional._common import target_value
+from losslab._validate import Real
+from losslab.functional._common import prepare, target_value
 from losslab.functional._fused import ZLossRows, as_rows
-from losslab.registry import Claim, register, spec_of
+from losslab.registry import Claim, register
 
 
 def row_moments(o: Tensor) -> tuple[Tensor, Tensor]:
@@ -85,17 +85,16 @@ def z_loss(
 
     Reference: arXiv:1604.08859; code github.com/pascal20100/factored_output_layer.
     """
-    spec_of(z_loss).check_config({"a": a, "b": b})
-    inp = prepare_classification(
-        "z_loss",
+    inp = prepare(
+        z_loss,
         logits,
         target,
+        {"a": a, "b": b},
         weight=weight,
         sample_weight=sample_weight,
         ignore_index=ignore_index,
         reduction=reduction,
         validate=validate,
-        neg_inf_ok=False,
     )
     if inp.soft is None:
         # Index targets: fused rows with the one-pass analytic backward.
