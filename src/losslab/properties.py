@@ -84,7 +84,7 @@ def check_symmetric(
     totals = []
     for scale in (0.3, 3.0, 30.0):
         z = _random_logits(g, n, c, scale)
-        totals.append(sum(fn(z, torch.full((n,), k)) for k in range(c)))
+        totals.append(torch.stack([fn(z, torch.full((n,), k)) for k in range(c)]).sum(dim=0))
     t = torch.cat(totals)
     _close(t, t[:1].expand_as(t), f"{name}: sum_k l(z, k) is not constant", rtol=1e-5, atol=1e-5)
 
@@ -138,7 +138,7 @@ def check_classification_calibrated(
     are optimised jointly (one batch of ``trials * c`` rows).
     """
     fn, _ = _loss_fn(name, params)
-    etas = []
+    etas: list[Tensor] = []
     while len(etas) < trials:
         # Normalised exponentials are a uniform Dirichlet draw, seeded by ``g``.
         e = -torch.log(torch.rand(c, generator=g, dtype=torch.float64))

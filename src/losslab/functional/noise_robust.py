@@ -7,6 +7,8 @@ Every loss here is a function of the softmax ``p = softmax(z)`` and is computed 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -398,7 +400,7 @@ def rll(
     return reduce_input(per, inp, reduction)
 
 
-def _jsc_bound(cfg: dict, num_classes: int) -> float:
+def _jsc_bound(cfg: Mapping[str, Any], num_classes: int) -> float:
     pi = cfg["pi"]
     entropy = -pi * math.log(pi) - (1 - pi) * math.log(1 - pi)
     return entropy / (-(1 - pi) * math.log(1 - pi))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -25,7 +27,7 @@ def row_moments(o: Tensor) -> tuple[Tensor, Tensor]:
     return mu, var.clamp_min(eps * eps).sqrt()
 
 
-def _z_loss_bound(cfg: dict, num_classes: int) -> float:
+def _z_loss_bound(cfg: Mapping[str, Any], num_classes: int) -> float:
     # z_c >= -sqrt(C - 1) for standardised logits, so the loss is at most its value there.
     a, b = cfg["a"], cfg["b"]
     x = a * (b + math.sqrt(num_classes - 1))

@@ -34,20 +34,23 @@ class ALDRKLLoss(LossModule):
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)
-        Int(1).check("aldr_kl", "num_samples", self.num_samples)
+        num_samples = self.get_config()["num_samples"]
+        Int(1).check("aldr_kl", "num_samples", num_samples)
+        self._num_samples: int = num_samples
         # CPU at construction; .to(device) moves it with the model (never pick a device here).
-        self.register_buffer(
-            "sample_temperature", torch.full((self.num_samples,), float(self.temperature0))
-        )
+        lam0 = float(self.hyperparameters()["temperature0"])
+        self.register_buffer("sample_temperature", torch.full((num_samples,), lam0))
 
     def forward(
         self,
         logits: Tensor,
         target: Tensor,
         sample_weight: Tensor | None = None,
-        *,
-        index: Tensor | None = None,
+        **extra: Any,
     ) -> Tensor:
+        index = extra.pop("index", None)
+        if extra:
+            raise TypeError(f"aldr_kl: unexpected keyword arguments {sorted(extra)}")
         if index is None:
             fail(
                 "aldr_kl",
@@ -64,33 +67,34 @@ class ALDRKLLoss(LossModule):
             )
         if index.shape != expected_shape:
             fail("aldr_kl", "index", f"shape {tuple(expected_shape)}", describe(index))
-        if value_checks_enabled(self.validate) and bool(
-            ((index < 0) | (index >= self.num_samples)).any()
-        ):
+        n = self._num_samples
+        if value_checks_enabled(self.validate) and bool(((index < 0) | (index >= n)).any()):
             fail(
                 "aldr_kl",
                 "index",
-                f"dataset indices in [0, {self.num_samples - 1}]",
+                f"dataset indices in [0, {n - 1}]",
                 f"values from {int(index.min())} to {int(index.max())}",
             )
-        previous = self.sample_temperature[index]
+        hp = self.hyperparameters()
+        state = self.get_buffer("sample_temperature")
+        previous = state[index]
         if self.training:
             new = F.aldr_kl_temperature(
                 logits,
-                temperature0=self.temperature0,
-                alpha=self.alpha,
-                normalize=self.normalize,
+                temperature0=hp["temperature0"],
+                alpha=hp["alpha"],
+                normalize=hp["normalize"],
                 sample_temperature=previous,
             ).to(previous.dtype)
             if self.ignore_index is not None and not target.is_floating_point():
                 new = torch.where(target != self.ignore_index, new, previous)
-            self.sample_temperature[index] = new
+            state[index] = new
         else:
             new = previous
-        return self.function(
+        return F.aldr_kl(
             logits,
             target,
-            **self.hyperparameters(),
+            **hp,
             sample_temperature=new,
             weight=self.weight,
             sample_weight=sample_weight,
