@@ -39,6 +39,7 @@ data: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy src/losslab
 
 format: $(STAMP)
 	$(BIN)/ruff format .
