@@ -82,6 +82,7 @@ class _Config:
     reduction: str
     chunk_size: int
     vocab_chunk_size: int
+    allow_retain_graph: bool = False
 
 
 def _acc_dtype(*tensors: Tensor | None) -> torch.dtype:
@@ -113,7 +114,7 @@ def auto_chunk_size(n: int, d: int, v: int, dtype: torch.dtype = torch.float32) 
     item = 4 if dtype != torch.float64 else 8
     budget = max((n * d + v * d) * item // 4, 16 * 2**20)
     rows = max(budget // max(v * item, 1), 64)
-    rows = 1 << int(math.floor(math.log2(rows)))
+    rows = 1 << (int(rows).bit_length() - 1)
     return int(max(1, min(rows, n)))
 
 
@@ -381,7 +382,17 @@ class _LinearCrossEntropyFn(torch.autograd.Function):
                 raise RuntimeError(
                     f"{_FN}: gradients for reduction={cfg.reduction!r} are computed in the "
                     "forward pass and handed out once; backward through the same graph twice "
-                    "(retain_graph=True) is not supported. Call the loss again instead."
+                    "(retain_graph=True) needs allow_retain_graph=True (keeps a copy of them)."
+                )
+            if cfg.allow_retain_graph:  # keep the buffers; hand out scaled copies
+                return (
+                    *(
+                        None if g is None else (g * grad_out.to(g.dtype)).to(dt)
+                        for g, dt in zip(ctx.grads, (h_dt, w_dt, b_dt), strict=True)
+                    ),
+                    None,
+                    None,
+                    None,
                 )
             grads, ctx.grads = ctx.grads, None
             out: list[Tensor | None] = []
@@ -440,6 +451,7 @@ def linear_cross_entropy(
     shift: int = 0,
     impl: str = "torch",
     validate: bool = True,
+    allow_retain_graph: bool = False,
 ) -> Tensor:
     r"""Cross-entropy of ``hidden @ weight.T + bias`` without materialising the logits.
 
@@ -468,6 +480,9 @@ def linear_cross_entropy(
         impl: ``"torch"`` (this file, CPU and GPU), or an optional back-end
             (``"torch_native"``, ``"cce"``, ``"liger"``), see :mod:`losslab.heads._backends`.
         validate: check the target range (host sync); skipped under ``torch.compile``.
+        allow_retain_graph: for "mean"/"sum" the gradients are made in the forward pass and
+            handed to autograd once (no copy); set True to backpropagate through the same graph
+            several times (``retain_graph=True``, ``gradcheck``) at the cost of a copy.
 
     Returns:
         float32 loss (float64 for float64 inputs): scalar, or per token for ``"none"``.
@@ -543,6 +558,7 @@ def linear_cross_entropy(
         reduction=reduction,
         chunk_size=int(chunk_size or auto_chunk_size(n, d, v, acc)),
         vocab_chunk_size=int(vocab_chunk_size or (v if v <= 65536 else 32768)),
+        allow_retain_graph=bool(allow_retain_graph),
     )
     grad_on = torch.is_grad_enabled()
     need = (
@@ -576,6 +592,7 @@ class LinearCrossEntropy(nn.Module):
         shift: int = 0,
         impl: str = "torch",
         validate: bool = True,
+        allow_retain_graph: bool = False,
     ) -> None:
         super().__init__()
         check_reduction(type(self).__name__, reduction)
@@ -589,6 +606,7 @@ class LinearCrossEntropy(nn.Module):
         self.shift = shift
         self.impl = impl
         self.validate = validate
+        self.allow_retain_graph = allow_retain_graph
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -602,6 +620,7 @@ class LinearCrossEntropy(nn.Module):
             "shift": self.shift,
             "impl": self.impl,
             "validate": self.validate,
+            "allow_retain_graph": self.allow_retain_graph,
         }
 
     @classmethod
