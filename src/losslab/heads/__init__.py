@@ -9,5 +9,12 @@
 """
 
 from .linear_ce import LinearCrossEntropy, auto_chunk_size, linear_cross_entropy
+from .vocab_parallel import vocab_parallel_linear_cross_entropy, vocab_slice
 
-__all__ = ["LinearCrossEntropy", "auto_chunk_size", "linear_cross_entropy"]
+__all__ = [
+    "LinearCrossEntropy",
+    "auto_chunk_size",
+    "linear_cross_entropy",
+    "vocab_parallel_linear_cross_entropy",
+    "vocab_slice",
+]

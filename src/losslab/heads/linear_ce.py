@@ -289,11 +289,17 @@ def _recompute_backward(
     r: Tensor,
     cfg: _Config,
     need: tuple[bool, bool, bool],
+    vocab_total: int | None = None,
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-    """Gradients for per-row upstream factors r, recomputing logits block by block."""
+    """Gradients for per-row upstream factors r, recomputing logits block by block.
+
+    ``w`` may be a vocabulary shard (``vocab_total`` = full V, ``y`` shifted to the shard);
+    targets outside ``[0, w.shape[0])`` then simply never hit a column here.
+    """
     acc = w.dtype
     n, d = h.shape
     v = w.shape[0]
+    v_all = vocab_total or v
     c = min(cfg.chunk_size, n)
     vb = min(cfg.vocab_chunk_size, v)
     buf = torch.empty((c, vb), dtype=acc, device=h.device)
@@ -322,7 +328,7 @@ def _recompute_backward(
             z.sub_(lse_c[:, None]).exp_()
             inside = (y_c >= vs) & (y_c < ve)
             y_local = torch.where(inside, y_c - vs, torch.full_like(y_c, -1))
-            _grad_from_probs_(z, r_c, lse_c, y_local, cfg, v, t_c)
+            _grad_from_probs_(z, r_c, lse_c, y_local, cfg, v_all, t_c)
             if dh is not None:
                 dh[s:e].addmm_(z, w[vs:ve])
             if dw is not None:
