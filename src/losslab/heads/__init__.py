@@ -9,12 +9,15 @@
 """
 
 from .linear_ce import LinearCrossEntropy, auto_chunk_size, linear_cross_entropy
+from .spherical import SphericalOutput, spherical_loss_from_stats
 from .vocab_parallel import vocab_parallel_linear_cross_entropy, vocab_slice
 
 __all__ = [
     "LinearCrossEntropy",
+    "SphericalOutput",
     "auto_chunk_size",
     "linear_cross_entropy",
+    "spherical_loss_from_stats",
     "vocab_parallel_linear_cross_entropy",
     "vocab_slice",
 ]
