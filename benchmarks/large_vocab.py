@@ -233,7 +233,14 @@ def _merge_rounds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(merged.values())
 
 
+def _ratio(r: dict[str, Any], ref: dict[str, Any] | None, field: str) -> str:
+    if ref is None or "error" in ref or not ref.get(field) or not r.get(field):
+        return "-"
+    return f"{r[field] / ref[field]:.2f}"
+
+
 def print_tables(rows: list[dict[str, Any]]) -> None:
+    """Markdown tables; ratios on process CPU time (primary) and on wall time."""
     rows = _merge_rounds(rows)
     by = {_key(r): r for r in rows}
     for shape in SHAPES:
@@ -243,7 +250,7 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
                 continue
             n, d, v = SHAPES[shape]
             print(f"\n### N={n}, D={d}, V={v}, {dt} inputs")
-            floor = by.get((shape, dt, "small", "gemm_floor"))
+            floor = by.get((shape, "float32", "small", "gemm_floor"))  # float32 products
             naive = by.get((shape, dt, "small", "naive"))
             lce = [
                 r
@@ -252,40 +259,41 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
                 and r["scale"] == "small"
                 and "error" not in r
             ]
-            best = min(lce, key=lambda r: r["time_s"]) if lce else None
+            best = min(lce, key=lambda r: r.get("cpu_s") or r["time_s"]) if lce else None
             if floor:
                 print(
-                    f"GEMM floor (min over {floor['rounds']} rounds, float32): "
+                    f"GEMM floor (float32, min over {floor['rounds']} rounds): wall "
                     f"h@W.T {floor['hWt_s']:.2f} s + G@W {floor['GW_s']:.2f} s + "
-                    f"G.T@h {floor['GTh_s']:.2f} s = {floor['time_s']:.2f} s"
+                    f"G.T@h {floor['GTh_s']:.2f} s = {floor['time_s']:.2f} s; "
+                    f"cpu {floor.get('cpu_s', 0):.2f} s"
                 )
             if best:
                 print(f"best torch linear_cross_entropy configuration: {best['variant']}")
             print(
-                "| variant | logits | loss | peak extra MiB | x grad floor | fwd+bwd s | rounds "
-                "| x GEMM floor | x naive | x best torch LCE | x own small-logit time | cpu s |"
+                "| variant | logit std | loss | peak extra MiB | x grad floor | cpu s "
+                "| x GEMM floor | x naive | x best torch LCE | x own std-0.1 time "
+                "| wall s | wall x GEMM floor | wall x naive | rounds |"
             )
-            print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+            print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
             for r in sorted(
                 sel, key=lambda r: (VARIANTS.index(r["variant"]), r["scale"] != "small")
             ):
                 if r["variant"] == "gemm_floor":
                     continue
+                std = f"{SCALES[r['scale']]:g}"
                 if "error" in r:
-                    print(f"| {r['variant']} | {r['scale']} | failed: {r['error'][:80]} |")
+                    print(f"| {r['variant']} | {std} | failed: {r['error'][:90]} |")
                     continue
-                t = r["time_s"]
-
-                def ratio(ref: dict[str, Any] | None, t: float = t) -> str:
-                    return f"{t / ref['time_s']:.2f}" if ref and "time_s" in ref else "-"
-
                 own = by.get((shape, dt, "small", r["variant"]))
+                own_s = _ratio(r, own, "cpu_s") if r["scale"] != "small" else "-"
                 print(
-                    f"| {r['variant']} | std {SCALES[r['scale']]:g} | {r['loss']:.4f} | "
+                    f"| {r['variant']} | {std} | {r['loss']:.4f} | "
                     f"{r['peak_extra_MiB']:.0f} | "
                     f"{r['peak_extra_MiB'] / r['grad_floor_MiB']:.2f} | "
-                    f"{t:.2f} | {r['rounds']} | {ratio(floor)} | {ratio(naive)} | {ratio(best)} | "
-                    f"{ratio(own) if r['scale'] != 'small' else '-'} | {r.get('cpu_s', 0):.1f} |"
+                    f"{r.get('cpu_s', 0):.2f} | {_ratio(r, floor, 'cpu_s')} | "
+                    f"{_ratio(r, naive, 'cpu_s')} | {_ratio(r, best, 'cpu_s')} | {own_s} | "
+                    f"{r['time_s']:.2f} | {_ratio(r, floor, 'time_s')} | "
+                    f"{_ratio(r, naive, 'time_s')} | {r['rounds']} |"
                 )
 
 
