@@ -109,7 +109,7 @@ class _SphericalFn(torch.autograd.Function):
             rows = head.loss_from_stats(s, q, oc)
             grads = torch.autograd.grad(rows.sum(), (s, q, oc), allow_unused=True)
             alpha, beta, gamma = (torch.zeros_like(s) if g is None else g for g in grads)
-        ctx.save_for_backward(h, target, hq, wc, alpha, beta, gamma)
+        ctx.save_for_backward(h, target, hq, wc, s.detach(), alpha, beta, gamma)
         ctx.head, ctx.reduction = head, reduction
         rows = rows.detach()
         if reduction == "mean":
@@ -120,14 +120,15 @@ class _SphericalFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        h, target, hq, wc, alpha, beta, gamma = ctx.saved_tensors
+        h, target, hq, wc, s, alpha, beta, gamma = ctx.saved_tensors
         m = h.shape[0]
         r = grad_out / m if ctx.reduction == "mean" else grad_out  # scalar or per row
         r = r.expand(m) if r.dim() == 0 else r
         alpha, beta, gamma = alpha * r, beta * r, gamma * r
         head: SphericalOutput = ctx.head
         dh = alpha[:, None] * head.wbar + 2.0 * beta[:, None] * hq + gamma[:, None] * wc
-        head._record(h.detach(), target, alpha, beta, gamma)
+        # h Q, W_c and s are valid for the step as long as W has not changed since forward
+        head._record(h.detach(), target, alpha, beta, gamma, hq, wc, s, head._version)
         return dh, None, None, None
 
 
@@ -170,7 +171,8 @@ class SphericalOutput(nn.Module):
         self.register_buffer("omega", torch.zeros(in_features, dtype=dtype, device=device))
         self.register_buffer("Q", A.T @ A)
         self.register_buffer("wbar", A.sum(0))
-        self._pending: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]] = []
+        self._pending: list[tuple[Any, ...]] = []
+        self._version = 0  # bumped by every change of W; cached h Q / W_c are reused if equal
 
     # -- construction / inspection (O(V D^2), not for the training loop) --------------------
     @classmethod
@@ -199,6 +201,7 @@ class SphericalOutput(nn.Module):
         w = self.weight
         self.Q.copy_(w.T @ w)
         self.wbar.copy_(w.sum(0))
+        self._version += 1
 
     @torch.no_grad()
     def renormalize(self) -> None:
@@ -206,6 +209,7 @@ class SphericalOutput(nn.Module):
         self.A.copy_(self.weight)
         self.U.copy_(torch.eye(self.in_features, dtype=self.U.dtype, device=self.U.device))
         self.omega.zero_()
+        self._version += 1
 
     # -- O(D^2) per example -----------------------------------------------------------------
     def target_rows(self, target: Tensor) -> Tensor:
@@ -235,8 +239,8 @@ class SphericalOutput(nn.Module):
         out = _SphericalFn.apply(x, target.long(), self, self.reduction)
         return out
 
-    def _record(self, h: Tensor, c: Tensor, al: Tensor, be: Tensor, ga: Tensor) -> None:
-        self._pending.append((h, c, al, be, ga))
+    def _record(self, *record: Any) -> None:
+        self._pending.append(record)
 
     def zero_grad_pending(self) -> None:
         """Drop recorded gradients without applying them."""
@@ -247,14 +251,13 @@ class SphericalOutput(nn.Module):
         """Exact SGD step W <- W - lr * dL/dW for all gradients recorded since the last step."""
         if not self._pending:
             return
-        H = torch.cat([p[0] for p in self._pending])
-        C = torch.cat([p[1] for p in self._pending])
-        al, be, ga = (torch.cat([p[k] for p in self._pending]) for k in (2, 3, 4))
-        self._pending.clear()
+        pending, self._pending = self._pending, []
+        H, C, al, be, ga = (torch.cat([p[k] for p in pending]) for k in range(5))
         v, eta = float(self.num_classes), float(lr)
-        HQ = H @ self.Q
-        WC = self.target_rows(C)  # rows of the current W at the targets
-        s = H @ self.wbar
+        if all(p[8] == self._version for p in pending):  # reuse forward's O(m D^2) products
+            HQ, WC, s = (torch.cat([p[k] for p in pending]) for k in (5, 6, 7))
+        else:
+            HQ, WC, s = H @ self.Q, self.target_rows(C), H @ self.wbar
         dH = al[:, None] * self.wbar + 2.0 * be[:, None] * HQ + ga[:, None] * WC  # = G W
         # K = G G^T, g_i = al_i 1 + 2 be_i o_i + ga_i e_{c_i}
         P = HQ @ H.T  # o_i . o_j
@@ -271,7 +274,8 @@ class SphericalOutput(nn.Module):
         )
         g1 = al * v + 2.0 * bs + ga
         # statistics first (they use the old W through dH, HQ, s)
-        self.Q.add_(-eta * (dH.T @ H + H.T @ dH) + (eta * eta) * (H.T @ K @ H))
+        cross = dH.T @ H
+        self.Q.add_(cross + cross.T, alpha=-eta).add_(H.T @ (K @ H), alpha=eta * eta)
         self.wbar.add_(-eta * (H.T @ g1))
         # factors: M = I - eta * sum_i 2 be_i h_i h_i^T
         M = torch.eye(self.in_features, dtype=H.dtype, device=H.device) - eta * (
@@ -282,6 +286,7 @@ class SphericalOutput(nn.Module):
         # A'_{c_i} -= eta ga_i h_i^T U'^{-1}  <=>  rows (U'^{-T} h_i)^T
         rows = torch.linalg.solve(self.U.T, H.T).T  # (m, D) = h_i^T U'^{-1}
         self.A.index_add_(0, C, -eta * ga[:, None] * rows)
+        self._version += 1
 
     def extra_repr(self) -> str:
         return (
