@@ -17,10 +17,13 @@ from losslab.heads.vocab_parallel import vocab_parallel_linear_cross_entropy, vo
 WORLD = 2
 CASES = [
     dict(reduction=red, label_smoothing=ls, z_loss=zl, softcap=cap, bias=bias)
-    for red, ls, zl, cap, bias in itertools.product(
-        ["mean", "sum", "none"], [0.0, 0.1], [0.0, 1e-2], [None, 4.0], [False, True]
-    )
-    if not (ls and zl and cap is None)  # a representative subset keeps the test at ~2 s
+    for red in ("mean", "sum", "none")
+    for ls, zl, cap, bias in [
+        (0.0, 0.0, None, False),
+        (0.1, 0.0, None, True),
+        (0.0, 1e-2, 4.0, False),
+        (0.1, 1e-2, 4.0, True),
+    ]
 ]
 
 
