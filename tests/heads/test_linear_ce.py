@@ -253,3 +253,13 @@ def test_bad_inputs_raise_clear_errors():
         linear_cross_entropy(h, w, y, softcap=0.0)
     with pytest.raises(ValueError, match="unknown impl"):
         linear_cross_entropy(h, w, y, impl="nope")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_empty_batch(reduction):
+    h = torch.zeros(0, 4, requires_grad=True)
+    w = torch.randn(7, 4, requires_grad=True)
+    out = linear_cross_entropy(h, w, torch.zeros(0, dtype=torch.long), reduction=reduction)
+    assert out.shape == ((0,) if reduction == "none" else ())
+    out.sum().backward()
+    assert w.grad is not None and w.grad.abs().max() == 0

@@ -204,7 +204,7 @@ def _fused_forward(
     acc = w.dtype
     n, d = h.shape
     v = w.shape[0]
-    c = min(cfg.chunk_size, n)
+    c = max(1, min(cfg.chunk_size, n))
     buf = torch.empty((c, v), dtype=acc, device=h.device)
     tanh_buf = torch.empty_like(buf) if cfg.softcap is not None else None
     loss = torch.empty(n, dtype=acc, device=h.device)
@@ -248,8 +248,8 @@ def _lse_forward(
     acc = w.dtype
     n = h.shape[0]
     v = w.shape[0]
-    c = min(cfg.chunk_size, n)
-    vb = min(cfg.vocab_chunk_size, v)
+    c = max(1, min(cfg.chunk_size, n))
+    vb = max(1, min(cfg.vocab_chunk_size, v))
     buf = torch.empty((c, vb), dtype=acc, device=h.device)
     tanh_buf = torch.empty_like(buf) if cfg.softcap is not None else None
     loss = torch.empty(n, dtype=acc, device=h.device)
@@ -300,8 +300,8 @@ def _recompute_backward(
     n, d = h.shape
     v = w.shape[0]
     v_all = vocab_total or v
-    c = min(cfg.chunk_size, n)
-    vb = min(cfg.vocab_chunk_size, v)
+    c = max(1, min(cfg.chunk_size, n))
+    vb = max(1, min(cfg.vocab_chunk_size, v))
     buf = torch.empty((c, vb), dtype=acc, device=h.device)
     tanh_buf = torch.empty_like(buf) if cfg.softcap is not None else None
     dh = torch.zeros((n, d), dtype=acc, device=h.device) if need[0] else None

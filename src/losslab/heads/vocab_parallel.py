@@ -86,7 +86,7 @@ class _VocabParallelFn(torch.autograd.Function):
             scale = 1.0 / n_valid.clamp_min(1).to(acc) if cfg.reduction == "mean" else 1.0
             r = valid.to(acc) * scale
         floor = _exp_floor(acc, vocab_total, 1.0 / max(n, 1) if cfg.reduction == "mean" else 1.0)
-        c = min(cfg.chunk_size, n)
+        c = max(1, min(cfg.chunk_size, n))
         buf = torch.empty((c, v_loc), dtype=acc, device=hidden.device)
         tanh_buf = torch.empty_like(buf) if cfg.softcap is not None else None
         loss = torch.empty(n, dtype=acc, device=hidden.device)
