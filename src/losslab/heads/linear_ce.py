@@ -119,6 +119,12 @@ def auto_chunk_size(n: int, d: int, v: int, dtype: torch.dtype = torch.float32) 
     return int(max(1, min(rows, n)))
 
 
+def _default_chunk(n: int, d: int, v: int, dtype: torch.dtype, softcap: float | None) -> int:
+    """auto_chunk_size, halved under softcap (which needs a second, tanh, chunk buffer)."""
+    c = auto_chunk_size(n, d, v, dtype)
+    return max(64, c // 2 // 64 * 64) if softcap is not None and c > 64 else c
+
+
 def _logits(h_c: Tensor, w: Tensor, b: Tensor | None, out: Tensor) -> Tensor:
     """out <- h_c @ w.T (+ b), computed in out's dtype without a temporary."""
     if b is None:
@@ -563,7 +569,7 @@ def linear_cross_entropy(
         z_loss=float(z_loss),
         softcap=None if softcap is None else float(softcap),
         reduction=reduction,
-        chunk_size=int(chunk_size or auto_chunk_size(n, d, v, acc)),
+        chunk_size=int(chunk_size or _default_chunk(n, d, v, acc, softcap)),
         vocab_chunk_size=int(vocab_chunk_size or (v if v <= 65536 else 32768)),
         allow_retain_graph=bool(allow_retain_graph),
     )

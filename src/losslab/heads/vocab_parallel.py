@@ -38,13 +38,13 @@ from .linear_ce import (
     _acc_dtype,
     _cap_,
     _Config,
+    _default_chunk,
     _exp_floor,
     _flatten,
     _grad_from_probs_,
     _logits,
     _recompute_backward,
     _row_loss,
-    auto_chunk_size,
 )
 
 __all__ = ["vocab_parallel_linear_cross_entropy", "vocab_slice"]
@@ -246,13 +246,14 @@ def vocab_parallel_linear_cross_entropy(
     if validate:
         check_target_range(_FN, y1, vocab_size, ignore_index, rows="classes in total")
     n, d = h2.shape
+    acc = _acc_dtype(hidden, weight, bias)
     cfg = _Config(
         ignore_index=int(ignore_index),
         label_smoothing=float(label_smoothing),
         z_loss=float(z_loss),
         softcap=None if softcap is None else float(softcap),
         reduction=reduction,
-        chunk_size=int(chunk_size or auto_chunk_size(n, d, weight.shape[0])),
+        chunk_size=int(chunk_size or _default_chunk(n, d, weight.shape[0], acc, softcap)),
         vocab_chunk_size=int(weight.shape[0]),
     )
     grad_on = torch.is_grad_enabled()
