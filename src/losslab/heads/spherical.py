@@ -141,6 +141,12 @@ class SphericalOutput(nn.Module):
     the exact SGD update of W for the recorded gradients. See the module docstring.
     """
 
+    A: Tensor
+    U: Tensor
+    omega: Tensor
+    Q: Tensor
+    wbar: Tensor
+
     def __init__(
         self,
         in_features: int,

@@ -157,7 +157,7 @@ class _VocabParallelFn(torch.autograd.Function):
             if ctx.grads is None:
                 raise RuntimeError(f"{_FN}: backward through the same graph twice is not supported")
             grads, ctx.grads = ctx.grads, None
-            out = []
+            out: list[Tensor | None] = []
             for g, dt in zip(grads, (h_dt, w_dt, b_dt), strict=True):
                 if g is None:
                     out.append(None)
