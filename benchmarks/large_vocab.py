@@ -297,6 +297,49 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
                 )
 
 
+def print_goals(rows: list[dict[str, Any]]) -> None:
+    """The issue's goals for the float32 rows, on CPU time (see print_tables)."""
+    by = {_key(r): r for r in _merge_rounds(rows)}
+    print("\n| goal (float32) | shape | measured | met |")
+    print("|---|---|---|---|")
+    for shape in SHAPES:
+        own = by.get((shape, "float32", "small", "losslab"))
+        if own is None or "error" in own:
+            continue
+        big_logits = by.get((shape, "float32", "large", "losslab"))
+        floor = by.get((shape, "float32", "small", "gemm_floor"))
+        naive = by.get((shape, "float32", "small", "naive"))
+        lce = [
+            r
+            for k, r in by.items()
+            if k[0] == shape
+            and k[1] == "float32"
+            and k[2] == "small"
+            and k[3].startswith("torch_lce")
+            and "error" not in r
+        ]
+        best = min(lce, key=lambda r: r["cpu_s"]) if lce else None
+        checks = [
+            (
+                "peak extra memory <= 1.5x gradients",
+                own["peak_extra_MiB"] / own["grad_floor_MiB"],
+                1.5,
+            )
+        ]
+        for name, ref, limit in (
+            ("time <= 1.15x GEMM floor", floor, 1.15),
+            ("time <= 0.9x naive", naive, 0.9),
+            ("time <= best torch linear_cross_entropy", best, 1.0),
+            ("logit std 30 time <= 1.3x own std 0.1 time", None, 1.3),
+        ):
+            if ref is None and big_logits is not None and "std 30" in name:
+                checks.append((name, big_logits["cpu_s"] / own["cpu_s"], limit))
+            elif ref is not None and "error" not in ref:
+                checks.append((name, own["cpu_s"] / ref["cpu_s"], limit))
+        for name, value, limit in checks:
+            print(f"| {name} | {shape} | {value:.2f}x | {'yes' if value <= limit else 'no'} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--one", nargs=4, metavar=("VARIANT", "SHAPE", "DTYPE", "SCALE"))
@@ -329,6 +372,7 @@ def main() -> None:
     out = Path(args.out)
     if args.table:
         print_tables(_load(out))
+        print_goals(_load(out))
         return
     done = {(*_key(r), r.get("round", 0)) for r in _load(out)}
     env = dict(os.environ)
