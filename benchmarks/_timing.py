@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -26,13 +27,21 @@ def machine() -> str:
 def interleaved_medians(
     fns: dict[str, Callable[[], object]], *, repeats: int, warmup: int = 2
 ) -> dict[str, float]:
-    """Median wall time of each function, measured round-robin so drift hits all alike."""
+    """Median wall time of each function, measured round-robin so drift hits all alike.
+
+    The order is shuffled every round (seeded): a fixed order lets a position effect
+    (e.g. the first call after the previous round's frees) bias one function.
+    """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     samples: dict[str, list[float]] = {k: [] for k in fns}
+    rng = random.Random(0)
+    names = list(fns)
     for _ in range(repeats):
-        for name, fn in fns.items():
+        rng.shuffle(names)
+        for name in names:
+            fn = fns[name]
             t0 = time.perf_counter()
             fn()
             samples[name].append(time.perf_counter() - t0)
