@@ -61,6 +61,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from losslab._reduce import reduce_loss
+
 from ._checks import (
     check_float,
     check_reduction,
@@ -380,11 +382,8 @@ class _LinearCrossEntropyFn(torch.autograd.Function):
             loss, lse = _lse_forward(hidden, w, b, y, valid, cfg)
             if any(need):
                 ctx.save_for_backward(hidden, weight, bias, y, valid, lse)
-        if cfg.reduction == "mean":
-            return loss.sum() / n_valid.clamp_min(1).to(acc)
-        if cfg.reduction == "sum":
-            return loss.sum()
-        return loss
+        # Ignored tokens carry loss 0; the library's one reduction divides by the valid count.
+        return reduce_loss(loss, cfg.reduction, mask=valid)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]

@@ -33,6 +33,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from losslab._reduce import reduce_loss
+
 from ._checks import check_float, check_reduction, check_target, check_target_range
 from .linear_ce import (
     _acc_dtype,
@@ -143,11 +145,8 @@ class _VocabParallelFn(torch.autograd.Function):
             ctx.grads = [dh, dw, db]
         elif any(need):
             ctx.save_for_backward(hidden, weight, bias, y_loc, valid, lse)
-        if cfg.reduction == "mean":
-            return loss.sum() / n_valid.clamp_min(1).to(acc)
-        if cfg.reduction == "sum":
-            return loss.sum()
-        return loss
+        # Ignored tokens carry loss 0; the library's one reduction divides by the valid count.
+        return reduce_loss(loss, cfg.reduction, mask=valid)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
