@@ -143,31 +143,42 @@ class ZLossRows(torch.autograd.Function):
 
 
 class SoftmaxSeparableRows(torch.autograd.Function):
-    r"""``L = sum_k phi(p_k) + psi(p_y)`` per row, ``p = softmax(z)``, with one saved buffer.
+    r"""``L = scale * sum_k phi(p_k) + psi(p_y)`` per row, ``p = softmax(z)``.
 
-    With ``d = phi'(p) + e_y psi'(p_y)``, the softmax Jacobian gives
-    ``dL/dz_j = p_j (d_j - sum_k p_k d_k)``: two passes in backward instead of autograd's
-    chain through every intermediate. ``phi``/``psi`` and their derivatives are
-    elementwise callables (``psi`` applies to the gathered ``(R, 1)`` column).
+    With ``u = phi'(p)`` and ``t = scale <p, u> + p_y psi'(p_y)``, the softmax Jacobian
+    gives ``dL/dz = p * (scale u - t) + e_y p_y psi'(p_y)``: a batched dot, one
+    ``addcmul`` and one multiply in backward, with ``p`` the only saved buffer.
+    ``phi``/``dphi`` are elementwise callables on ``(R, C)`` (``dphi`` may return its
+    input, which is never written to); ``psi``/``dpsi`` act on the gathered ``(R, 1)``.
     """
 
     @staticmethod
     def forward(
-        ctx: Any, z: Tensor, index: Tensor, phi: Any, dphi: Any, psi: Any, dpsi: Any
+        ctx: Any,
+        z: Tensor,
+        index: Tensor,
+        phi: Any,
+        dphi: Any,
+        psi: Any,
+        dpsi: Any,
+        scale: float,
     ) -> Tensor:
         idx = index.unsqueeze(1)
         p = torch.softmax(z, dim=1)
         p_y = p.gather(1, idx)
-        ctx.dphi, ctx.dpsi = dphi, dpsi
+        ctx.dphi, ctx.dpsi, ctx.scale = dphi, dpsi, scale
         ctx.save_for_backward(p, index)
-        return (phi(p).sum(dim=1, keepdim=True) + psi(p_y)).squeeze(1)
+        return (scale * phi(p).sum(dim=1, keepdim=True) + psi(p_y)).squeeze(1)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         p, index = ctx.saved_tensors
         idx = index.unsqueeze(1)
-        d = ctx.dphi(p)
-        d.scatter_add_(1, idx, ctx.dpsi(p.gather(1, idx)))
-        t = (p * d).sum(dim=1, keepdim=True)
-        grad = d.sub_(t).mul_(p).mul_(grad_out.unsqueeze(1))
-        return grad, None, None, None, None, None
+        g = grad_out.unsqueeze(1)
+        u = ctx.dphi(p)
+        p_y = p.gather(1, idx)
+        target_term = p_y * ctx.dpsi(p_y)
+        t = ctx.scale * torch.bmm(p.unsqueeze(1), u.unsqueeze(2)).squeeze(2) + target_term
+        grad = torch.addcmul(-g * t, u, g * ctx.scale).mul_(p)
+        grad.scatter_add_(1, idx, g * target_term)
+        return grad, None, None, None, None, None, None

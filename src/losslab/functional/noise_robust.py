@@ -115,6 +115,7 @@ def mse(
             _twice,
             _brier_target,
             _minus_two,
+            1.0,
         ).reshape(inp.index.shape)
     else:
         p = torch.softmax(inp.logits, dim=1)
@@ -377,10 +378,10 @@ def rll(
         # -log(alpha + p_y) + (sum_{j != y} log(alpha + p_j)) / (C - 1)
         #   = sum_k log(alpha + p_k) / (C - 1) - C/(C - 1) log(alpha + p_y): separable.
         def phi(p: Tensor) -> Tensor:
-            return torch.log(p + alpha) / (c - 1)
+            return (p + alpha).log_()
 
         def dphi(p: Tensor) -> Tensor:
-            return (p + alpha).reciprocal_().div_(c - 1)
+            return (p + alpha).reciprocal_()
 
         def psi(p_y: Tensor) -> Tensor:
             return -c / (c - 1) * torch.log(p_y + alpha)
@@ -389,7 +390,7 @@ def rll(
             return -c / (c - 1) / (p_y + alpha)
 
         per = SoftmaxSeparableRows.apply(
-            as_rows(inp.logits), inp.index.reshape(-1), phi, dphi, psi, dpsi
+            as_rows(inp.logits), inp.index.reshape(-1), phi, dphi, psi, dpsi, 1.0 / (c - 1)
         ).reshape(inp.index.shape)
         return reduce_input(per, inp, reduction)
     logp = torch.log_softmax(inp.logits, dim=1)
