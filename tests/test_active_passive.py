@@ -9,18 +9,10 @@ import torch
 
 import losslab
 from losslab import functional as F
+from tests.helpers import p_target
+from tests.helpers import seeded_logits as logits
 
 F64 = torch.float64
-
-
-def logits(seed: int, n: int = 8, c: int = 5, scale: float = 2.0) -> tuple[torch.Tensor, ...]:
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, c, generator=g, dtype=F64) * scale
-    return z, torch.randint(c, (n,), generator=g)
-
-
-def p_target(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return torch.softmax(z, dim=1).gather(1, y[:, None]).squeeze(1)
 
 
 # ----------------------------------------------------------------------------- nce

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import losslab
 from losslab.registry import LossSpec
+from tests.helpers import seeded_logits
 from tests.reference import REFERENCE
 
 F64 = torch.float64
@@ -34,10 +35,7 @@ def call(spec: LossSpec, z: torch.Tensor, y: torch.Tensor, cfg: dict, **kw) -> t
 def inputs(
     seed: int, n: int = 6, c: int = 5, *, dtype=F64, scale: float = 2.0, extra: tuple[int, ...] = ()
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    z = (torch.randn(n, c, *extra, generator=g, dtype=F64) * scale).to(dtype)
-    y = torch.randint(c, (n, *extra), generator=g)
-    return z, y
+    return seeded_logits(seed, n, c, scale, dtype=dtype, extra=extra)
 
 
 def soft_target(seed: int, n: int, c: int) -> torch.Tensor:

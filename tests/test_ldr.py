@@ -9,13 +9,11 @@ import torch
 
 import losslab
 import losslab.functional as F
+from tests.helpers import seeded_logits
 
 
 def _zy(seed=0, n=6, c=5):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, c, generator=g, dtype=torch.float64) * 2, torch.randint(
-        c, (n,), generator=g
-    )
+    return seeded_logits(seed, n, c)
 
 
 def test_ldr_kl_small_temperature_tends_to_crammer_singer():

@@ -224,6 +224,16 @@ def check_logits(loss: str, logits: object, *, min_dim: int = 2) -> Tensor:
     return logits
 
 
+def check_per_sample(
+    loss: str, name: str, t: object, index_shape: torch.Size, note: str = ""
+) -> None:
+    """A float tensor with one value per element of the target, shape ``(N, *)``."""
+    if not isinstance(t, Tensor) or not t.is_floating_point():
+        fail(loss, name, f"a float tensor of shape {tuple(index_shape)}", describe(t), TypeError)
+    if t.shape != index_shape:
+        fail(loss, name, f"shape {tuple(index_shape)}{note}", describe(t))
+
+
 def prepare_classification(
     loss: str,
     logits: object,
@@ -320,16 +330,7 @@ def prepare_classification(
         if weight.shape != (num_classes,):
             fail(loss, "weight", f"shape ({num_classes},), one weight per class", describe(weight))
     if sample_weight is not None:
-        if not isinstance(sample_weight, Tensor) or not sample_weight.is_floating_point():
-            fail(
-                loss,
-                "sample_weight",
-                f"a float tensor of shape {tuple(index_shape)}",
-                describe(sample_weight),
-                TypeError,
-            )
-        if sample_weight.shape != index_shape:
-            fail(loss, "sample_weight", f"shape {tuple(index_shape)}", describe(sample_weight))
+        check_per_sample(loss, "sample_weight", sample_weight, index_shape)
 
     if value_checks_enabled(validate):
         _check_values(

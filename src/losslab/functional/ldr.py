@@ -29,7 +29,7 @@ from losslab._reduce import reduce_input
 from losslab._validate import (
     Choice,
     Real,
-    describe,
+    check_per_sample,
     fail,
     value_checks_enabled,
 )
@@ -168,16 +168,7 @@ def _check_sample_temperature(
     if sample_temperature is None:
         return
     t = sample_temperature
-    if not isinstance(t, Tensor) or not t.is_floating_point():
-        fail(
-            loss,
-            "sample_temperature",
-            f"a float tensor of shape {tuple(index_shape)}",
-            describe(t),
-            TypeError,
-        )
-    if t.shape != index_shape:
-        fail(loss, "sample_temperature", f"shape {tuple(index_shape)}, one per sample", describe(t))
+    check_per_sample(loss, "sample_temperature", t, index_shape, note=", one per sample")
     if value_checks_enabled(validate) and not bool((t > 0).all()):
         fail(loss, "sample_temperature", "positive per-sample temperatures", "values <= 0")
 

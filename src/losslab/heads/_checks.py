@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import torch
 
+from losslab._validate import REDUCTIONS as _REDUCTIONS
+from losslab._validate import value_checks_enabled
+
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_REDUCTIONS = ("none", "mean", "sum")
 
 
 def is_compiling() -> bool:
     """True while torch.compile / dynamo traces (value checks would force a graph break)."""
-    compiler = getattr(torch, "compiler", None)
-    return bool(compiler is not None and compiler.is_compiling())
+    return not value_checks_enabled(True)
 
 
 def check_float(fn: str, name: str, t: torch.Tensor) -> None:
