@@ -249,7 +249,7 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
             if not sel:
                 continue
             n, d, v = SHAPES[shape]
-            print(f"\n### N={n}, D={d}, V={v}, {dt} inputs")
+            print(f"\n#### N={n}, D={d}, V={v}, {dt} inputs\n")
             floor = by.get((shape, "float32", "small", "gemm_floor"))  # float32 products
             naive = by.get((shape, dt, "small", "naive"))
             lce = [
@@ -265,10 +265,10 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
                     f"GEMM floor (float32, min over {floor['rounds']} rounds): wall "
                     f"h@W.T {floor['hWt_s']:.2f} s + G@W {floor['GW_s']:.2f} s + "
                     f"G.T@h {floor['GTh_s']:.2f} s = {floor['time_s']:.2f} s; "
-                    f"cpu {floor.get('cpu_s', 0):.2f} s"
+                    f"cpu {floor.get('cpu_s', 0):.2f} s\n"
                 )
             if best:
-                print(f"best torch linear_cross_entropy configuration: {best['variant']}")
+                print(f"best torch linear_cross_entropy configuration: {best['variant']}\n")
             print(
                 "| variant | logit std | loss | peak extra MiB | x grad floor | cpu s "
                 "| x GEMM floor | x naive | x best torch LCE | x own std-0.1 time "
