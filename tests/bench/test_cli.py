@@ -1,3 +1,4 @@
+import pytest
 from typer.testing import CliRunner
 
 from losslab.bench.cli import main
@@ -74,3 +75,33 @@ def test_build_grid_seeds_and_conflicts():
         build_grid(preset="demo", config="x.yaml")
     with pytest.raises(ValueError, match="--dataset"):
         build_grid(losses=["ce"])
+
+
+def test_results_page_publishes_finished_grids_only(tmp_path):
+    import duckdb
+
+    from losslab.bench.report import write_results_page
+
+    db = tmp_path / "r.duckdb"
+    tiny = tmp_path / "g.yaml"
+    tiny.write_text(
+        "datasets: [digits]\ncorruptions: [clean]\nlosses: {ce: {}}\nseeds: 2\nlr: 0.01\n"
+        "epochs: 1\nbatch_size: 256\n"
+    )
+    res = runner.invoke(main, ["bench", "run", "-c", str(tiny), "--store", str(db)])
+    assert res.exit_code == 0, res.output
+    page = write_results_page(db, tmp_path / "docs" / "results-x.md", note="Command: test.")
+    text = page.read_text()
+    assert text.startswith("# losslab benchmark report")
+    assert "Run record (from the store): 2 cells" in text and "Command: test." in text
+    assert (
+        "](results-x/mean_rank.png)" in text
+        and (tmp_path / "docs/results-x/mean_rank.png").exists()
+    )
+    # one cell lost: the page is refused, naming the progress
+    con = duckdb.connect(str(db))
+    con.execute("DELETE FROM results WHERE key = (SELECT min(key) FROM results)")
+    con.close()
+    with pytest.raises(ValueError, match="1/2 cells done"):
+        write_results_page(db, tmp_path / "docs" / "results-y.md")
+    assert not (tmp_path / "docs" / "results-y.md").exists()

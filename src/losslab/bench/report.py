@@ -17,7 +17,15 @@ import pandas as pd
 from losslab.bench.store import ResultStore
 from losslab.metrics import ReliabilityBins
 
-__all__ = ["ReportFiles", "final_frame", "leaderboard", "resolve_grid", "write_report"]
+__all__ = [
+    "ReportFiles",
+    "final_frame",
+    "leaderboard",
+    "resolve_grid",
+    "run_record",
+    "write_report",
+    "write_results_page",
+]
 
 KIND_STYLE = {"uniform": "-", "class_dependent": "--"}
 
@@ -332,3 +340,67 @@ def write_report(
     html_path = out / "report.html"
     html_path.write_text(page)
     return ReportFiles(md_path, html_path, figs)
+
+
+def run_record(store: ResultStore, grid_id: str) -> dict[str, Any]:
+    """Cells stored, first and last finish time, and summed cell time over the whole grid."""
+    keys = [m["key"] for m in store.members(grid_id)]
+    with store.connect() as con:
+        row = con.execute(
+            "SELECT min(finished_at), max(finished_at), sum(wall_time_s), count(*) "
+            "FROM results WHERE key IN (SELECT unnest(?))",
+            [keys],
+        ).fetchone()
+    first, last, total, n = row if row is not None else (None, None, 0.0, 0)
+    return {"cells": n, "first": first, "last": last, "cell_seconds": float(total or 0.0)}
+
+
+def write_results_page(
+    store: ResultStore | str | Path,
+    page: str | Path,
+    grid: str | None = None,
+    note: str = "",
+    allow_partial: bool = False,
+) -> Path:
+    """Publish a finished grid as a docs page: ``page`` (markdown) and its figures next to it.
+
+    The page is the run record read from the store (cells, first and last finish time, summed
+    cell time), ``note`` (how the run was made), then the body of :func:`write_report`. The
+    figures go to a folder named after the page (``docs/results-ldr.md`` ->
+    ``docs/results-ldr/``). A grid with unfinished cells raises ``ValueError`` unless
+    ``allow_partial``: only finished tables are published.
+    """
+    import tempfile
+
+    if not isinstance(store, ResultStore):
+        if not Path(store).exists():
+            raise ValueError(f"store: {str(store)!r} does not exist; run `losslab bench run`")
+        store = ResultStore(store)
+    info = resolve_grid(store, grid)
+    # final cells are registered once tuning ends: a grid without them is not finished either
+    finals = store.members(info["grid"], "final")
+    if (info["done"] < info["cells"] or not finals) and not allow_partial:
+        raise ValueError(
+            f"grid {info['grid']!r}: {info['done']}/{info['cells']} cells done"
+            f"{'' if finals else ', final cells not started'}; re-run the grid's command "
+            "(it resumes) before publishing"
+        )
+    rec = run_record(store, info["grid"])
+    page = Path(page)
+    fig_dir = page.with_suffix("")
+    with tempfile.TemporaryDirectory() as tmp:
+        files = write_report(store, tmp, info["grid"])
+        body = files.markdown.read_text()
+        fig_dir.mkdir(parents=True, exist_ok=True)
+        for fig in files.figures:
+            (fig_dir / fig.name).write_bytes(fig.read_bytes())
+            body = body.replace(f"]({fig.name})", f"]({fig_dir.name}/{fig.name})")
+    title, _, rest = body.partition("\n")
+    record = (
+        f"Run record (from the store): {rec['cells']} cells, tuning included; first cell "
+        f"finished {str(rec['first'])[:19]} UTC, last {str(rec['last'])[:19]} UTC; summed "
+        f"per-cell time {rec['cell_seconds']:.0f} s ({rec['cell_seconds'] / 3600:.2f} h)."
+    )
+    extra = f"\n\n{note.strip()}" if note.strip() else ""
+    page.write_text(f"{title}\n\n{record}{extra}\n{rest}")
+    return page
