@@ -247,6 +247,15 @@ def _fig_reliability(df: pd.DataFrame, losses: list[str], path: Path) -> None:
 # ------------------------------------------------------------------------------ report
 
 
+def _open_store(store: ResultStore | str | Path) -> ResultStore:
+    """The store itself, or the existing DuckDB file at that path (never a new one)."""
+    if isinstance(store, ResultStore):
+        return store
+    if not Path(store).exists():
+        raise ValueError(f"store: {str(store)!r} does not exist; run `losslab bench run`")
+    return ResultStore(store)
+
+
 def write_report(
     store: ResultStore | str | Path, out_dir: str | Path, grid: str | None = None
 ) -> ReportFiles:
@@ -254,10 +263,7 @@ def write_report(
     import matplotlib
 
     matplotlib.use("Agg")
-    if not isinstance(store, ResultStore):
-        if not Path(store).exists():
-            raise ValueError(f"store: {str(store)!r} does not exist; run `losslab bench run`")
-        store = ResultStore(store)
+    store = _open_store(store)
     info = resolve_grid(store, grid)
     df = final_frame(store, info["grid"])
     if df.empty:
@@ -372,10 +378,7 @@ def write_results_page(
     """
     import tempfile
 
-    if not isinstance(store, ResultStore):
-        if not Path(store).exists():
-            raise ValueError(f"store: {str(store)!r} does not exist; run `losslab bench run`")
-        store = ResultStore(store)
+    store = _open_store(store)
     info = resolve_grid(store, grid)
     # final cells are registered once tuning ends: a grid without them is not finished either
     finals = store.members(info["grid"], "final")
