@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -366,23 +367,20 @@ def write_results_page(
     page: str | Path,
     grid: str | None = None,
     note: str = "",
-    allow_partial: bool = False,
 ) -> Path:
     """Publish a finished grid as a docs page: ``page`` (markdown) and its figures next to it.
 
     The page is the run record read from the store (cells, first and last finish time, summed
     cell time), ``note`` (how the run was made), then the body of :func:`write_report`. The
     figures go to a folder named after the page (``docs/results-ldr.md`` ->
-    ``docs/results-ldr/``). A grid with unfinished cells raises ``ValueError`` unless
-    ``allow_partial``: only finished tables are published.
+    ``docs/results-ldr/``). A grid with unfinished cells raises ``ValueError``: only finished
+    tables are published.
     """
-    import tempfile
-
     store = _open_store(store)
     info = resolve_grid(store, grid)
     # final cells are registered once tuning ends: a grid without them is not finished either
     finals = store.members(info["grid"], "final")
-    if (info["done"] < info["cells"] or not finals) and not allow_partial:
+    if info["done"] < info["cells"] or not finals:
         raise ValueError(
             f"grid {info['grid']!r}: {info['done']}/{info['cells']} cells done"
             f"{'' if finals else ', final cells not started'}; re-run the grid's command "
