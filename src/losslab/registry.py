@@ -98,6 +98,20 @@ class LossSpec:
         self.check_config(overrides)
         return {**self.defaults, **overrides}
 
+    def build(self, *, num_samples: int | None = None, **config: Any) -> torch.nn.Module:
+        """The loss's module; ``num_samples`` (the training-set size) is passed only to
+        stateful losses, which keep per-example state, and ignored by the others."""
+        if self.module is None:
+            raise ValueError(f"{self.name}: no module is attached to this loss")
+        if self.stateful:
+            if num_samples is None:
+                raise TypeError(
+                    f"{self.name}: num_samples expected the training-set size "
+                    "(this loss keeps per-example state), got None"
+                )
+            config = {**config, "num_samples": num_samples}
+        return self.module(**config)
+
 
 _REGISTRY: dict[str, LossSpec] = {}
 _BY_FUNCTION: dict[Callable[..., Any], str] = {}

@@ -31,6 +31,8 @@ class LossModule(nn.Module):
 
     function: ClassVar[Callable[..., Tensor]]
     spec: ClassVar[LossSpec]
+    #: True for losses with per-example state: ``forward`` then takes ``index=``.
+    stateful: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -39,6 +41,7 @@ class LossModule(nn.Module):
             return
         fn = fn.__func__ if isinstance(fn, staticmethod) else fn
         cls.spec = attach_module(fn, cls)
+        cls.stateful = cls.spec.stateful
         params = [
             inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v)
             for k, v in {
