@@ -39,13 +39,13 @@ def full_page() -> str:
         "Every property listed is verified by the generic tests (`tests/test_properties.py`)",
         "at the hyperparameters shown in brackets (defaults otherwise).",
         "",
-        "| loss | family | formula | defaults | properties | targets | reference |",
+        "| loss | family | formula | defaults | properties | kind | reference |",
         "|---|---|---|---|---|---|---|",
     ]
     for name in losslab.list_losses():
         s = losslab.loss_info(name)
         defaults = ", ".join(f"{k}={v!r}" for k, v in s.defaults.items()) or "-"
-        targets = "index, soft" if s.soft_targets else "index"
+        targets = s.kind.name + (", soft targets" if s.rules.get("soft_targets") else "")
         if s.stateful:
             targets += " (stateful: `index=`)"
         lines.append(
@@ -91,13 +91,13 @@ def family_section(family: str) -> str:
 
 
 def short_table_for(family: str) -> str:
-    rows = ["| loss | defaults | verified properties | targets |", "|---|---|---|---|"]
+    rows = ["| loss | defaults | verified properties | kind |", "|---|---|---|---|"]
     for name in losslab.list_losses(family=family):
         s = losslab.loss_info(name)
         defaults = ", ".join(f"{k}={v!r}" for k, v in s.defaults.items()) or "-"
         rows.append(
             f"| `{name}` | {_cell(defaults)} | {', '.join(s.property_labels())} | "
-            f"{'index, soft' if s.soft_targets else 'index'} |"
+            f"{s.kind.name}{', soft targets' if s.rules.get('soft_targets') else ''} |"
         )
     return "\n".join(rows)
 

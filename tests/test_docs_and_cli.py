@@ -46,7 +46,7 @@ def test_cli_info_shows_formula_defaults_properties_reference():
 def test_cli_info_unknown_loss_fails_clearly():
     out = CliRunner().invoke(app, ["info", "nope"])
     assert out.exit_code != 0
-    assert "unknown loss 'nope'" in out.output
+    assert "name expected one of the registered losses" in out.output and "'nope'" in out.output
 
 
 def test_cli_list_filters_by_property():

@@ -16,8 +16,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from losslab._validate import ClassificationInput
-
 
 def reduce_loss(
     per_element: Tensor,
@@ -46,8 +44,3 @@ def reduce_loss(
         return total / loss.numel() if loss.numel() else total
     # Clamping keeps 0/0 at 0: the numerator is exactly 0 whenever the denominator is.
     return total / denom.clamp_min(torch.finfo(loss.dtype).tiny)
-
-
-def reduce_input(per_element: Tensor, inp: ClassificationInput, reduction: str) -> Tensor:
-    """:func:`reduce_loss` with the mask and weights of a validated input."""
-    return reduce_loss(per_element, reduction, mask=inp.mask, weight=inp.weight)

@@ -31,15 +31,16 @@ def list_cmd(
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     table = Table(title=f"{len(names)} losses")
-    for col in ("name", "family", "properties", "soft targets"):
+    for col in ("name", "kind", "family", "properties", "soft targets"):
         table.add_column(col)
     for name in names:
         spec = loss_info(name)
         table.add_row(
             name,
+            spec.kind.name,
             spec.family,
             ", ".join(spec.property_labels()),
-            "yes" if spec.soft_targets else "no",
+            "yes" if spec.rules.get("soft_targets") else "no",
         )
     console.print(table)
 
@@ -50,7 +51,8 @@ def info_cmd(name: str, as_json: bool = typer.Option(False, "--json", help="Prin
     try:
         spec = loss_info(name)
     except ValueError as err:
-        raise typer.BadParameter(str(err), param_hint="NAME") from None
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from None
     props = {
         p: {k: v for k, v in (("params", dict(c.params)),) if v} for p, c in spec.properties.items()
     }
@@ -61,7 +63,8 @@ def info_cmd(name: str, as_json: bool = typer.Option(False, "--json", help="Prin
         "formula": spec.formula,
         "defaults": {k: _jsonable(v) for k, v in spec.defaults.items()},
         "properties": props,
-        "soft_targets": spec.soft_targets,
+        "kind": spec.kind.name,
+        "soft_targets": bool(spec.rules.get("soft_targets")),
         "stateful": spec.stateful,
         "function": f"losslab.functional.{spec.function.__name__}",
         "module": f"losslab.{spec.module.__name__}" if spec.module else None,
@@ -77,7 +80,7 @@ def info_cmd(name: str, as_json: bool = typer.Option(False, "--json", help="Prin
     for p, c in spec.properties.items():
         at = f" at {dict(c.params)}" if c.params else ""
         console.print(f"  property:   {p}{at}", markup=False)
-    console.print(f"  targets:    index{' and soft' if spec.soft_targets else ' only'}")
+    console.print(f"  kind:       {spec.kind.name} ({spec.kind.description})", markup=False)
     if spec.stateful:
         console.print("  stateful:   yes (pass index= to the module)")
     console.print(

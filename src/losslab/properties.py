@@ -17,18 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-PROPERTIES: dict[str, str] = {
-    "shift_invariant": "l(z + c) == l(z) for any per-row constant c",
-    "scale_invariant": "l(a z) == l(z) for any per-row a > 0",
-    "symmetric": "sum over k of l(z, k) is the same constant for every z (noise-robust, "
-    "Ghosh, Kumar & Sastry, AAAI 2017)",
-    "bounded": "0 <= l <= the declared bound for all logits",
-    "convex": "l is convex in the logits",
-    "classification_calibrated": "the minimiser of the expected loss under any class "
-    "distribution ranks the most likely class first",
-    "reduces_to_ce": "equals cross-entropy (up to a declared scale and constant) at the "
-    "stated hyperparameters",
-}
+from losslab.registry import PROPERTIES, loss_info
 
 
 class PropertyViolation(AssertionError):  # noqa: N818 (reads as a test failure)
@@ -36,8 +25,6 @@ class PropertyViolation(AssertionError):  # noqa: N818 (reads as a test failure)
 
 
 def _loss_fn(name: str, params: Mapping[str, Any]) -> tuple[Callable[..., Tensor], dict]:
-    from losslab.registry import loss_info
-
     spec = loss_info(name)
     cfg = spec.config(**params)
 
@@ -186,8 +173,6 @@ def check_reduces_to_ce(
 
 def verify(name: str, prop: str, *, seed: int = 0) -> None:
     """Verify the declared property ``prop`` of loss ``name``; raise on violation."""
-    from losslab.registry import loss_info
-
     spec = loss_info(name)
     if prop not in spec.properties:
         raise ValueError(
@@ -205,6 +190,8 @@ def verify(name: str, prop: str, *, seed: int = 0) -> None:
     else:
         _CHECKS[prop](name, params, g)
 
+
+__all__ = ["PROPERTIES", "PropertyViolation", "verify"]
 
 _CHECKS: dict[str, Callable[..., None]] = {
     "shift_invariant": check_shift_invariant,

@@ -1,27 +1,68 @@
-"""The loss registry: one entry per loss, the single source of names and metadata.
+r"""The loss registry: one entry per loss, the single source of names and metadata.
 
-Each functional loss is registered once with :func:`register`; its ``nn.Module`` shell
-attaches itself when its class is defined (see :class:`losslab.losses.LossModule`), so
-the functional file never imports the module file. :func:`build_loss`,
-:func:`list_losses`, :func:`loss_info` and the ``losslab`` CLI all read from here, and
-the generic test-suite parametrises over it.
+A loss is written as its math, a *kernel* on the validated input of its kind::
+
+    @register("focal", family="cross_entropy", module="FocalLoss", reference="...",
+              properties={"shift_invariant": {}}, constraints={"gamma": Real(0.0)})
+    def focal(inp: MulticlassInput, *, gamma: float = 2.0) -> Tensor:
+        r\"\"\"Summary line.
+
+        $$ \ell(z, y) = -(1 - p_y)^\gamma \log p_y $$
+
+        Args:
+            gamma: ...
+
+        Example:
+            >>> ...
+        \"\"\"
+        ...  # per-element losses
+
+:func:`register` builds everything else from it: the public function (the kind's
+inputs, the hyperparameters and the kind's call options as one explicit signature; the
+kind's validation stage, the kernel, the library's one reduction), its ``nn.Module``
+class, the exports of :mod:`losslab.functional` and :mod:`losslab`, and the docstring's
+generated sections (inputs, call options, returns, verified properties, reference).
+:func:`build_loss`, :func:`list_losses`, :func:`loss_info`, the CLI, the docs and the
+generic test-suites all read from here.
 """
 
 from __future__ import annotations
 
 import inspect
+import re
+import textwrap
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
+from torch import Tensor
 
-from losslab._validate import Constraint, check_hparams
+from losslab._module import LossModule, make_module_class
+from losslab._validate import (
+    Constraint,
+    Real,
+    check_hparams,
+    check_per_sample,
+    check_values_in,
+    value_checks_enabled,
+)
+from losslab.kinds import REQUIRED, Kind, Param, get_kind, resolve_annotations
 
-#: Keyword arguments of every classification loss that are call options, not hyperparameters.
-CALL_OPTIONS = ("weight", "sample_weight", "ignore_index", "reduction", "validate")
-#: Per-call inputs that a module passes through ``forward(..., **extra)``.
-PER_CALL = ("sample_weight", "index", "sample_temperature", "return_components")
+#: The property vocabulary. Each property has a numerical check in
+#: :mod:`losslab.properties`, run by the generic tests for every loss that declares it.
+PROPERTIES: dict[str, str] = {
+    "shift_invariant": "l(z + c) == l(z) for any per-row constant c",
+    "scale_invariant": "l(a z) == l(z) for any per-row a > 0",
+    "symmetric": "sum over k of l(z, k) is the same constant for every z (noise-robust, "
+    "Ghosh, Kumar & Sastry, AAAI 2017)",
+    "bounded": "0 <= l <= the declared bound for all logits",
+    "convex": "l is convex in the logits",
+    "classification_calibrated": "the minimiser of the expected loss under any class "
+    "distribution ranks the most likely class first",
+    "reduces_to_ce": "equals cross-entropy (up to a declared scale and constant) at the "
+    "stated hyperparameters",
+}
 
 
 @dataclass(frozen=True)
@@ -45,43 +86,89 @@ class Claim:
             raise ValueError("this claim declares no bound")
         return float(self.bound(config, num_classes) if callable(self.bound) else self.bound)
 
+    def label(self, prop: str) -> str:
+        at = ",".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{prop}[{at}]" if at else prop
+
+
+@dataclass(frozen=True)
+class PerSampleState:
+    """Per-example state of a stateful loss (e.g. ALDR-KL's temperatures).
+
+    The public function takes the state of the batch as the keyword ``name`` (default
+    ``None``: ``init`` for every element). The module keeps one value per training example
+    in the buffer ``name`` (indexed by ``forward(..., index=)``), and in training mode
+    replaces the batch's values by ``update(inp, previous, **hyperparameters)`` (no
+    gradient) before evaluating the kernel at them. The state is written only after the
+    whole call succeeded, so a call that raises leaves it unchanged.
+    """
+
+    name: str
+    init: Callable[[Mapping[str, Any]], float]
+    constraint: Real
+    doc: str
+    update: Callable[..., Tensor] | None = None
+
+    def check(self, loss: str, value: object, shape: torch.Size, validate: bool) -> Tensor:
+        t = check_per_sample(loss, self.name, value, shape, note=", one value per element")
+        if value_checks_enabled(validate):
+            check_values_in(loss, self.name, t, self.constraint, "per-element values")
+        return t
+
+
+class LossFunction(Protocol):
+    """A registered public loss function (its precise signature is in the stubs)."""
+
+    __name__: str
+
+    def __call__(self, *inputs: Any, **options: Any) -> Tensor: ...
+
 
 @dataclass(frozen=True)
 class LossSpec:
     """Everything the library knows about one loss."""
 
     name: str
-    function: Callable[..., torch.Tensor]
+    kind: Kind
+    kernel: Callable[..., Tensor]
     family: str
     properties: Mapping[str, Claim]
     reference: str
-    formula: str
     defaults: Mapping[str, Any]
+    annotations: Mapping[str, str]
     constraints: Mapping[str, Constraint]
-    soft_targets: bool = True
-    neg_inf_ok: bool = True
-    #: the fewest classes the loss is defined for (e.g. 2 where it divides by C - 1).
-    min_classes: int = 1
-    stateful: bool = False
+    rules: Mapping[str, Any]
+    module_name: str
+    state: PerSampleState | None = None
     #: configurations beyond the defaults that the generic tests also exercise.
     test_configs: tuple[Mapping[str, Any], ...] = ()
-    #: constructor-only arguments of the module (e.g. ``num_samples`` of a stateful loss).
-    module_args: Mapping[str, Any] = field(default_factory=dict)
-    module: type | None = None
+    function: LossFunction = field(default=None)  # type: ignore[assignment]
+    module: type[LossModule] = field(default=None)  # type: ignore[assignment]
+
+    @property
+    def stateful(self) -> bool:
+        return self.state is not None
 
     @property
     def summary(self) -> str:
-        doc = inspect.getdoc(self.function) or ""
-        return doc.splitlines()[0] if doc else ""
+        return _written_doc(self.kernel).splitlines()[0]
+
+    @property
+    def formula(self) -> str:
+        """The first display-math block of the docstring (the loss's definition)."""
+        return _formula(self.name, _written_doc(self.kernel))
+
+    def rule(self, name: str, config: Mapping[str, Any] | None = None) -> Any:
+        """A kind rule of this loss, resolved at ``config`` (defaults if omitted)."""
+        value = self.rules[name]
+        return value({**self.defaults, **(config or {})}) if callable(value) else value
+
+    def resolve_rules(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v(config) if callable(v) else v for k, v in self.rules.items()}
 
     def property_labels(self) -> list[str]:
         """Declared properties, with the hyperparameters of conditional claims."""
-        out = []
-        for prop in sorted(self.properties):
-            params = self.properties[prop].params
-            at = ",".join(f"{k}={v}" for k, v in params.items())
-            out.append(f"{prop}[{at}]" if at else prop)
-        return out
+        return [self.properties[p].label(p) for p in sorted(self.properties)]
 
     def check_config(self, config: Mapping[str, Any]) -> None:
         """Raise on unknown or out-of-range hyperparameters."""
@@ -98,11 +185,9 @@ class LossSpec:
         self.check_config(overrides)
         return {**self.defaults, **overrides}
 
-    def build(self, *, num_samples: int | None = None, **config: Any) -> torch.nn.Module:
+    def build(self, *, num_samples: int | None = None, **config: Any) -> LossModule:
         """The loss's module; ``num_samples`` (the training-set size) is passed only to
         stateful losses, which keep per-example state, and ignored by the others."""
-        if self.module is None:
-            raise ValueError(f"{self.name}: no module is attached to this loss")
         if self.stateful:
             if num_samples is None:
                 raise TypeError(
@@ -112,22 +197,11 @@ class LossSpec:
             config = {**config, "num_samples": num_samples}
         return self.module(**config)
 
+    def __call__(self, *inputs: Any, **options: Any) -> Tensor:
+        return self.function(*inputs, **options)
+
 
 _REGISTRY: dict[str, LossSpec] = {}
-_BY_FUNCTION: dict[Callable[..., Any], str] = {}
-
-
-def _hyperparameter_defaults(fn: Callable[..., Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for p in inspect.signature(fn).parameters.values():
-        if p.kind is not inspect.Parameter.KEYWORD_ONLY:
-            continue
-        if p.name in CALL_OPTIONS or p.name in PER_CALL:
-            continue
-        if p.default is inspect.Parameter.empty:
-            raise TypeError(f"{fn.__name__}: hyperparameter {p.name!r} needs a default")
-        out[p.name] = p.default
-    return out
 
 
 def register(
@@ -135,19 +209,32 @@ def register(
     *,
     family: str,
     reference: str,
-    formula: str,
+    module: str,
+    kind: str = "multiclass",
     properties: Mapping[str, Claim | Mapping[str, Any]] | Iterable[str] = (),
     constraints: Mapping[str, Constraint] | None = None,
-    soft_targets: bool = True,
-    neg_inf_ok: bool = True,
-    min_classes: int = 1,
-    stateful: bool = False,
+    state: PerSampleState | None = None,
     test_configs: Iterable[Mapping[str, Any]] = (),
-    module_args: Mapping[str, Any] | None = None,
-) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
-    """Register a functional loss under ``name``; returns the function unchanged."""
-    from losslab.properties import PROPERTIES
+    **rules: Any,
+) -> Callable[[Callable[..., Tensor]], LossFunction]:
+    """Register the kernel of loss ``name``; returns its public function.
 
+    Args:
+        name: registry name (``"focal"``); also the public function's name.
+        family: docs family (``docs/losses/<family>.md``).
+        reference: paper (and official code) the loss follows.
+        module: name of the generated ``nn.Module`` class (``"FocalLoss"``).
+        kind: input kind (:mod:`losslab.kinds`), ``"multiclass"`` by default.
+        properties: declared properties, each verified by the generic tests, optionally
+            with the hyperparameters under which it holds (:class:`Claim`).
+        constraints: hyperparameter constraints (``Real``, ``Int``, ``Choice``, ...),
+            checked on every call and at module construction.
+        state: per-example state, for stateful losses.
+        test_configs: hyperparameters beyond the defaults for the generic tests.
+        **rules: rules of the kind (e.g. ``soft_targets=False``); a value may be a
+            callable of the configuration.
+    """
+    kind_obj = get_kind(kind)
     if isinstance(properties, Mapping):
         claims = {
             k: v if isinstance(v, Claim) else Claim(params=dict(v)) for k, v in properties.items()
@@ -157,96 +244,324 @@ def register(
     unknown = sorted(set(claims) - set(PROPERTIES))
     if unknown:
         raise ValueError(f"register({name!r}): unknown properties {unknown}; see PROPERTIES")
+    if claims and kind != "multiclass":
+        # The numerical checks of losslab.properties take multi-class inputs; a property
+        # of another kind needs a check of its own before it can be declared.
+        raise ValueError(f"register({name!r}): properties are verified for multiclass losses only")
+    stray_rules = sorted(set(rules) - set(kind_obj.rules))
+    if stray_rules:
+        raise ValueError(
+            f"register({name!r}): rules {stray_rules} are not rules of the {kind} kind "
+            f"({sorted(kind_obj.rules)})"
+        )
 
-    def deco(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    def deco(kernel: Callable[..., Tensor]) -> LossFunction:
         if name in _REGISTRY:
             raise ValueError(f"register: the name {name!r} is already registered")
-        defaults = _hyperparameter_defaults(fn)
+        defaults, annotations = _hyperparameters(name, kernel, state)
         cons = dict(constraints or {})
         stray = sorted(set(cons) - set(defaults))
         if stray:
             raise ValueError(f"register({name!r}): constraints for non-hyperparameters {stray}")
+        written = _written_doc(kernel)
+        _formula(name, written)  # fail at import when the definition is missing
         spec = LossSpec(
             name=name,
-            function=fn,
+            kind=kind_obj,
+            kernel=kernel,
             family=family,
             properties=claims,
             reference=reference,
-            formula=formula,
             defaults=defaults,
+            annotations=annotations,
             constraints=cons,
-            soft_targets=soft_targets,
-            neg_inf_ok=neg_inf_ok,
-            min_classes=min_classes,
-            stateful=stateful,
+            rules={**kind_obj.rules, **rules},
+            module_name=module,
+            state=state,
             test_configs=tuple(test_configs),
-            module_args=dict(module_args or {}),
+        )
+        function = _make_function(spec)
+        function.__doc__ = render_doc(spec, written)
+        object.__setattr__(spec, "function", function)
+        object.__setattr__(
+            spec, "module", make_module_class(spec, render_module_doc(spec, written))
         )
         _REGISTRY[name] = spec
-        _BY_FUNCTION[fn] = name
-        return fn
+        return function
 
     return deco
 
 
-def attach_module(function: Callable[..., Any], module: type) -> LossSpec:
-    """Record ``module`` as the ``nn.Module`` shell of the registered ``function``."""
-    name = _BY_FUNCTION.get(function)
-    if name is None:
-        raise ValueError(f"{module.__name__}: its function {function!r} is not registered")
-    spec = _REGISTRY[name]
-    object.__setattr__(spec, "module", module)
-    return spec
+def _hyperparameters(
+    name: str, kernel: Callable[..., Any], state: PerSampleState | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    params = list(inspect.signature(kernel).parameters.values())
+    if not params or params[0].kind not in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ):
+        raise TypeError(f"register({name!r}): a kernel takes the validated input first")
+    defaults: dict[str, Any] = {}
+    annotations: dict[str, str] = {}
+    for p in params[1:]:
+        if p.kind is not inspect.Parameter.KEYWORD_ONLY:
+            raise TypeError(f"register({name!r}): hyperparameter {p.name!r} must be keyword-only")
+        if p.default is inspect.Parameter.empty:
+            raise TypeError(f"register({name!r}): hyperparameter {p.name!r} needs a default")
+        if state is not None and p.name == state.name:
+            continue
+        defaults[p.name] = p.default
+        annotations[p.name] = _annotation_text(p.annotation)
+    if state is not None and state.name not in {p.name for p in params}:
+        raise TypeError(f"register({name!r}): the kernel lacks the state keyword {state.name!r}")
+    return defaults, annotations
+
+
+def _annotation_text(annotation: object) -> str:
+    if annotation is inspect.Parameter.empty:
+        return "Any"
+    if isinstance(annotation, str):
+        return annotation
+    return inspect.formatannotation(annotation)
+
+
+# --------------------------------------------------------------------------- public function
+
+
+def _call(
+    spec: LossSpec,
+    inputs: tuple[Any, ...],
+    hyper: dict[str, Any],
+    options: dict[str, Any],
+    state_value: Tensor | None,
+) -> Tensor:
+    check_hparams(spec.name, spec.constraints, hyper)
+    kind = spec.kind
+    inp = kind.prepare(spec.name, spec.resolve_rules(hyper), *inputs, **options)
+    if spec.state is not None:
+        if state_value is not None:
+            state_value = spec.state.check(
+                spec.name, state_value, inp.element_shape, options["validate"]
+            )
+        hyper = {**hyper, spec.state.name: state_value}
+    return kind.reduce(spec.kernel(inp, **hyper), inp, options["reduction"])
+
+
+def _make_function(spec: LossSpec) -> LossFunction:
+    """The public function with an explicit signature: inputs, ``*``, hyperparameters,
+    the state keyword (stateful losses), the kind's call options."""
+    kind = spec.kind
+    inputs = [p.name for p in kind.inputs]
+    positional = [
+        p.name if p.default is REQUIRED else f"{p.name}=_inputs[{p.name!r}]" for p in kind.inputs
+    ]
+    keywords = [f"{k}=_hyper[{k!r}]" for k in spec.defaults]
+    if spec.state is not None:
+        keywords.append(f"{spec.state.name}=None")
+    keywords += [f"{p.name}=_options[{p.name!r}]" for p in kind.options]
+    hyper = "{" + ", ".join(f"{k!r}: {k}" for k in spec.defaults) + "}"
+    opts = "{" + ", ".join(f"{p.name!r}: {p.name}" for p in kind.options) + "}"
+    state = spec.state.name if spec.state is not None else "None"
+    source = (
+        f"def {spec.name}({', '.join(positional)}, *, {', '.join(keywords)}):\n"
+        f"    return _call(_spec, ({', '.join(inputs)},), {hyper}, {opts}, {state})\n"
+    )
+    namespace: dict[str, Any] = {
+        "_call": _call,
+        "_spec": spec,
+        "_hyper": dict(spec.defaults),
+        "_options": kind.option_defaults,
+        "_inputs": {p.name: p.default for p in kind.inputs},
+    }
+    exec(compile(source, f"<losslab.functional.{spec.name}>", "exec"), namespace)
+    fn = namespace[spec.name]
+    fn.__module__ = spec.kernel.__module__
+    fn.__qualname__ = spec.name
+    fn.__annotations__ = resolve_annotations(
+        {
+            **{p.name: p.annotation for p in kind.inputs},
+            **spec.annotations,
+            **({spec.state.name: "Tensor | None"} if spec.state else {}),
+            **{p.name: p.annotation for p in kind.options},
+            "return": "Tensor",
+        }
+    )
+    fn.kernel = spec.kernel
+    fn.spec = spec
+    return fn  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------- documentation
+
+_SECTION = re.compile(r"^(Args|Example|Examples):\s*$")
+
+
+def _written_doc(kernel: Callable[..., Any]) -> str:
+    return inspect.cleandoc(getattr(kernel, "__doc__", None) or "")
+
+
+def _formula(name: str, doc: str) -> str:
+    m = re.search(r"\$\$(.+?)\$\$", doc, flags=re.S)
+    if not doc or m is None:
+        raise ValueError(
+            f"register({name!r}): the kernel's docstring needs a summary line and the "
+            "loss's definition as a $$ ... $$ math block"
+        )
+    return " ".join(m.group(1).split())
+
+
+def _sections(doc: str) -> tuple[str, dict[str, list[str]]]:
+    """Split a cleaned docstring into its text before the first section and the
+    ``Args`` / ``Example`` sections (their indented bodies)."""
+    lines = doc.splitlines()
+    intro: list[str] = []
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in lines:
+        m = _SECTION.match(line)
+        if m:
+            current = sections.setdefault("Example" if m.group(1) == "Examples" else m.group(1), [])
+        elif current is None:
+            intro.append(line)
+        else:
+            current.append(line)
+    return "\n".join(intro).rstrip(), sections
+
+
+def _param_doc(p: Param) -> str:
+    default = "" if p.default is REQUIRED else f" Default: `{p.default!r}`."
+    return textwrap.fill(
+        f"{p.name}: {p.doc}{default}", width=88, initial_indent="    ", subsequent_indent="        "
+    )
+
+
+def render_doc(spec: LossSpec, written: str) -> str:
+    """The public docstring: the written summary, math and prose; ``Args`` with the
+    kind's inputs, the written hyperparameters, the state and the kind's call options;
+    then ``Returns``, the verified properties, the reference and the written example."""
+    intro, sections = _sections(written)
+    args = [_param_doc(p) for p in spec.kind.inputs]
+    args += [line for line in sections.get("Args", []) if line.strip()]
+    if spec.state is not None:
+        args.append(f"    {spec.state.name}: {spec.state.doc} Default: `None`.")
+    args += [_param_doc(p) for p in spec.kind.options]
+    returns = textwrap.fill(spec.kind.returns, 88, initial_indent="    ", subsequent_indent="    ")
+    out = [intro, "", "Args:", *args, "", "Returns:", returns]
+    if spec.properties:
+        out += ["", "Properties:"]
+        out += ["    Verified by the test-suite (`losslab.properties.verify`):"]
+        for prop in sorted(spec.properties):
+            claim = spec.properties[prop]
+            at = ", ".join(f"`{k}={v!r}`" for k, v in claim.params.items())
+            line = f"- `{prop}`{' at ' + at if at else ''}: {PROPERTIES[prop]}."
+            out.append(textwrap.fill(line, 88, initial_indent="    ", subsequent_indent="      "))
+    out += [
+        "",
+        "Reference:",
+        textwrap.fill(spec.reference, 88, initial_indent="    ", subsequent_indent="    "),
+    ]
+    if "Example" in sections:
+        out += ["", "Example:", *sections["Example"]]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render_module_doc(spec: LossSpec, written: str) -> str:
+    """The module class's docstring: summary, constructor arguments, ``forward``'s inputs
+    and a runnable example."""
+    intro, sections = _sections(written)
+    kind = spec.kind
+    summary = intro.splitlines()[0]
+    ctor = [line for line in sections.get("Args", []) if line.strip()]
+    if spec.state is not None:
+        ctor.append("    num_samples: the training-set size; one state value is kept per example.")
+    ctor += [_param_doc(p) for p in kind.constructor_options]
+    forward = [_param_doc(p) for p in kind.inputs]
+    forward += [_param_doc(p) for p in kind.options if p.name in kind.per_call]
+    if spec.state is not None:
+        forward.append(
+            "    index: int64 dataset indices of the batch, one per element; required in "
+            "training mode, where the state of those examples is updated. Default: `None`."
+        )
+    args = "num_samples=10" if spec.state is not None else ""
+    call = ", index=torch.tensor([3, 7])" if spec.state is not None else ""
+    example = kind.module_example.format(cls=spec.module_name, args=args, call=call)
+    out = [
+        summary,
+        "",
+        f"Module form of `losslab.functional.{spec.name}` (see its documentation for the "
+        "definition): hyperparameters and constructor options are fixed at construction "
+        "(tensors become buffers).",
+        "",
+        "Args:",
+        *ctor,
+        "",
+        "Forward:",
+        *forward,
+        "",
+        "Example:",
+        *("    " + line for line in example.splitlines()),
+    ]
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- look-up
 
 
 def spec_of(function: Callable[..., Any]) -> LossSpec:
-    """The spec of a registered function."""
-    return _REGISTRY[_BY_FUNCTION[function]]
+    """The spec of a registered public function."""
+    spec = getattr(function, "spec", None)
+    if not isinstance(spec, LossSpec):
+        raise ValueError(f"spec_of: function expected a registered loss, got {function!r}")
+    return spec
 
 
 def loss_info(name: str) -> LossSpec:
     """The :class:`LossSpec` of a registered loss."""
-    _ensure_loaded()
     try:
         return _REGISTRY[name]
     except KeyError:
         raise ValueError(
-            f"unknown loss {name!r}; registered losses: {', '.join(sorted(_REGISTRY))}"
+            f"loss_info: name expected one of the registered losses "
+            f"({', '.join(sorted(_REGISTRY))}), got {name!r}"
         ) from None
 
 
-def list_losses(family: str | None = None, property: str | None = None) -> list[str]:
-    """Names of registered losses, optionally filtered by family or declared property."""
-    _ensure_loaded()
-    if property is not None:
-        from losslab.properties import PROPERTIES
-
-        if property not in PROPERTIES:
-            raise ValueError(
-                f"list_losses: property expected one of {sorted(PROPERTIES)}, got {property!r}"
-            )
+def list_losses(
+    family: str | None = None, property: str | None = None, kind: str | None = None
+) -> list[str]:
+    """Names of registered losses, optionally filtered by family, property or kind."""
+    if property is not None and property not in PROPERTIES:
+        raise ValueError(
+            f"list_losses: property expected one of {sorted(PROPERTIES)}, got {property!r}"
+        )
     families = {s.family for s in _REGISTRY.values()}
     if family is not None and family not in families:
         raise ValueError(f"list_losses: family expected one of {sorted(families)}, got {family!r}")
+    kinds = {s.kind.name for s in _REGISTRY.values()}
+    if kind is not None and kind not in kinds:
+        raise ValueError(f"list_losses: kind expected one of {sorted(kinds)}, got {kind!r}")
     return sorted(
         n
         for n, s in _REGISTRY.items()
-        if (family is None or s.family == family) and (property is None or property in s.properties)
+        if (family is None or s.family == family)
+        and (property is None or property in s.properties)
+        and (kind is None or s.kind.name == kind)
     )
 
 
-def build_loss(name: str, **config: Any) -> torch.nn.Module:
+def build_loss(name: str, **config: Any) -> LossModule:
     """Build the module of loss ``name``, e.g. ``build_loss("focal", gamma=2.0)``.
 
-    Accepts the same keywords as the module's constructor: hyperparameters, ``weight``,
-    ``ignore_index``, ``reduction``, ``validate`` and module-only arguments.
+    Accepts the same keywords as the module's constructor: hyperparameters, the kind's
+    constructor options (``weight``, ``ignore_index``, ``reduction``, ``validate``, ...)
+    and ``num_samples`` for stateful losses.
     """
     spec = loss_info(name)
-    if spec.module is None:
-        raise ValueError(f"loss {name!r} has no module attached")
+    allowed = {p.name for p in spec.kind.constructor_options} | {"num_samples"}
+    spec.check_config({k: v for k, v in config.items() if k not in allowed})
     return spec.module(**config)
 
 
-def _ensure_loaded() -> None:
-    # Importing the package registers every loss and attaches every module.
-    import losslab  # noqa: F401
+def registered() -> dict[str, LossSpec]:
+    """Every registered loss by name (a copy)."""
+    return dict(_REGISTRY)

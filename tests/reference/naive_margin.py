@@ -18,17 +18,18 @@ def cs_svm(z, y, cfg):
 
 @oracle("ww_svm")
 def ww_svm(z, y, cfg):
-    return sum(max(0.0, a) for k, a in enumerate(_gaps(z, y, cfg["margin"])) if k != y)
+    total = sum(max(0.0, a) for k, a in enumerate(_gaps(z, y, cfg["margin"])) if k != y)
+    return total / len(z) if cfg["class_reduction"] == "mean" else total
 
 
-def _normalize(z, how):
+def _normalize(z, how, eps):
     if how == "none":
         return list(z)
     if how == "softplus_mean":
         s = [math.log1p(math.exp(-abs(v))) + max(v, 0.0) for v in z]
         m = sum(s) / len(s)
         return [v / m for v in s]
-    m = sum(abs(v) for v in z) / len(z)
+    m = max(sum(abs(v) for v in z) / len(z), eps)
     return [v / m for v in z]
 
 
@@ -45,20 +46,20 @@ def _ldr(f, y, margin, lam):
 
 @oracle("ldr_kl")
 def ldr_kl(z, y, cfg):
-    return _ldr(_normalize(z, cfg["normalize"]), y, cfg["margin"], cfg["temperature"])
+    return _ldr(_normalize(z, cfg["normalize"], cfg["eps"]), y, cfg["margin"], cfg["temperature"])
 
 
 @oracle("aldr_kl")
 def aldr_kl(z, y, cfg):
     # Without a per-sample temperature, lambda_i = lambda_0 and the regulariser is 0.
-    return _ldr(_normalize(z, cfg["normalize"]), y, cfg["margin"], cfg["temperature0"])
+    return _ldr(_normalize(z, cfg["normalize"], cfg["eps"]), y, cfg["margin"], cfg["temperature0"])
 
 
 @oracle("z_loss")
 def z_loss(z, y, cfg):
     n = len(z)
     mu = sum(z) / n
-    sd = math.sqrt(sum(v * v for v in z) / n - mu * mu)
+    sd = max(math.sqrt(sum((v - mu) ** 2 for v in z) / n), cfg["eps"])
     a, b = cfg["a"], cfg["b"]
 
     def per(k):

@@ -1,36 +1,23 @@
-"""Functional losses: pure functions ``F.<loss>(logits, target, *, ...)``."""
+"""Functional losses: pure functions ``F.<loss>(inputs..., *, hyperparameters, options)``.
 
-from losslab.functional.active_passive import agce, aul, nce, nce_agce, nce_aul, nce_rce
-from losslab.functional.comp_sum import comp_sum, gce, mae, sum_exp
-from losslab.functional.cross_entropy import ce, focal
-from losslab.functional.hinge import cs_svm, ww_svm
-from losslab.functional.ldr import aldr_kl, aldr_kl_temperature, ldr_kl
-from losslab.functional.noise_robust import jsc, mse, rce, rll, sce, tgce
-from losslab.functional.spherical import z_loss
+Every module of this package that does not start with an underscore is a loss family;
+importing it registers its losses, and the registry supplies the exports. Static
+signatures for type checkers and IDEs are in the generated ``__init__.pyi``.
+"""
 
-__all__ = [
-    "agce",
-    "aldr_kl",
-    "aldr_kl_temperature",
-    "aul",
-    "ce",
-    "comp_sum",
-    "cs_svm",
-    "focal",
-    "gce",
-    "jsc",
-    "ldr_kl",
-    "mae",
-    "mse",
-    "nce",
-    "nce_agce",
-    "nce_aul",
-    "nce_rce",
-    "rce",
-    "rll",
-    "sce",
-    "sum_exp",
-    "tgce",
-    "ww_svm",
-    "z_loss",
-]
+import importlib as _importlib
+import pkgutil as _pkgutil
+
+from losslab.registry import registered as _registered
+
+for _family in _pkgutil.iter_modules(__path__):
+    if not _family.name.startswith("_"):
+        _importlib.import_module(f"{__name__}.{_family.name}")
+
+from losslab.functional.ldr import aldr_kl_temperature as aldr_kl_temperature  # noqa: E402
+
+#: Public helpers of the families that are not losses.
+HELPERS = ("aldr_kl_temperature",)
+
+globals().update({name: spec.function for name, spec in _registered().items()})
+__all__ = sorted([*_registered(), *HELPERS])  # pyright: ignore[reportUnsupportedDunderAll]

@@ -3,65 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from typing import Any
 
 import torch
 from torch import Tensor
-
-from losslab._validate import ClassificationInput, prepare_classification
-from losslab.registry import spec_of
-
-
-def prepare(
-    fn: Callable[..., Tensor],
-    logits: Tensor,
-    target: Tensor,
-    hparams: Mapping[str, Any],
-    *,
-    weight: Tensor | None,
-    sample_weight: Tensor | None,
-    ignore_index: int | None,
-    reduction: str,
-    validate: bool,
-    neg_inf_ok: bool | None = None,
-) -> ClassificationInput:
-    """The preamble of every registered loss, driven by its spec.
-
-    Checks ``hparams`` against the declared constraints and validates the inputs with
-    the spec's target rules (soft targets, ``-inf`` masking, fewest classes), so each
-    rule is declared once, in ``register``. ``neg_inf_ok`` overrides the spec where it
-    depends on a hyperparameter.
-    """
-    spec = spec_of(fn)
-    spec.check_config(hparams)
-    return prepare_classification(
-        spec.name,
-        logits,
-        target,
-        weight=weight,
-        sample_weight=sample_weight,
-        ignore_index=ignore_index,
-        reduction=reduction,
-        validate=validate,
-        soft_ok=spec.soft_targets,
-        neg_inf_ok=spec.neg_inf_ok if neg_inf_ok is None else neg_inf_ok,
-        min_classes=spec.min_classes,
-    )
-
-
-def target_value(
-    inp: ClassificationInput, per_class: Callable[[Tensor], Tensor], source: Tensor
-) -> Tensor:
-    """``phi(source)`` at the target class, for an elementwise ``phi``.
-
-    Index targets gather ``source`` first and apply ``phi`` to ``N`` values only; soft
-    targets apply ``phi`` to all classes and take the expectation under the target
-    distribution, so index targets and their one-hot encodings agree exactly.
-    """
-    if inp.soft is None:
-        return per_class(source.gather(1, inp.index.unsqueeze(1)).squeeze(1))
-    return inp.gather(per_class(source))
 
 
 def one_minus_exp(logp: Tensor) -> Tensor:

@@ -35,7 +35,9 @@ class LDRKLRows(torch.autograd.Function):
     * softplus_mean: ``dL/dz = k (G - k <G, base>/C) * sigmoid(z)``;
     * abs_mean: ``dL/dz = k (G - sign(z) k <G, base>/C)``.
 
-    ``temperature`` (float or ``(R,)`` tensor) carries no gradient.
+    ``temperature`` (float or ``(R,)`` tensor) carries no gradient. The normaliser ``m``
+    is floored (``floor`` for ``abs_mean``, ``finfo.eps`` for ``softplus_mean``); where the
+    floor is active ``m`` is a constant.
     """
 
     @staticmethod
@@ -46,11 +48,12 @@ class LDRKLRows(torch.autograd.Function):
         margin: float,
         temperature: Tensor | float,
         normalize: str,
+        floor: float,
     ) -> Tensor:
         c = z.shape[1]
         idx = index.unsqueeze(1)
         lam = temperature.unsqueeze(1) if isinstance(temperature, Tensor) else temperature
-        eps = torch.finfo(z.dtype).eps
+        eps = floor if normalize == "abs_mean" else torch.finfo(z.dtype).eps
         if normalize == "softplus_mean":
             base = torch.nn.functional.softplus(z)
             m_raw = base.mean(dim=1, keepdim=True)
@@ -84,7 +87,7 @@ class LDRKLRows(torch.autograd.Function):
         if ctx.normalize == "none":
             grad = e * (g / total)
             grad.scatter_add_(1, idx, -g)
-            return grad, None, None, None, None
+            return grad, None, None, None, None, None
         c = z.shape[1]
         base = s if s is not None else z
         # <G, base> = <e, base> / total - base_y, as one batched dot product.
@@ -96,50 +99,59 @@ class LDRKLRows(torch.autograd.Function):
         if ctx.normalize == "softplus_mean":
             grad = torch.addcmul(-coef * gk, e, gk / total)
             grad.scatter_add_(1, idx, -gk)
-            return grad.mul_(torch.sigmoid(z)), None, None, None, None
+            return grad.mul_(torch.sigmoid(z)), None, None, None, None, None
         grad = e * (gk / total)
         grad.scatter_add_(1, idx, -gk)
         grad.addcmul_(torch.sign(z), -coef * gk)
-        return grad, None, None, None, None
+        return grad, None, None, None, None, None
 
 
 class ZLossRows(torch.autograd.Function):
-    r"""Z-loss per row: ``softplus(a (b - z_y)) / a``, ``z = (o - mu) / sigma``.
+    r"""Z-loss per row: ``softplus(a (b - z_y)) / a``, ``z_y = (o_y - mu) / max(sigma, eps)``.
 
-    With ``w = -sigmoid(a (b - z_y)) / sigma`` the gradient is affine in ``o``:
+    The row is first divided by ``s = max_k |o_k|`` (``u = o / s``): the loss is scale-
+    invariant wherever the floor is inactive, and the moments of ``u`` cannot overflow,
+    so logits of any finite size are exact. With ``den = max(sigma, eps)``,
+    ``w = -sigmoid(x) / den`` and ``live = sigma > eps`` the gradient is affine in ``u``:
 
-    .. math:: \partial L / \partial o_j = w\,(\delta_{jy} - 1/C) - w\,z_y\,(o_j - \mu)/(C\sigma)
+    .. math:: \partial L / \partial o_j = w\,(\delta_{jy} - 1/C)
+              - [\text{live}]\, w\, z_y\,(u_j - \bar u)/(C \sigma_u)
 
-    (the last term vanishes where ``sigma`` was clamped), so the backward is one pass.
+    so the backward is one pass over the saved ``u``.
     """
 
     @staticmethod
-    def forward(ctx: Any, o: Tensor, index: Tensor, a: float, b: float) -> Tensor:
+    def forward(ctx: Any, o: Tensor, index: Tensor, a: float, b: float, eps: float) -> Tensor:
         if o.shape[0] == 0:  # var_mean warns on empty input
             ctx.save_for_backward(o)
             return o.new_zeros(0)
         idx = index.unsqueeze(1)
-        var, mu = torch.var_mean(o, dim=1, keepdim=True, correction=0)
-        eps = torch.finfo(o.dtype).eps
-        sd = var.clamp_min(eps * eps).sqrt()
-        zy = (o.gather(1, idx) - mu) / sd
+        s = torch.linalg.vector_norm(o, ord=math.inf, dim=1, keepdim=True)
+        s = s.clamp_min(torch.finfo(o.dtype).tiny)
+        u = o / s
+        var_u, mu_u = torch.var_mean(u, dim=1, keepdim=True, correction=0)
+        sd_u = var_u.sqrt()
+        sigma = s * sd_u
+        live = sigma > eps
+        den = torch.where(live, sigma, eps)
+        zy = (u.gather(1, idx) - mu_u) * (s / den)
         x = a * (b - zy)
         ctx.a = a
-        ctx.save_for_backward(o, index, mu, sd, zy, x, var > eps * eps)
+        ctx.save_for_backward(u, index, mu_u, sd_u, den, zy, x, live)
         return (torch.nn.functional.softplus(x) / a).squeeze(1)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         if len(ctx.saved_tensors) == 1:
-            return torch.zeros_like(ctx.saved_tensors[0]), None, None, None
-        o, index, mu, sd, zy, x, live = ctx.saved_tensors
-        c = o.shape[1]
-        w = -grad_out.unsqueeze(1) * torch.sigmoid(x) / sd
-        beta = torch.where(live, -w * zy / (c * sd), 0.0)
-        alpha = -w / c - beta * mu
-        grad = torch.addcmul(alpha, o, beta)
+            return torch.zeros_like(ctx.saved_tensors[0]), None, None, None, None
+        u, index, mu_u, sd_u, den, zy, x, live = ctx.saved_tensors
+        c = u.shape[1]
+        w = -grad_out.unsqueeze(1) * torch.sigmoid(x) / den
+        beta = torch.where(live, -w * zy / (c * sd_u.clamp_min(torch.finfo(u.dtype).tiny)), 0.0)
+        alpha = -w / c - beta * mu_u
+        grad = torch.addcmul(alpha, u, beta)
         grad.scatter_add_(1, index.unsqueeze(1), w)
-        return grad, None, None, None
+        return grad, None, None, None, None
 
 
 class SoftmaxSeparableRows(torch.autograd.Function):

@@ -7,13 +7,15 @@ labelled class (here NCE), to a "passive" one, which also pushes the other class
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
-from losslab._reduce import reduce_input
-from losslab._validate import ClassificationInput, Real
-from losslab.functional._common import one_minus_exp, prepare, target_value
+from losslab._validate import Real
+from losslab.functional._common import one_minus_exp
 from losslab.functional.noise_robust import RCE_SCALE, rce_per_element
+from losslab.kinds.multiclass import MulticlassInput
 from losslab.registry import Claim, register
 
 _APL_REF = (
@@ -25,15 +27,18 @@ _ALF_REF = (
     "Zhou, Liu, Jiang, Gao, Ji. Asymmetric Loss Functions for Learning with Noisy Labels. "
     "ICML 2021, arXiv:2106.03110; code: github.com/hitcszx/ALFs"
 )
+# NCE's denominator sums log p over every class: a -inf masked class makes it infinite,
+# and it needs two classes to be defined.
+_NCE_RULES: dict[str, Any] = {"neg_inf_ok": False, "min_classes": 2}
 
 
-def _nce_per_element(inp: ClassificationInput, logp: Tensor) -> Tensor:
+def _nce_per_element(inp: MulticlassInput, logp: Tensor) -> Tensor:
     """``-log p_y / -sum_k log p_k`` (expectation of the numerator for soft targets).
 
     The denominator is at least ``C log C > 0`` for finite logits (Jensen), so no guard is
     needed; a ``-inf`` masked class makes it infinite, which the validator rejects.
     """
-    return -target_value(inp, lambda v: v, logp) / -logp.sum(dim=1)
+    return -inp.target_value(lambda v: v, logp) / -logp.sum(dim=1)
 
 
 def _agce_of_logp(lp: Tensor, a: float, q: float) -> Tensor:
@@ -63,59 +68,40 @@ def _aul_bound(a: float, q: float) -> float:
 @register(
     "nce",
     family="active_passive",
+    module="NCELoss",
     reference=_APL_REF,
-    formula=r"\ell(z, y) = \frac{-\log p_y}{-\sum_k \log p_k}",
     properties={"shift_invariant": {}, "symmetric": {}, "bounded": Claim(bound=1.0)},
-    # NCE's denominator sums log p over every class: a -inf masked class makes it
-    # infinite, and it needs two classes to be defined.
-    neg_inf_ok=False,
-    min_classes=2,
+    **_NCE_RULES,
 )
-def nce(
-    logits: Tensor,
-    target: Tensor,
-    *,
-    weight: Tensor | None = None,
-    sample_weight: Tensor | None = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    validate: bool = True,
-) -> Tensor:
+def nce(inp: MulticlassInput) -> Tensor:
     r"""Normalized cross-entropy: CE divided by the sum of CE over all labels.
 
-    .. math:: \ell(z, y) = \frac{-\log p_y}{-\sum_{k=1}^{C} \log p_k}
+    $$
+    \ell(z, y) = \frac{-\log p_y}{-\sum_{k=1}^{C} \log p_k}
+    $$
 
-    Soft targets replace the numerator by ``-sum_k q_k log p_k``. The official code's
-    ``scale`` is a plain multiplier and is left to the caller.
+    Soft targets replace the numerator by $-\sum_k q_k \log p_k$. Symmetric
+    ($\sum_y \ell(z, y) = 1$) and bounded by 1, but not classification-calibrated: the
+    expected loss tends to its infimum $\min_k \eta_k$ by sending the least likely class
+    to $p = 0$, whatever the order of the others (NCE alone underfits; use it inside an
+    active-passive sum). Undefined with `-inf` logits, which make the denominator
+    infinite.
 
-    Properties: shift-invariant, symmetric (``sum_y l(z, y) = 1``), bounded by 1. Not
-    classification-calibrated: the expected loss tends to its infimum ``min_k eta_k`` by
-    sending the least likely class to ``p = 0``, whatever the order of the others (NCE
-    alone underfits; use it inside an active-passive sum). Raises on ``-inf`` logits,
-    which make the denominator infinite.
-
-    Reference: Ma et al., ICML 2020, arXiv:2006.13554.
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> F.nce(logits, torch.tensor([0, 2]), reduction="none")
+        tensor([0.0462, 0.3031])
     """
-    inp = prepare(
-        nce,
-        logits,
-        target,
-        {},
-        weight=weight,
-        sample_weight=sample_weight,
-        ignore_index=ignore_index,
-        reduction=reduction,
-        validate=validate,
-    )
-    per = _nce_per_element(inp, torch.log_softmax(inp.logits, dim=1))
-    return reduce_input(per, inp, reduction)
+    return _nce_per_element(inp, torch.log_softmax(inp.logits, dim=1))
 
 
 @register(
     "nce_rce",
     family="active_passive",
+    module="NCERCELoss",
     reference=_APL_REF,
-    formula=r"\ell(z, y) = \alpha\,\mathrm{NCE}(z, y) + \beta\,\mathrm{RCE}(z, y)",
     properties={
         "shift_invariant": {},
         "symmetric": {},
@@ -123,65 +109,45 @@ def nce(
         "classification_calibrated": {},
     },
     constraints={"alpha": Real(0.0), "beta": Real(0.0)},
-    # NCE's denominator sums log p over every class: a -inf masked class makes it
-    # infinite, and it needs two classes to be defined.
-    neg_inf_ok=False,
-    min_classes=2,
     test_configs=({"alpha": 10.0, "beta": 0.1}, {"alpha": 1.0, "beta": 100.0}),
+    **_NCE_RULES,
 )
-def nce_rce(
-    logits: Tensor,
-    target: Tensor,
-    *,
-    alpha: float = 1.0,
-    beta: float = 1.0,
-    weight: Tensor | None = None,
-    sample_weight: Tensor | None = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    validate: bool = True,
-) -> Tensor:
+def nce_rce(inp: MulticlassInput, *, alpha: float = 1.0, beta: float = 1.0) -> Tensor:
     r"""Active-passive loss NCE + RCE.
 
-    .. math:: \ell = \alpha\,\frac{-\log p_y}{-\sum_k \log p_k} + \beta\,A\,(1 - p_y),
-              \qquad A = -\log 10^{-4}
+    $$
+    \ell = \alpha\,\frac{-\log p_y}{-\sum_k \log p_k} + \beta\,A\,(1 - p_y),
+    \qquad A = -\log 10^{-4}
+    $$
 
-    (RCE as in :func:`losslab.functional.rce`; soft targets use both parts' distribution
-    forms.)
+    (RCE as in `rce`; soft targets use both parts' distribution forms.) Symmetric
+    ($\sum_y \ell = \alpha + \beta A (C - 1)$), bounded by $\alpha + \beta A$;
+    classification-calibrated for $\beta > 0$ (the RCE part's expected loss is minimised
+    only with the most likely class first, and NCE's infimum is reached along the same
+    sequences). Undefined with `-inf` logits (NCE).
 
     Args:
-        alpha, beta: >= 0. Default (1, 1): the official APL CIFAR-10 configs
-            (``configs/cifar10/*/nce+rce.yaml``; ALFs ``config.py`` CIFAR-10 agrees).
-            CIFAR-100 uses (10, 0.1), MNIST (1, 10) in APL and (1, 100) in ALFs.
+        alpha: weight $\alpha \ge 0$ of NCE.
+        beta: weight $\beta \ge 0$ of RCE. Defaults (1, 1): the official APL CIFAR-10
+            configs (ALFs agrees); CIFAR-100 uses (10, 0.1), MNIST (1, 10) in APL and
+            (1, 100) in ALFs.
 
-    Properties: shift-invariant; symmetric (``sum_y l = alpha + beta A (C - 1)``); bounded by
-    ``alpha + beta A``; classification-calibrated for ``beta > 0`` (the RCE part's expected
-    loss is minimised only with the most likely class first, and NCE's infimum is reached
-    along the same sequences). Raises on ``-inf`` logits.
-
-    Reference: Ma et al., ICML 2020, arXiv:2006.13554.
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> F.nce_rce(logits, torch.tensor([0, 2]), reduction="none")
+        tensor([2.0209, 6.1317])
     """
-    inp = prepare(
-        nce_rce,
-        logits,
-        target,
-        {"alpha": alpha, "beta": beta},
-        weight=weight,
-        sample_weight=sample_weight,
-        ignore_index=ignore_index,
-        reduction=reduction,
-        validate=validate,
-    )
     logp = torch.log_softmax(inp.logits, dim=1)
-    per = alpha * _nce_per_element(inp, logp) + beta * rce_per_element(inp, logp)
-    return reduce_input(per, inp, reduction)
+    return alpha * _nce_per_element(inp, logp) + beta * rce_per_element(inp, logp)
 
 
 @register(
     "agce",
     family="active_passive",
+    module="AGCELoss",
     reference=_ALF_REF,
-    formula=r"\ell(z, y) = \frac{(a+1)^q - (a + p_y)^q}{q}",
     properties={
         "shift_invariant": {},
         "bounded": Claim(bound=lambda cfg, c: _agce_bound(cfg["a"], cfg["q"])),
@@ -190,59 +156,42 @@ def nce_rce(
     constraints={"a": Real(0.0, lo_open=True), "q": Real(0.0, lo_open=True)},
     test_configs=({"a": 1.0, "q": 2.0}, {"a": 4.0, "q": 0.2}, {"a": 3.0, "q": 1.5}),
 )
-def agce(
-    logits: Tensor,
-    target: Tensor,
-    *,
-    a: float = 0.6,
-    q: float = 0.6,
-    weight: Tensor | None = None,
-    sample_weight: Tensor | None = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    validate: bool = True,
-) -> Tensor:
+def agce(inp: MulticlassInput, *, a: float = 0.6, q: float = 0.6) -> Tensor:
     r"""Asymmetric generalized cross-entropy (AGCE).
 
-    .. math:: \ell(z, y) = \frac{(a + 1)^q - (a + p_y)^q}{q},\qquad a > 0,\ q > 0
+    $$
+    \ell(z, y) = \frac{(a + 1)^q - (a + p_y)^q}{q},\qquad a > 0,\ q > 0
+    $$
 
-    Soft targets take the expectation over the target.
+    Soft targets take the expectation over the target. Bounded by $((a+1)^q - a^q)/q$ (at
+    $p_y = 0$); classification-calibrated (a strictly decreasing function of $p_y$,
+    convex for $q \le 1$ and concave for $q \ge 1$; either way the expected loss is
+    minimised with the most likely class first). Asymmetric in the sense of Zhou et al.,
+    not symmetric. The loss has no $p$ hyperparameter ($p$ belongs to the different
+    asymmetric norm loss).
 
     Args:
-        a, q: > 0. Default ``a = 0.6, q = 0.6``: the ALFs ``config.py`` CIFAR-10 entry for
-            AGCE (the class default in ``lnl/losses.py`` is ``a = 1, q = 2``; MNIST uses
-            ``a = 4, q = 0.2``). The loss has no ``p`` hyperparameter: in ALFs, ``p`` belongs
-            to the different asymmetric norm loss ``ANormLoss``.
+        a: $a > 0$.
+        q: $q > 0$. Defaults $a = 0.6, q = 0.6$: the official CIFAR-10 configuration
+            (class default $a = 1, q = 2$; MNIST $a = 4, q = 0.2$).
 
-    Properties: shift-invariant; bounded by ``((a+1)^q - a^q)/q`` (at ``p_y = 0``);
-    classification-calibrated (a strictly decreasing function of ``p_y``, convex for
-    ``q <= 1`` and concave for ``q >= 1``; either way the expected loss is minimised with
-    the most likely class first). Asymmetric in the sense of Zhou et al., not symmetric.
-
-    Reference: Zhou et al., ICML 2021, arXiv:2106.03110.
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> F.agce(logits, torch.tensor([0, 2]), reduction="none")
+        tensor([0.1827, 0.5760])
     """
-    inp = prepare(
-        agce,
-        logits,
-        target,
-        {"a": a, "q": q},
-        weight=weight,
-        sample_weight=sample_weight,
-        ignore_index=ignore_index,
-        reduction=reduction,
-        validate=validate,
+    return inp.target_value(
+        lambda lp: _agce_of_logp(lp, a, q), torch.log_softmax(inp.logits, dim=1)
     )
-    per = target_value(
-        inp, lambda lp: _agce_of_logp(lp, a, q), torch.log_softmax(inp.logits, dim=1)
-    )
-    return reduce_input(per, inp, reduction)
 
 
 @register(
     "aul",
     family="active_passive",
+    module="AULLoss",
     reference=_ALF_REF,
-    formula=r"\ell(z, y) = \frac{(a - p_y)^q - (a - 1)^q}{q}",
     properties={
         "shift_invariant": {},
         "bounded": Claim(bound=lambda cfg, c: _aul_bound(cfg["a"], cfg["q"])),
@@ -251,55 +200,37 @@ def agce(
     constraints={"a": Real(1.0, lo_open=True), "q": Real(0.0, lo_open=True)},
     test_configs=({"a": 1.5, "q": 0.9}, {"a": 3.0, "q": 0.1}, {"a": 6.0, "q": 1.5}),
 )
-def aul(
-    logits: Tensor,
-    target: Tensor,
-    *,
-    a: float = 5.5,
-    q: float = 3.0,
-    weight: Tensor | None = None,
-    sample_weight: Tensor | None = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    validate: bool = True,
-) -> Tensor:
-    r"""Asymmetric unhinged loss (AUL; ``AUELoss`` in the official code).
+def aul(inp: MulticlassInput, *, a: float = 5.5, q: float = 3.0) -> Tensor:
+    r"""Asymmetric unhinged loss (AUL).
 
-    .. math:: \ell(z, y) = \frac{(a - p_y)^q - (a - 1)^q}{q},\qquad a > 1,\ q > 0
+    $$
+    \ell(z, y) = \frac{(a - p_y)^q - (a - 1)^q}{q},\qquad a > 1,\ q > 0
+    $$
 
-    Soft targets take the expectation over the target.
+    Soft targets take the expectation over the target. Bounded by $(a^q - (a-1)^q)/q$ (at
+    $p_y = 0$); classification-calibrated (strictly decreasing in $p_y$, convex for
+    $q \ge 1$ and concave for $q \le 1$).
 
     Args:
-        a: > 1; q: > 0. Default ``a = 5.5, q = 3``: the ALFs ``config.py`` CIFAR-10 entry
-            for AUL (class default ``a = 1.5, q = 0.9``; MNIST ``a = 3, q = 0.1``). No
-            ``p`` hyperparameter exists for AUL (see :func:`agce`).
+        a: $a > 1$.
+        q: $q > 0$. Defaults $a = 5.5, q = 3$: the official CIFAR-10 configuration
+            (class default $a = 1.5, q = 0.9$; MNIST $a = 3, q = 0.1$).
 
-    Properties: shift-invariant; bounded by ``(a^q - (a-1)^q)/q`` (at ``p_y = 0``);
-    classification-calibrated (strictly decreasing in ``p_y``, convex for ``q >= 1`` and
-    concave for ``q <= 1``).
-
-    Reference: Zhou et al., ICML 2021, arXiv:2106.03110.
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> F.aul(logits, torch.tensor([0, 2]), reduction="none")
+        tensor([ 4.5518, 14.7015])
     """
-    inp = prepare(
-        aul,
-        logits,
-        target,
-        {"a": a, "q": q},
-        weight=weight,
-        sample_weight=sample_weight,
-        ignore_index=ignore_index,
-        reduction=reduction,
-        validate=validate,
-    )
-    per = target_value(inp, lambda lp: _aul_of_logp(lp, a, q), torch.log_softmax(inp.logits, dim=1))
-    return reduce_input(per, inp, reduction)
+    return inp.target_value(lambda lp: _aul_of_logp(lp, a, q), torch.log_softmax(inp.logits, dim=1))
 
 
 @register(
     "nce_agce",
     family="active_passive",
+    module="NCEAGCELoss",
     reference=_ALF_REF + "; active-passive sum: " + _APL_REF,
-    formula=r"\ell = \alpha\,\mathrm{NCE}(z, y) + \beta\,\frac{(a+1)^q - (a + p_y)^q}{q}",
     properties={
         "shift_invariant": {},
         "bounded": Claim(
@@ -313,68 +244,54 @@ def aul(
         "a": Real(0.0, lo_open=True),
         "q": Real(0.0, lo_open=True),
     },
-    # NCE's denominator sums log p over every class: a -inf masked class makes it
-    # infinite, and it needs two classes to be defined.
-    neg_inf_ok=False,
-    min_classes=2,
     test_configs=(
         {"alpha": 10.0, "beta": 0.1, "a": 1.8, "q": 3.0},
         {"alpha": 0.0, "beta": 1.0, "a": 4.0, "q": 0.2},
     ),
+    **_NCE_RULES,
 )
 def nce_agce(
-    logits: Tensor,
-    target: Tensor,
+    inp: MulticlassInput,
     *,
     alpha: float = 1.0,
     beta: float = 4.0,
     a: float = 6.0,
     q: float = 1.5,
-    weight: Tensor | None = None,
-    sample_weight: Tensor | None = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    validate: bool = True,
 ) -> Tensor:
     r"""Active-passive loss NCE + AGCE.
 
-    .. math:: \ell = \alpha\,\frac{-\log p_y}{-\sum_k \log p_k}
-              + \beta\,\frac{(a+1)^q - (a + p_y)^q}{q}
+    $$
+    \ell = \alpha\,\frac{-\log p_y}{-\sum_k \log p_k}
+          + \beta\,\frac{(a+1)^q - (a + p_y)^q}{q}
+    $$
+
+    Bounded by $\alpha + \beta ((a+1)^q - a^q)/q$; classification-calibrated for
+    $\beta > 0$ (as `nce_rce`). Undefined with `-inf` logits (NCE).
 
     Args:
-        alpha, beta: >= 0; a, q: > 0. Default ``alpha = 1, beta = 4, a = 6, q = 1.5``: the
-            ALFs ``config.py`` CIFAR-10 entry. (CIFAR-100: ``10, 0.1, 1.8, 3``; MNIST:
-            ``0, 1, 4, 0.2``; the ``NCEandAGCE`` class default, used by the LDR benchmark
-            with its own ``alpha``/``beta`` grid, is ``a = 3, q = 1.5``.)
+        alpha: weight $\alpha \ge 0$ of NCE.
+        beta: weight $\beta \ge 0$ of AGCE.
+        a: $a > 0$.
+        q: $q > 0$. Defaults $\alpha = 1, \beta = 4, a = 6, q = 1.5$: the official CIFAR-10
+            configuration (CIFAR-100: 10, 0.1, 1.8, 3; MNIST: 0, 1, 4, 0.2).
 
-    Properties: shift-invariant; bounded by ``alpha + beta ((a+1)^q - a^q)/q``;
-    classification-calibrated for ``beta > 0`` (as for :func:`nce_rce`). Raises on
-    ``-inf`` logits (NCE).
-
-    Reference: Zhou et al., ICML 2021, arXiv:2106.03110; Ma et al., ICML 2020.
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> F.nce_agce(logits, torch.tensor([0, 2]), reduction="none")
+        tensor([2.2978, 6.8466])
     """
-    inp = prepare(
-        nce_agce,
-        logits,
-        target,
-        {"alpha": alpha, "beta": beta, "a": a, "q": q},
-        weight=weight,
-        sample_weight=sample_weight,
-        ignore_index=ignore_index,
-        reduction=reduction,
-        validate=validate,
-    )
     logp = torch.log_softmax(inp.logits, dim=1)
-    passive = target_value(inp, lambda lp: _agce_of_logp(lp, a, q), logp)
-    per = alpha * _nce_per_element(inp, logp) + beta * passive
-    return reduce_input(per, inp, reduction)
+    passive = inp.target_value(lambda lp: _agce_of_logp(lp, a, q), logp)
+    return alpha * _nce_per_element(inp, logp) + beta * passive
 
 
 @register(
     "nce_aul",
     family="active_passive",
+    module="NCEAULLoss",
     reference=_ALF_REF + "; active-passive sum: " + _APL_REF,
-    formula=r"\ell = \alpha\,\mathrm{NCE}(z, y) + \beta\,\frac{(a - p_y)^q - (a - 1)^q}{q}",
     properties={
         "shift_invariant": {},
         "bounded": Claim(
@@ -388,56 +305,44 @@ def nce_agce(
         "a": Real(1.0, lo_open=True),
         "q": Real(0.0, lo_open=True),
     },
-    # NCE's denominator sums log p over every class: a -inf masked class makes it
-    # infinite, and it needs two classes to be defined.
-    neg_inf_ok=False,
-    min_classes=2,
     test_configs=(
         {"alpha": 10.0, "beta": 0.015, "a": 6.0, "q": 3.0},
         {"alpha": 0.0, "beta": 1.0, "a": 3.0, "q": 0.1},
     ),
+    **_NCE_RULES,
 )
 def nce_aul(
-    logits: Tensor,
-    target: Tensor,
+    inp: MulticlassInput,
     *,
     alpha: float = 1.0,
     beta: float = 4.0,
     a: float = 6.3,
     q: float = 1.5,
-    weight: Tensor | None = None,
-    sample_weight: Tensor | None = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    validate: bool = True,
 ) -> Tensor:
     r"""Active-passive loss NCE + AUL.
 
-    .. math:: \ell = \alpha\,\frac{-\log p_y}{-\sum_k \log p_k}
-              + \beta\,\frac{(a - p_y)^q - (a - 1)^q}{q}
+    $$
+    \ell = \alpha\,\frac{-\log p_y}{-\sum_k \log p_k}
+          + \beta\,\frac{(a - p_y)^q - (a - 1)^q}{q}
+    $$
+
+    Bounded by $\alpha + \beta (a^q - (a-1)^q)/q$; classification-calibrated for
+    $\beta > 0$. Undefined with `-inf` logits (NCE).
 
     Args:
-        alpha, beta: >= 0; a: > 1; q: > 0. Default ``alpha = 1, beta = 4, a = 6.3,
-            q = 1.5``: the ALFs ``config.py`` CIFAR-10 entry. (CIFAR-100: ``10, 0.015, 6, 3``;
-            MNIST: ``0, 1, 3, 0.1``; the ``NCEandAUE`` class default is ``a = 6, q = 1.5``.)
+        alpha: weight $\alpha \ge 0$ of NCE.
+        beta: weight $\beta \ge 0$ of AUL.
+        a: $a > 1$.
+        q: $q > 0$. Defaults $\alpha = 1, \beta = 4, a = 6.3, q = 1.5$: the official
+            CIFAR-10 configuration (CIFAR-100: 10, 0.015, 6, 3; MNIST: 0, 1, 3, 0.1).
 
-    Properties: shift-invariant; bounded by ``alpha + beta (a^q - (a-1)^q)/q``;
-    classification-calibrated for ``beta > 0``. Raises on ``-inf`` logits (NCE).
-
-    Reference: Zhou et al., ICML 2021, arXiv:2106.03110; Ma et al., ICML 2020.
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> F.nce_aul(logits, torch.tensor([0, 2]), reduction="none")
+        tensor([2.0404, 6.3013])
     """
-    inp = prepare(
-        nce_aul,
-        logits,
-        target,
-        {"alpha": alpha, "beta": beta, "a": a, "q": q},
-        weight=weight,
-        sample_weight=sample_weight,
-        ignore_index=ignore_index,
-        reduction=reduction,
-        validate=validate,
-    )
     logp = torch.log_softmax(inp.logits, dim=1)
-    passive = target_value(inp, lambda lp: _aul_of_logp(lp, a, q), logp)
-    per = alpha * _nce_per_element(inp, logp) + beta * passive
-    return reduce_input(per, inp, reduction)
+    passive = inp.target_value(lambda lp: _aul_of_logp(lp, a, q), logp)
+    return alpha * _nce_per_element(inp, logp) + beta * passive

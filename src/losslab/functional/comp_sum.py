@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor
 
-from losslab._reduce import reduce_input
 from losslab._validate import Real
-from losslab.functional._common import expm1_linear_tail, prepare, target_value
+from losslab.functional._common import expm1_linear_tail
+from losslab.kinds.multiclass import MulticlassInput
 from losslab.registry import Claim, register
 
 _REF = (
@@ -18,11 +16,11 @@ _REF = (
 )
 
 
-def _comp_sum_of_logp(logp: Tensor, tau: float) -> Tensor:
-    r"""``Phi^tau(1/p - 1)`` written in ``log p``:
+def comp_sum_of_logp(logp: Tensor, tau: float) -> Tensor:
+    r"""``Phi^tau(1/p - 1)`` written in ``log p``.
 
-    ``tau == 1``: ``-log p``; otherwise ``expm1((tau - 1) log p) / (1 - tau)``.
-    For ``tau < 1`` the argument is positive and grows without bound, so its exponential
+    ``tau == 1``: ``-log p``; otherwise ``expm1((tau - 1) log p) / (1 - tau)``. For
+    ``tau < 1`` the argument is positive and grows without bound, so its exponential
     continues linearly past float overflow (see ``expm1_linear_tail``).
     """
     if tau == 1.0:
@@ -32,40 +30,16 @@ def _comp_sum_of_logp(logp: Tensor, tau: float) -> Tensor:
     return e / (1.0 - tau)
 
 
-def _comp_sum_core(
-    fn: Callable[..., Tensor],
-    hparams: dict[str, float],
-    logits: Tensor,
-    target: Tensor,
-    tau: float,
-    weight: Tensor | None,
-    sample_weight: Tensor | None,
-    ignore_index: int | None,
-    reduction: str,
-    validate: bool,
-) -> Tensor:
-    inp = prepare(
-        fn,
-        logits,
-        target,
-        hparams,
-        weight=weight,
-        sample_weight=sample_weight,
-        ignore_index=ignore_index,
-        reduction=reduction,
-        validate=validate,
-    )
+def _comp_sum_value(inp: MulticlassInput, tau: float) -> Tensor:
     logp = torch.log_softmax(inp.logits, dim=1)
-    per = target_value(inp, lambda lp: _comp_sum_of_logp(lp, tau), logp)
-    return reduce_input(per, inp, reduction)
+    return inp.target_value(lambda lp: comp_sum_of_logp(lp, tau), logp)
 
 
 @register(
     "comp_sum",
     family="comp_sum",
+    module="CompSumLoss",
     reference=_REF,
-    formula=r"\ell^\tau(z, y) = \Phi^\tau\Big(\sum_{k \ne y} e^{z_k - z_y}\Big),\quad "
-    r"\Phi^\tau(u) = \frac{(1+u)^{1-\tau} - 1}{1 - \tau}\ (\tau \ne 1),\ \log(1+u)\ (\tau = 1)",
     properties={
         "shift_invariant": {},
         "classification_calibrated": {"tau": 1.5},
@@ -75,90 +49,67 @@ def _comp_sum_core(
     constraints={"tau": Real(0.0, 2.0)},
     test_configs=({"tau": 0.0}, {"tau": 0.5}, {"tau": 1.5}, {"tau": 2.0}),
 )
-def comp_sum(
-    logits: Tensor,
-    target: Tensor,
-    *,
-    tau: float = 1.0,
-    weight: Tensor | None = None,
-    sample_weight: Tensor | None = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    validate: bool = True,
-) -> Tensor:
-    r"""Comp-sum loss :math:`\Phi^\tau` of Mao, Mohri & Zhong (2023).
+def comp_sum(inp: MulticlassInput, *, tau: float = 1.0) -> Tensor:
+    r"""Comp-sum loss $\Phi^\tau$ of Mao, Mohri & Zhong (2023).
 
-    With :math:`u = \sum_{k \ne y} e^{z_k - z_y} = 1/p_y - 1`,
+    $$
+    \ell^\tau(z, y) = \Phi^\tau\Big(\sum_{k \ne y} e^{z_k - z_y}\Big),\qquad
+    \Phi^\tau(u) = \frac{(1+u)^{1-\tau} - 1}{1 - \tau}\ (\tau \ne 1),\quad
+    \Phi^1(u) = \log(1 + u)
+    $$
 
-    .. math::
-        \ell^\tau = \frac{(1+u)^{1-\tau} - 1}{1-\tau} = \frac{p_y^{\tau-1} - 1}{1 - \tau}
-        \ (\tau \ne 1), \qquad \ell^1 = \log(1 + u) = -\log p_y .
-
-    Members: ``tau = 0`` sum-exponential ``1/p_y - 1``; ``tau = 1`` cross-entropy;
-    ``tau in (1, 2)`` generalized CE with ``q = tau - 1``; ``tau = 2`` MAE ``1 - p_y``.
-    Computed from ``log_softmax`` (never a raw ``exp`` of logit gaps). Soft targets take
-    the expectation over the target distribution.
+    With $u = 1/p_y - 1$ this is $(p_y^{\tau-1} - 1)/(1 - \tau)$. Members: $\tau = 0$
+    sum-exponential $1/p_y - 1$; $\tau = 1$ cross-entropy; $\tau \in (1, 2)$ generalized
+    CE with $q = \tau - 1$; $\tau = 2$ MAE $1 - p_y$. Computed from `log_softmax`;
+    soft targets take the expectation over the target distribution.
 
     Args:
-        tau: in [0, 2]. The paper gives no default; 1 (cross-entropy, the member with the
-            tightest H-consistency bound) is used.
+        tau: $\tau \in [0, 2]$. The paper gives no default; 1 (cross-entropy, the member
+            with the tightest H-consistency bound) is used.
 
-    Properties: shift-invariant for every tau; reduces to CE at ``tau = 1``; convex at
-    ``tau = 0`` and ``1``; classification-calibrated (verified at ``tau = 1.5``).
-
-    Reference: Mao, Mohri, Zhong, ICML 2023, arXiv:2304.07288.
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> F.comp_sum(logits, torch.tensor([0, 2]), tau=0.5, reduction="none")
+        tensor([0.2565, 1.3006])
     """
-    return _comp_sum_core(
-        comp_sum,
-        {"tau": tau},
-        logits,
-        target,
-        float(tau),
-        weight,
-        sample_weight,
-        ignore_index,
-        reduction,
-        validate,
-    )
+    return _comp_sum_value(inp, float(tau))
 
 
 @register(
     "sum_exp",
     family="comp_sum",
+    module="SumExpLoss",
     reference=_REF,
-    formula=r"\ell(z, y) = \sum_{k \ne y} e^{z_k - z_y} = 1/p_y - 1",
     properties={"shift_invariant": {}, "convex": {}, "classification_calibrated": {}},
 )
-def sum_exp(
-    logits: Tensor,
-    target: Tensor,
-    *,
-    weight: Tensor | None = None,
-    sample_weight: Tensor | None = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    validate: bool = True,
-) -> Tensor:
-    r"""Sum-exponential loss, the ``tau = 0`` comp-sum member.
+def sum_exp(inp: MulticlassInput) -> Tensor:
+    r"""Sum-exponential loss, the $\tau = 0$ comp-sum member.
 
-    .. math:: \ell(z, y) = \sum_{k \ne y} e^{z_k - z_y} = \frac{1}{p_y} - 1
+    $$
+    \ell(z, y) = \sum_{k \ne y} e^{z_k - z_y} = \frac{1}{p_y} - 1
+    $$
 
     Past float overflow (logit gaps above ~80 in float32) the exponential continues
     linearly, so values and gradients stay finite.
 
-    Reference: Mao, Mohri, Zhong, ICML 2023, arXiv:2304.07288.
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> F.sum_exp(logits, torch.tensor([0, 2]), reduction="none")
+        tensor([0.2729, 1.7236])
     """
-    return _comp_sum_core(
-        sum_exp, {}, logits, target, 0.0, weight, sample_weight, ignore_index, reduction, validate
-    )
+    return _comp_sum_value(inp, 0.0)
 
 
 @register(
     "gce",
     family="comp_sum",
+    module="GCELoss",
     reference="Zhang, Sabuncu. Generalized Cross Entropy Loss for Training Deep Neural "
     "Networks with Noisy Labels. NeurIPS 2018, arXiv:1805.07836; comp-sum view: " + _REF,
-    formula=r"\ell(z, y) = \frac{1 - p_y^{q}}{q}",
     properties={
         "shift_invariant": {},
         "classification_calibrated": {},
@@ -167,46 +118,35 @@ def sum_exp(
     constraints={"q": Real(0.0, 1.0, lo_open=True)},
     test_configs=({"q": 0.05}, {"q": 1.0}),
 )
-def gce(
-    logits: Tensor,
-    target: Tensor,
-    *,
-    q: float = 0.7,
-    weight: Tensor | None = None,
-    sample_weight: Tensor | None = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    validate: bool = True,
-) -> Tensor:
-    r"""Generalized cross-entropy (the :math:`\mathcal{L}_q` loss).
+def gce(inp: MulticlassInput, *, q: float = 0.7) -> Tensor:
+    r"""Generalized cross-entropy (the $\mathcal{L}_q$ loss).
 
-    .. math:: \ell(z, y) = \frac{1 - p_y^{q}}{q},\qquad q \in (0, 1]
+    $$
+    \ell(z, y) = \frac{1 - p_y^{q}}{q},\qquad q \in (0, 1]
+    $$
 
-    ``q -> 0`` recovers CE, ``q = 1`` is MAE; comp-sum with ``tau = 1 + q``. Bounded by
-    ``1/q``. Default ``q = 0.7`` (paper and official code).
+    $q \to 0$ recovers CE, $q = 1$ is MAE; comp-sum with $\tau = 1 + q$. Bounded by
+    $1/q$.
 
-    Reference: Zhang & Sabuncu, NeurIPS 2018, arXiv:1805.07836.
+    Args:
+        q: $q \in (0, 1]$; the paper's and official code's 0.7.
+
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> F.gce(logits, torch.tensor([0, 2]), reduction="none")
+        tensor([0.2220, 0.7201])
     """
-    return _comp_sum_core(
-        gce,
-        {"q": q},
-        logits,
-        target,
-        1.0 + float(q),
-        weight,
-        sample_weight,
-        ignore_index,
-        reduction,
-        validate,
-    )
+    return _comp_sum_value(inp, 1.0 + float(q))
 
 
 @register(
     "mae",
     family="comp_sum",
+    module="MAELoss",
     reference="Ghosh, Kumar, Sastry. Robust Loss Functions under Label Noise for Deep Neural "
     "Networks. AAAI 2017, arXiv:1712.09482; comp-sum view: " + _REF,
-    formula=r"\ell(z, y) = 1 - p_y",
     properties={
         "shift_invariant": {},
         "symmetric": {},
@@ -214,25 +154,21 @@ def gce(
         "classification_calibrated": {},
     },
 )
-def mae(
-    logits: Tensor,
-    target: Tensor,
-    *,
-    weight: Tensor | None = None,
-    sample_weight: Tensor | None = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    validate: bool = True,
-) -> Tensor:
+def mae(inp: MulticlassInput) -> Tensor:
     r"""Mean absolute error between the softmax and the one-hot target, halved.
 
-    .. math:: \ell(z, y) = 1 - p_y = \tfrac12 \lVert p - e_y \rVert_1
+    $$
+    \ell(z, y) = 1 - p_y = \tfrac12 \lVert p - e_y \rVert_1
+    $$
 
-    Symmetric (``sum_k l(z, k) = C - 1``), hence robust to uniform label noise (Ghosh et
-    al. 2017). This is the correct MAE; the LDR benchmark code's MAE is identically zero.
+    Symmetric ($\sum_k \ell(z, k) = C - 1$), hence robust to uniform label noise (Ghosh
+    et al. 2017).
 
-    Reference: Ghosh, Kumar, Sastry, AAAI 2017, arXiv:1712.09482.
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> F.mae(logits, torch.tensor([0, 2]), reduction="none")
+        tensor([0.2144, 0.6328])
     """
-    return _comp_sum_core(
-        mae, {}, logits, target, 2.0, weight, sample_weight, ignore_index, reduction, validate
-    )
+    return _comp_sum_value(inp, 2.0)

@@ -5,117 +5,87 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from losslab._reduce import reduce_input
-from losslab._validate import Real
-from losslab.functional._common import prepare
+from losslab._validate import Choice, Real
+from losslab.kinds.multiclass import MulticlassInput
 from losslab.registry import register
 
 
 @register(
     "cs_svm",
     family="hinge",
+    module="CSSVMLoss",
     reference="Crammer, Singer. On the Algorithmic Implementation of Multiclass Kernel-based "
     "Vector Machines. JMLR 2001",
-    formula=r"\ell(z, y) = \max_k \big(c\,\mathbb{1}[k \ne y] + z_k - z_y\big)",
     properties={"shift_invariant": {}, "convex": {}},
     constraints={"margin": Real(0.0)},
     soft_targets=False,
     test_configs=({"margin": 0.1}, {"margin": 10.0}),
 )
-def cs_svm(
-    logits: Tensor,
-    target: Tensor,
-    *,
-    margin: float = 1.0,
-    weight: Tensor | None = None,
-    sample_weight: Tensor | None = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    validate: bool = True,
-) -> Tensor:
+def cs_svm(inp: MulticlassInput, *, margin: float = 1.0) -> Tensor:
     r"""Crammer-Singer multi-class hinge loss.
 
-    .. math::
-        \ell(z, y) = \max_k \big(c\,\mathbb{1}[k \ne y] + z_k - z_y\big)
-                   = \big[\max_{k \ne y} (c + z_k - z_y)\big]_+
+    $$
+    \ell(z, y) = \max_k \big(c\,\mathbb{1}[k \ne y] + z_k - z_y\big)
+               = \big[\max_{k \ne y} (c + z_k - z_y)\big]_+
+    $$
+
+    Shift-invariant and convex, but *not* classification-calibrated: when no class has
+    probability above 1/2 its expected-loss minimiser can tie all classes (Zhang 2004;
+    Tewari & Bartlett 2007). It is the $\lambda \to 0$ limit of LDR-KL.
 
     Args:
-        margin: ``c >= 0``; default 1 (the classical margin; the LDR benchmark grid is
-            {0.1, 1, 10}).
+        margin: $c \ge 0$; the classical margin 1.
 
-    Properties: shift-invariant and convex. It is *not* classification-calibrated: when
-    no class has probability above 1/2 its expected-loss minimiser can tie all classes
-    (Zhang 2004; Tewari & Bartlett 2007). It is the ``lambda -> 0`` limit of LDR-KL.
-
-    Reference: Crammer & Singer, JMLR 2001.
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> F.cs_svm(logits, torch.tensor([0, 2]), reduction="none")
+        tensor([0.0000, 0.9000])
     """
-    inp = prepare(
-        cs_svm,
-        logits,
-        target,
-        {"margin": margin},
-        weight=weight,
-        sample_weight=sample_weight,
-        ignore_index=ignore_index,
-        reduction=reduction,
-        validate=validate,
-    )
     # max over k != y of z_k, via max() with indices: its backward is one scatter, while
     # amax's compares every element against the maximum.
     idx = inp.index.unsqueeze(1)
     z = inp.logits
     z_y = z.gather(1, idx)
     others = z.scatter(1, idx, float("-inf")).max(dim=1, keepdim=True).values
-    per = torch.relu(others + margin - z_y).squeeze(1)
-    return reduce_input(per, inp, reduction)
+    return torch.relu(others + margin - z_y).squeeze(1)
 
 
 @register(
     "ww_svm",
     family="hinge",
+    module="WWSVMLoss",
     reference="Weston, Watkins. Support Vector Machines for Multi-Class Pattern Recognition. "
     "ESANN 1999",
-    formula=r"\ell(z, y) = \sum_{k \ne y} \big[c + z_k - z_y\big]_+",
     properties={"shift_invariant": {}, "convex": {}},
-    constraints={"margin": Real(0.0)},
+    constraints={"margin": Real(0.0), "class_reduction": Choice(("sum", "mean"))},
     soft_targets=False,
-    test_configs=({"margin": 0.1},),
+    test_configs=({"margin": 0.1}, {"class_reduction": "mean"}),
 )
-def ww_svm(
-    logits: Tensor,
-    target: Tensor,
-    *,
-    margin: float = 1.0,
-    weight: Tensor | None = None,
-    sample_weight: Tensor | None = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    validate: bool = True,
-) -> Tensor:
+def ww_svm(inp: MulticlassInput, *, margin: float = 1.0, class_reduction: str = "sum") -> Tensor:
     r"""Weston-Watkins multi-class hinge loss.
 
-    .. math:: \ell(z, y) = \sum_{k \ne y} \big[c + z_k - z_y\big]_+
+    $$
+    \ell(z, y) = \sum_{k \ne y} \big[c + z_k - z_y\big]_+
+    $$
 
-    The LDR benchmark code divides this sum by ``C`` (it averages over classes); here
-    the class axis is summed, as in the original definition.
+    Shift-invariant and convex; not classification-calibrated.
 
-    Properties: shift-invariant and convex; not classification-calibrated.
+    Args:
+        margin: $c \ge 0$; the classical margin 1.
+        class_reduction: `"sum"` over the classes (the definition) or `"mean"` (the sum
+            divided by $C$, as the LDR benchmark code computes it).
 
-    Reference: Weston & Watkins, ESANN 1999.
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> F.ww_svm(logits, torch.tensor([0, 2]), reduction="none")
+        tensor([0.0000, 1.7000])
     """
-    inp = prepare(
-        ww_svm,
-        logits,
-        target,
-        {"margin": margin},
-        weight=weight,
-        sample_weight=sample_weight,
-        ignore_index=ignore_index,
-        reduction=reduction,
-        validate=validate,
-    )
     z_y = inp.logits.gather(1, inp.index.unsqueeze(1))
     # The target's own term is relu(c) = c exactly (c >= 0) and has zero gradient, so
     # summing over every class and subtracting c is the k != y sum without a scatter.
     per = torch.relu(inp.logits - (z_y - margin)).sum(dim=1) - margin
-    return reduce_input(per, inp, reduction)
+    return per / inp.num_classes if class_reduction == "mean" else per

@@ -13,15 +13,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from losslab._reduce import reduce_input
-from losslab._validate import ClassificationInput, Real
-from losslab.functional._common import one_minus_exp, prepare, target_value
+from losslab._validate import Real
+from losslab.functional._common import one_minus_exp
 from losslab.functional._fused import SoftmaxSeparableRows, as_rows
+from losslab.kinds.multiclass import MulticlassInput
 from losslab.registry import Claim, register
 
-#: RCE replaces ``log 0`` by ``log(RCE_LABEL_CLAMP)``: the official SCE and APL code clamp the
-#: one-hot label to ``[1e-4, 1]`` before the log. This is part of the loss's definition (it
-#: sets its scale), not a numerical guard.
+#: RCE replaces ``log 0`` by ``log(RCE_LABEL_CLAMP)``: the label is clamped to
+#: ``[1e-4, 1]`` before the log. This is part of the loss's definition (it sets its scale),
+#: not a numerical guard.
 RCE_LABEL_CLAMP = 1e-4
 #: ``A = -log(1e-4) = 4 ln 10 ~= 9.2103``: RCE of a one-hot target equals ``A (1 - p_y)``.
 RCE_SCALE = -math.log(RCE_LABEL_CLAMP)
@@ -45,7 +45,7 @@ def _minus_two(p_y: Tensor) -> Tensor:
     return torch.full_like(p_y, -2.0)
 
 
-def rce_per_element(inp: ClassificationInput, logp: Tensor) -> Tensor:
+def rce_per_element(inp: MulticlassInput, logp: Tensor) -> Tensor:
     r"""Reverse cross-entropy :math:`-\sum_k p_k \log \max(q_k, 10^{-4})` per element.
 
     For index targets this is exactly ``A (1 - p_y)``, computed from the target's log-prob
@@ -53,62 +53,46 @@ def rce_per_element(inp: ClassificationInput, logp: Tensor) -> Tensor:
     """
     if inp.soft is None:
         logp_y = logp.gather(1, inp.index.unsqueeze(1)).squeeze(1)
-        return -math.log(RCE_LABEL_CLAMP) * one_minus_exp(logp_y)
-    q = inp.soft
-    cost = -torch.log(q.clamp(min=RCE_LABEL_CLAMP, max=1.0))
+        return RCE_SCALE * one_minus_exp(logp_y)
+    cost = -torch.log(inp.soft.clamp(min=RCE_LABEL_CLAMP, max=1.0))
     return (logp.exp() * cost).sum(dim=1)
 
 
 @register(
     "mse",
     family="noise_robust",
+    module="MSELoss",
     reference="Brier. Verification of forecasts expressed in terms of probability. Monthly "
     "Weather Review 1950; as a noisy-label baseline: Ghosh, Kumar, Sastry, AAAI 2017, "
     "arXiv:1712.09482",
-    formula=r"\ell(z, q) = \sum_k (p_k - q_k)^2,\quad p = \mathrm{softmax}(z)",
     properties={
         "shift_invariant": {},
         "bounded": Claim(bound=2.0),
         "classification_calibrated": {},
     },
 )
-def mse(
-    logits: Tensor,
-    target: Tensor,
-    *,
-    weight: Tensor | None = None,
-    sample_weight: Tensor | None = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    validate: bool = True,
-) -> Tensor:
+def mse(inp: MulticlassInput) -> Tensor:
     r"""Squared error between the softmax and the target distribution (Brier score).
 
-    .. math:: \ell(z, q) = \sum_{k=1}^{C} (p_k - q_k)^2,\qquad p = \mathrm{softmax}(z)
+    $$
+    \ell(z, q) = \sum_{k=1}^{C} (p_k - q_k)^2,\qquad p = \mathrm{softmax}(z)
+    $$
 
-    Summed (not averaged) over classes, as in the LDR benchmark's ``MSELoss``; for an index
-    target ``q`` is the one-hot ``e_y`` and ``l = (1 - p_y)^2 + sum_{k != y} p_k^2``.
+    Summed (not averaged) over classes; for an index target $q = e_y$ and
+    $\ell = (1 - p_y)^2 + \sum_{k \ne y} p_k^2$. Bounded by 2 (reached as the mass moves
+    to a wrong class); the Brier score is strictly proper. Not symmetric:
+    $\sum_y \ell(z, y) = C - 2 + C \lVert p \rVert^2$ depends on $z$.
 
-    Properties: shift-invariant, bounded by 2 (reached as the mass moves to a wrong class),
-    classification-calibrated (the Brier score is strictly proper). Not symmetric:
-    ``sum_y l(z, y) = C - 2 + C ||p||^2`` depends on ``z``.
-
-    Reference: Brier 1950; Ghosh, Kumar & Sastry, AAAI 2017, arXiv:1712.09482.
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> F.mse(logits, torch.tensor([0, 2]), reduction="none")
+        tensor([0.0782, 0.6012])
     """
-    inp = prepare(
-        mse,
-        logits,
-        target,
-        {},
-        weight=weight,
-        sample_weight=sample_weight,
-        ignore_index=ignore_index,
-        reduction=reduction,
-        validate=validate,
-    )
     if inp.soft is None:
         # sum_k (p_k - e_yk)^2 = sum_k p_k^2 + 1 - 2 p_y: separable in the softmax.
-        per = SoftmaxSeparableRows.apply(
+        return SoftmaxSeparableRows.apply(
             as_rows(inp.logits),
             inp.index.reshape(-1),
             torch.square,
@@ -117,18 +101,15 @@ def mse(
             _minus_two,
             1.0,
         ).reshape(inp.index.shape)
-    else:
-        p = torch.softmax(inp.logits, dim=1)
-        per = (p - inp.soft).square().sum(dim=1)
-    return reduce_input(per, inp, reduction)
+    p = torch.softmax(inp.logits, dim=1)
+    return (p - inp.soft).square().sum(dim=1)
 
 
 @register(
     "rce",
     family="noise_robust",
+    module="RCELoss",
     reference=_SCE_REF,
-    formula=r"\ell(z, q) = -\sum_k p_k \log \max(q_k, 10^{-4}) \;=\; A (1 - p_y),\ "
-    r"A = -\log 10^{-4}",
     properties={
         "shift_invariant": {},
         "symmetric": {},
@@ -136,53 +117,33 @@ def mse(
         "classification_calibrated": {},
     },
 )
-def rce(
-    logits: Tensor,
-    target: Tensor,
-    *,
-    weight: Tensor | None = None,
-    sample_weight: Tensor | None = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    validate: bool = True,
-) -> Tensor:
+def rce(inp: MulticlassInput) -> Tensor:
     r"""Reverse cross-entropy: the cross-entropy of the label under the prediction.
 
-    .. math::
-        \ell(z, q) = -\sum_k p_k \log \max(q_k, 10^{-4}),\qquad
-        \ell(z, y) = A\,(1 - p_y),\quad A = -\log 10^{-4} = 4 \ln 10 \approx 9.21
+    $$
+    \ell(z, q) = -\sum_k p_k \log \max(q_k, 10^{-4}),\qquad
+    \ell(z, y) = A\,(1 - p_y),\quad A = -\log 10^{-4} = 4 \ln 10 \approx 9.21
+    $$
 
-    The label clamp ``1e-4`` (:data:`RCE_LABEL_CLAMP`) is the official code's definition of
-    ``log 0`` (SCE and APL repositories). (The SCE paper's text uses ``A = -4``; the code, and
-    therefore every published number, uses ``log 1e-4``.) The official code also clamps ``p``
-    at ``1e-7``; no log of ``p`` is taken here, so that clamp is not needed and is omitted
-    (it only changes the value by at most ``C * 1e-7 * A``).
+    The label clamp $10^{-4}$ defines $\log 0$ and thereby the loss's scale $A$. No log
+    of $p$ is taken. Symmetric ($\sum_y \ell(z, y) = A (C - 1)$), bounded by $A$, a
+    positive multiple of MAE.
 
-    Properties: shift-invariant, symmetric (``sum_y l(z, y) = A (C - 1)``), bounded by ``A``,
-    classification-calibrated (a positive multiple of MAE ``1 - p_y``).
-
-    Reference: Wang et al., ICCV 2019, arXiv:1908.06112.
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> F.rce(logits, torch.tensor([0, 2]), reduction="none")
+        tensor([1.9747, 5.8286])
     """
-    inp = prepare(
-        rce,
-        logits,
-        target,
-        {},
-        weight=weight,
-        sample_weight=sample_weight,
-        ignore_index=ignore_index,
-        reduction=reduction,
-        validate=validate,
-    )
-    per = rce_per_element(inp, torch.log_softmax(inp.logits, dim=1))
-    return reduce_input(per, inp, reduction)
+    return rce_per_element(inp, torch.log_softmax(inp.logits, dim=1))
 
 
 @register(
     "sce",
     family="noise_robust",
+    module="SCELoss",
     reference=_SCE_REF,
-    formula=r"\ell(z, q) = \alpha\,\mathrm{CE}(z, q) + \beta\,\mathrm{RCE}(z, q)",
     properties={
         "shift_invariant": {},
         "classification_calibrated": {},
@@ -191,64 +152,40 @@ def rce(
     constraints={"alpha": Real(0.0), "beta": Real(0.0)},
     test_configs=({"alpha": 6.0, "beta": 0.1}, {"alpha": 1.0, "beta": 0.0}),
 )
-def sce(
-    logits: Tensor,
-    target: Tensor,
-    *,
-    alpha: float = 0.1,
-    beta: float = 1.0,
-    weight: Tensor | None = None,
-    sample_weight: Tensor | None = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    validate: bool = True,
-) -> Tensor:
-    r"""Symmetric cross-entropy: :math:`\alpha\,\mathrm{CE} + \beta\,\mathrm{RCE}`.
+def sce(inp: MulticlassInput, *, alpha: float = 0.1, beta: float = 1.0) -> Tensor:
+    r"""Symmetric cross-entropy: $\alpha\,\mathrm{CE} + \beta\,\mathrm{RCE}$.
 
-    .. math::
-        \ell(z, q) = -\alpha \sum_k q_k \log p_k
-                     - \beta \sum_k p_k \log \max(q_k, 10^{-4})
+    $$
+    \ell(z, q) = -\alpha \sum_k q_k \log p_k - \beta \sum_k p_k \log \max(q_k, 10^{-4})
+    $$
 
-    For an index target: ``alpha * (-log p_y) + beta * A * (1 - p_y)`` with
-    ``A = -log 1e-4`` (see :func:`rce`).
+    For an index target: $-\alpha \log p_y + \beta A (1 - p_y)$ with $A = -\log 10^{-4}$
+    (see `rce`). CE is the exact `-log_softmax`. Unbounded for $\alpha > 0$; equals CE at
+    $\alpha = 1, \beta = 0$.
 
     Args:
-        alpha: weight of CE, >= 0. Default 0.1 (official CIFAR-10 run in
-            ``train_models.py`` of the SCE repository; CIFAR-100 uses 6.0, MNIST 0.01).
-        beta: weight of RCE, >= 0. Default 1.0 (same run; CIFAR-100 uses 0.1).
+        alpha: weight $\alpha \ge 0$ of CE; 0.1 in the official CIFAR-10 run (CIFAR-100
+            6.0, MNIST 0.01).
+        beta: weight $\beta \ge 0$ of RCE; 1.0 in the same run (CIFAR-100 0.1).
 
-    The official code clamps ``p`` at ``1e-7`` inside the CE log (capping CE at 16.1);
-    here CE is the exact ``-log_softmax``.
-
-    Properties: shift-invariant; classification-calibrated (CE is strictly proper and RCE
-    is a multiple of MAE; their sum keeps the order of the class probabilities); equals CE
-    at ``alpha = 1, beta = 0``. Unbounded for ``alpha > 0``.
-
-    Reference: Wang et al., ICCV 2019, arXiv:1908.06112.
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> F.sce(logits, torch.tensor([0, 2]), reduction="none")
+        tensor([1.9989, 5.9288])
     """
-    inp = prepare(
-        sce,
-        logits,
-        target,
-        {"alpha": alpha, "beta": beta},
-        weight=weight,
-        sample_weight=sample_weight,
-        ignore_index=ignore_index,
-        reduction=reduction,
-        validate=validate,
-    )
     logp = torch.log_softmax(inp.logits, dim=1)
-    ce = -target_value(inp, lambda v: v, logp)
-    per = alpha * ce + beta * rce_per_element(inp, logp)
-    return reduce_input(per, inp, reduction)
+    ce = -inp.target_value(lambda v: v, logp)
+    return alpha * ce + beta * rce_per_element(inp, logp)
 
 
 @register(
     "tgce",
     family="noise_robust",
+    module="TGCELoss",
     reference="Zhang, Sabuncu. Generalized Cross Entropy Loss for Training Deep Neural "
     "Networks with Noisy Labels. NeurIPS 2018, arXiv:1805.07836",
-    formula=r"\ell(z, y) = \min\Big(\frac{1 - p_y^{q}}{q},\ \frac{1 - k^{q}}{q}\Big)",
     properties={
         "shift_invariant": {},
         "bounded": Claim(bound=lambda cfg, c: (1.0 - cfg["k"] ** cfg["q"]) / cfg["q"]),
@@ -256,123 +193,78 @@ def sce(
     constraints={"q": Real(0.0, 1.0, lo_open=True), "k": Real(0.0, 1.0, hi_open=True)},
     test_configs=({"k": 0.0}, {"q": 0.05, "k": 0.3}, {"q": 1.0, "k": 0.9}),
 )
-def tgce(
-    logits: Tensor,
-    target: Tensor,
-    *,
-    q: float = 0.7,
-    k: float = 0.5,
-    weight: Tensor | None = None,
-    sample_weight: Tensor | None = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    validate: bool = True,
-) -> Tensor:
-    r"""Truncated generalized cross-entropy (truncated :math:`\mathcal{L}_q`), stateless form.
+def tgce(inp: MulticlassInput, *, q: float = 0.7, k: float = 0.5) -> Tensor:
+    r"""Truncated generalized cross-entropy (truncated $\mathcal{L}_q$), stateless form.
 
-    .. math::
-        \ell(z, y) = \begin{cases} (1 - p_y^{q})/q & p_y > k \\ (1 - k^{q})/q & p_y \le k
-        \end{cases} \;=\; \min\Big(\frac{1 - p_y^{q}}{q}, \frac{1 - k^{q}}{q}\Big)
+    $$
+    \ell(z, y) = \min\Big(\frac{1 - p_y^{q}}{q},\ \frac{1 - k^{q}}{q}\Big)
+    $$
 
-    The paper (and the LDR benchmark's ``TGCELoss``) apply the truncation through a
-    per-sample 0/1 weight that is refreshed only at "prune" epochs; this function is the
-    stateless loss of the paper's definition, evaluated at the current prediction (the LDR
-    benchmark's ``GCELoss(q, k)`` form). Where ``p_y <= k`` the loss is constant and its
-    gradient is exactly zero, so with ``k = 0.5`` a sample contributes no gradient until its
-    label is already the model's majority prediction: start from plain GCE (``k = 0``) or a
-    warm-up, as the paper does. Soft targets take the expectation over the target.
+    The paper applies the truncation through a per-sample 0/1 weight refreshed only at
+    "prune" epochs; this function is the loss of the paper's definition evaluated at the
+    current prediction. Where $p_y \le k$ the loss is constant and its gradient is exactly
+    zero, so with $k = 0.5$ a sample contributes no gradient until its label is already
+    the model's majority prediction: start from plain GCE ($k = 0$) or a warm-up. Soft
+    targets take the expectation over the target. Classification calibration is not
+    declared: the loss is flat below $k$, so the numerical check cannot reach a minimiser
+    from a uniform start.
 
     Args:
-        q: in (0, 1]; default 0.7 (paper and official code).
-        k: truncation threshold in [0, 1); default 0.5 (paper; LDR benchmark). ``k = 0`` is
-            :func:`losslab.functional.gce`.
+        q: $q \in (0, 1]$; the paper's 0.7.
+        k: truncation threshold $k \in [0, 1)$; the paper's 0.5. $k = 0$ is `gce`.
 
-    Properties: shift-invariant; bounded by ``(1 - k^q)/q``. Classification calibration is
-    not declared: the loss is flat (zero gradient) below ``k``, so the generic numerical
-    check cannot reach a minimiser from a uniform start.
-
-    Reference: Zhang & Sabuncu, NeurIPS 2018, arXiv:1805.07836.
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> F.tgce(logits, torch.tensor([0, 2]), reduction="none")
+        tensor([0.2220, 0.5492])
     """
-    inp = prepare(
-        tgce,
-        logits,
-        target,
-        {"q": q, "k": k},
-        weight=weight,
-        sample_weight=sample_weight,
-        ignore_index=ignore_index,
-        reduction=reduction,
-        validate=validate,
-    )
     cap = (1.0 - float(k) ** q) / q
 
     def per_class(lp: Tensor) -> Tensor:
         # (1 - p^q)/q = -expm1(q log p)/q: exact for confident predictions.
         return (-torch.expm1(q * lp) / q).clamp(max=cap)
 
-    per = target_value(inp, per_class, torch.log_softmax(inp.logits, dim=1))
-    return reduce_input(per, inp, reduction)
+    return inp.target_value(per_class, torch.log_softmax(inp.logits, dim=1))
 
 
 @register(
     "rll",
     family="noise_robust",
+    module="RLLLoss",
     reference="Patel, Sastry. Memorization in Deep Neural Networks: Does the Loss Function "
     "Matter? PAKDD 2021, arXiv:2107.09957",
-    formula=r"\ell(z, y) = -\log(\alpha + p_y) + \frac{1}{C-1}\sum_{j \ne y} \log(\alpha + p_j)",
     properties={"shift_invariant": {}, "symmetric": {}, "classification_calibrated": {}},
     constraints={"alpha": Real(0.0, lo_open=True)},
     test_configs=({"alpha": 1.0}, {"alpha": 10.0}),
     min_classes=2,
 )
-def rll(
-    logits: Tensor,
-    target: Tensor,
-    *,
-    alpha: float = 0.1,
-    weight: Tensor | None = None,
-    sample_weight: Tensor | None = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    validate: bool = True,
-) -> Tensor:
-    r"""Robust log loss (RLL), textbook form.
+def rll(inp: MulticlassInput, *, alpha: float = 0.1) -> Tensor:
+    r"""Robust log loss (RLL).
 
-    .. math::
-        \ell(z, y) = -\log(\alpha + p_y) + \frac{1}{C - 1}\sum_{j \ne y} \log(\alpha + p_j)
+    $$
+    \ell(z, y) = -\log(\alpha + p_y) + \frac{1}{C - 1}\sum_{j \ne y} \log(\alpha + p_j)
+    $$
 
-    Symmetric: summed over ``y`` the two parts cancel, ``sum_y l(z, y) = 0``. Its range is
-    ``[log(alpha/(1+alpha)), log(1 + 1/(alpha (C-1)))]``, so it takes negative values
-    (the generic ``bounded`` property, which requires ``l >= 0``, is not declared).
-    ``log(alpha + p)`` is computed as ``logaddexp(log alpha, log p)``. Soft targets take the
-    expectation over the target. Needs ``C >= 2``.
-
-    The LDR benchmark's ``RLLLoss`` codes a different second term,
-    ``(1/(C-1)) log sum_k [exp((1 - Y_k) z_k - sum_j z_j) + alpha]``, which is neither this
-    formula nor symmetric; this function follows the paper's definition.
+    Symmetric: summed over $y$ the two parts cancel, $\sum_y \ell(z, y) = 0$. Its range is
+    $[\log\frac{\alpha}{1+\alpha}, \log(1 + \frac{1}{\alpha (C-1)})]$, so it takes negative
+    values (the `bounded` property, which requires $\ell \ge 0$, is not declared).
+    Classification-calibrated: the expected loss
+    $\sum_k (1 - C \eta_k) \log(\alpha + p_k) / (C - 1)$ is minimised by $p$ ordered like
+    $\eta$. Soft targets take the expectation over the target. Needs $C \ge 2$.
 
     Args:
-        alpha: > 0. No official code exists; the LDR benchmark grids ``{0.1, 1, 10}``;
-            default 0.1 (its first grid value).
+        alpha: $\alpha > 0$. No official code exists; the LDR benchmark grids
+            $\{0.1, 1, 10\}$, whose first value is the default.
 
-    Properties: shift-invariant, symmetric, classification-calibrated (the expected loss
-    ``sum_k (1 - C eta_k) log(alpha + p_k) / (C - 1)`` is minimised by ``p`` ordered
-    like ``eta``).
-
-    Reference: Patel & Sastry, PAKDD 2021, arXiv:2107.09957.
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> F.rll(logits, torch.tensor([0, 2]), reduction="none")
+        tensor([-1.5097, -0.1157])
     """
-    inp = prepare(
-        rll,
-        logits,
-        target,
-        {"alpha": alpha},
-        weight=weight,
-        sample_weight=sample_weight,
-        ignore_index=ignore_index,
-        reduction=reduction,
-        validate=validate,
-    )
-    log_alpha = math.log(alpha)
     c = inp.num_classes
     if inp.soft is None:
         # -log(alpha + p_y) + (sum_{j != y} log(alpha + p_j)) / (C - 1)
@@ -389,16 +281,15 @@ def rll(
         def dpsi(p_y: Tensor) -> Tensor:
             return -c / (c - 1) / (p_y + alpha)
 
-        per = SoftmaxSeparableRows.apply(
+        return SoftmaxSeparableRows.apply(
             as_rows(inp.logits), inp.index.reshape(-1), phi, dphi, psi, dpsi, 1.0 / (c - 1)
         ).reshape(inp.index.shape)
-        return reduce_input(per, inp, reduction)
     logp = torch.log_softmax(inp.logits, dim=1)
+    log_alpha = math.log(alpha)
     # log(alpha + p) = log(alpha) + log1p(p / alpha): one exp and one log1p per class.
     total = torch.log1p(torch.exp(logp - log_alpha)).sum(dim=1, keepdim=True) + c * log_alpha
     log_ap = torch.logaddexp(torch.full_like(logp, log_alpha), logp)
-    per = inp.gather(-log_ap + (total - log_ap) / (c - 1))
-    return reduce_input(per, inp, reduction)
+    return inp.gather(-log_ap + (total - log_ap) / (c - 1))
 
 
 def _jsc_bound(cfg: Mapping[str, Any], num_classes: int) -> float:
@@ -410,10 +301,9 @@ def _jsc_bound(cfg: Mapping[str, Any], num_classes: int) -> float:
 @register(
     "jsc",
     family="noise_robust",
+    module="JSCLoss",
     reference="Englesson, Azizpour. Generalized Jensen-Shannon Divergence Loss for Learning "
     "with Noisy Labels. NeurIPS 2021, arXiv:2105.04522; code: github.com/ErikEnglesson/GJS",
-    formula=r"\ell(z, q) = \frac{\pi\,\mathrm{KL}(q \Vert m) + (1-\pi)\,\mathrm{KL}(p \Vert m)}"
-    r"{-(1-\pi)\log(1-\pi)},\quad m = \pi q + (1-\pi) p",
     properties={
         "shift_invariant": {},
         "bounded": Claim(bound=_jsc_bound),
@@ -422,56 +312,32 @@ def _jsc_bound(cfg: Mapping[str, Any], num_classes: int) -> float:
     constraints={"pi": Real(0.0, 1.0, lo_open=True, hi_open=True)},
     test_configs=({"pi": 0.1}, {"pi": 0.3}, {"pi": 0.9}),
 )
-def jsc(
-    logits: Tensor,
-    target: Tensor,
-    *,
-    pi: float = 0.7,
-    weight: Tensor | None = None,
-    sample_weight: Tensor | None = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    validate: bool = True,
-) -> Tensor:
+def jsc(inp: MulticlassInput, *, pi: float = 0.7) -> Tensor:
     r"""Scaled Jensen-Shannon loss between the label distribution and the prediction.
 
-    .. math::
-        \ell(z, q) = \frac{\pi\,\mathrm{KL}(q \Vert m) + (1-\pi)\,\mathrm{KL}(p \Vert m)}
-                          {-(1-\pi)\log(1-\pi)},\qquad m = \pi q + (1 - \pi) p
+    $$
+    \ell(z, q) = \frac{\pi\,\mathrm{KL}(q \Vert m) + (1-\pi)\,\mathrm{KL}(p \Vert m)}
+                      {-(1-\pi)\log(1-\pi)},\qquad m = \pi q + (1 - \pi) p
+    $$
 
-    with ``pi`` the weight on the label distribution ``q`` (one-hot for index targets;
-    any distribution for soft targets, where it is the divergence between ``q`` and ``p``,
-    zero iff ``p == q``). The scale makes the loss tend to CE as ``pi -> 0`` and to MAE
-    ``1 - p_y`` as ``pi -> 1`` (the latter slowly, like ``1/|log(1 - pi)|``). This is the
-    GJS loss with a single prediction (the paper's ``JS`` / code's ``JSWCS``).
-
-    Computed without any log of a sum: ``KL(q||m) = -sum q log(pi + (1-pi) p/q)`` and
-    ``KL(p||m) = -sum p log((1-pi) + pi q/p)``, each log a ``logaddexp`` in ``log p``, so
-    vanishing or ``-inf``-masked probabilities stay exact (the official code clamps
-    ``m`` at ``1e-7`` instead).
+    with $\pi$ the weight on the label distribution $q$ (one-hot for index targets; for
+    soft targets it is the divergence between $q$ and $p$, zero iff $p = q$). The scale
+    makes the loss tend to CE as $\pi \to 0$ and to MAE $1 - p_y$ as $\pi \to 1$. This is
+    the GJS loss with a single prediction (the paper's JS). Computed without any log of a
+    sum: each log is a `logaddexp` in $\log p$, so vanishing or `-inf`-masked
+    probabilities stay exact. Bounded by $H(\pi, 1 - \pi) / (-(1-\pi) \log(1-\pi))$.
 
     Args:
-        pi: in (0, 1). Default 0.7: the official CIFAR-10 configs
-            (``scripts/C10/sym/js-20.yaml`` and ``js-40.yaml``, 20 % and 40 % symmetric
-            noise); other CIFAR-10 configs use 0.1 (clean), 0.9 (60 %), 0.3 (20 % asym).
+        pi: $\pi \in (0, 1)$; 0.7 in the official CIFAR-10 configs at 20 % and 40 %
+            symmetric noise (0.1 clean, 0.9 at 60 %, 0.3 at 20 % asymmetric).
 
-    Properties: shift-invariant; bounded by ``H(pi, 1 - pi) / (-(1-pi) log(1-pi))``
-    (reached at ``p_y = 0``); classification-calibrated (for index targets it is a strictly
-    convex, decreasing function of ``p_y``).
-
-    Reference: Englesson & Azizpour, NeurIPS 2021, arXiv:2105.04522.
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> F.jsc(logits, torch.tensor([0, 2]), reduction="none")
+        tensor([0.2292, 0.7995])
     """
-    inp = prepare(
-        jsc,
-        logits,
-        target,
-        {"pi": pi},
-        weight=weight,
-        sample_weight=sample_weight,
-        ignore_index=ignore_index,
-        reduction=reduction,
-        validate=validate,
-    )
     logp = torch.log_softmax(inp.logits, dim=1)
     log_pi, log_rest = math.log(pi), math.log1p(-pi)
     if inp.soft is None:
@@ -481,8 +347,7 @@ def jsc(
         log_m_y = torch.logaddexp(torch.full_like(logp_y, log_pi), log_rest + logp_y)
         kl_q = -log_m_y
         kl_p = -one_minus_exp(logp_y) * log_rest + logp_y.exp() * (logp_y - log_m_y)
-        per = (pi * kl_q + (1 - pi) * kl_p) / (-(1 - pi) * log_rest)
-        return reduce_input(per, inp, reduction)
+        return (pi * kl_q + (1 - pi) * kl_p) / (-(1 - pi) * log_rest)
     q = inp.soft
     has_q = q > 0
     # Safe stand-ins so that the branch torch.where() discards never sees log 0 or -inf - -inf
@@ -494,5 +359,4 @@ def jsc(
     b = torch.logaddexp(torch.full_like(lp, log_rest), log_pi + log_q - lp)
     kl_q = -torch.where(has_q, q * a, 0.0).sum(dim=1)
     kl_p = -(logp.exp() * torch.where(has_q, b, log_rest)).sum(dim=1)
-    per = (pi * kl_q + (1 - pi) * kl_p) / (-(1 - pi) * log_rest)
-    return reduce_input(per, inp, reduction)
+    return (pi * kl_q + (1 - pi) * kl_p) / (-(1 - pi) * log_rest)
