@@ -1,5 +1,5 @@
 """Issue 9, item 8: the heads reject nonsense options and non-finite inputs, and a call that
-raises changes no state. One test per defect of the issue (all passed silently before)."""
+raises changes no state. One test per numbered defect of the issue."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def _data(n=12, d=5, v=9, dtype=torch.float32, bias=False):
     return h, w, y, b
 
 
-# -- defect 1-2: z_loss=nan was ignored, z_loss=inf gave inf/NaN ------------------------------
+# -- defect 1-2: z_loss finite (nan would be ignored, inf would give inf/NaN) ----------------------
 @pytest.mark.parametrize("z_loss", [math.nan, math.inf, -1e-4])
 def test_z_loss_must_be_finite_and_non_negative(z_loss):
     h, w, y, _ = _data()
@@ -46,7 +46,7 @@ def test_z_loss_must_be_finite_and_non_negative(z_loss):
         linear_cross_entropy(h, w, y, z_loss=z_loss)
 
 
-# -- defect 3: softcap=inf gave inf/NaN --------------------------------------------------------
+# -- defect 3: softcap finite (inf would give inf/NaN) ---------------------------------------------
 @pytest.mark.parametrize("softcap", [math.inf, math.nan, 0.0, -1.0])
 def test_softcap_must_be_finite_and_positive(softcap):
     h, w, y, _ = _data()
@@ -54,7 +54,7 @@ def test_softcap_must_be_finite_and_positive(softcap):
         linear_cross_entropy(h, w, y, softcap=softcap)
 
 
-# -- defect 4: chunk_size=2.5 was accepted (and vocab_chunk_size likewise) ---------------------
+# -- defect 4: chunk sizes are integers (2.5 rows is no chunk) -------------------------------------
 @pytest.mark.parametrize("name", ["chunk_size", "vocab_chunk_size"])
 def test_chunk_sizes_must_be_integers(name):
     h, w, y, _ = _data()
@@ -64,14 +64,14 @@ def test_chunk_sizes_must_be_integers(name):
         linear_cross_entropy(h, w, y, **{name: 0})
 
 
-# -- defect 5: ignore_index=-100.5 was accepted -----------------------------------------------
+# -- defect 5: ignore_index is an integer (-100.5 matches no target) -------------------------------
 def test_ignore_index_must_be_an_integer():
     h, w, y, _ = _data()
     with pytest.raises(TypeError, match=rf"{FN}: ignore_index expected an integer, got -100.5"):
         linear_cross_entropy(h, w, y, ignore_index=-100.5)
 
 
-# -- defect 6: shift at or past the sequence length returned 0 ---------------------------------
+# -- defect 6: shift below the sequence length (else no position is left: a silent 0) --------------
 @pytest.mark.parametrize("shift", [4, 5, 9])
 def test_shift_must_be_below_the_sequence_length(shift):
     h = torch.randn(2, 4, 3)
@@ -86,7 +86,7 @@ def test_shift_must_be_below_the_sequence_length(shift):
     assert linear_cross_entropy(h, w, y, shift=3).item() > 0  # one position left: still a loss
 
 
-# -- defect 7: NaN/inf in hidden or weight (or bias) gave a NaN loss -----------------------------
+# -- defect 7: hidden, weight and bias finite (like the logits of the loss API) --------------------
 @pytest.mark.parametrize("name", ["hidden", "weight", "bias"])
 @pytest.mark.parametrize(("bad", "text"), [(math.nan, "NaN values"), (-math.inf, "infinite")])
 @pytest.mark.parametrize("reduction", ["mean", "none"])
@@ -124,7 +124,7 @@ def test_value_checks_skipped_while_compiling(monkeypatch):
     assert torch.isnan(linear_cross_entropy(h, w, y))
 
 
-# -- the options object and the module --------------------------------------------------------
+# -- the options object and the module -------------------------------------------------------------
 def test_options_object_checks_and_signatures_show_every_option():
     with pytest.raises(ValueError, match="HeadOptions: z_loss expected"):
         HeadOptions(z_loss=math.nan)
@@ -173,7 +173,7 @@ def test_module_rejects_nonsense_and_a_failed_assignment_changes_nothing():
     torch.testing.assert_close(mod(h, w, y), linear_cross_entropy(h, w, y, **mod.get_config()))
 
 
-# -- vocab-parallel: the same checks, and every rank raises together ---------------------------
+# -- vocab-parallel: the same checks, and every rank raises together -------------------------------
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -232,7 +232,7 @@ def test_vocab_parallel_rejects_nonsense_on_every_rank():
     mp.spawn(_worker, args=(_free_port(),), nprocs=2, join=True)
 
 
-# -- SphericalOutput ---------------------------------------------------------------------------
+# -- SphericalOutput -------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("kw", "text"),
     [
@@ -245,6 +245,15 @@ def test_vocab_parallel_rejects_nonsense_on_every_rank():
 def test_spherical_options_must_be_finite(kw, text):
     with pytest.raises(ValueError, match=re.escape(f"SphericalOutput: {text}")):
         SphericalOutput(4, 10, **kw)
+
+
+def test_spherical_from_weight_rejects_non_finite_weight():
+    w = torch.randn(10, 4)
+    w[3, 1] = math.inf
+    with pytest.raises(
+        ValueError, match=r"SphericalOutput\.from_weight: weight expected finite values, got NaN or"
+    ):
+        SphericalOutput.from_weight(w)
 
 
 def _state(head: SphericalOutput):

@@ -198,7 +198,13 @@ class SphericalOutput(nn.Module):
     # -- construction / inspection (O(V D^2), not for the training loop) --------------------
     @classmethod
     def from_weight(cls, weight: Tensor, **kwargs: Any) -> SphericalOutput:
-        """A layer whose W equals ``weight`` (V x D)."""
+        """A layer whose W equals ``weight`` (V x D, finite)."""
+        name = f"{cls.__name__}.from_weight"
+        check_float(name, "weight", weight)
+        if weight.dim() != 2:
+            fail(name, "weight", "a 2-D tensor (V, D)", describe(weight))
+        if not bool(torch.isfinite(weight).all()):
+            fail(name, "weight", "finite values", "NaN or infinite values")
         head = cls(
             weight.shape[1], weight.shape[0], dtype=weight.dtype, device=weight.device, **kwargs
         )
