@@ -105,7 +105,9 @@ def check_values(
     """
     given = {name: t.detach() for name, t in tensors.items() if t is not None}
     acc = torch.float64 if any(t.dtype == torch.float64 for t in given.values()) else torch.float32
-    out = ((target < 0) | (target >= num_classes)) & (target != ignore_index)
+    out = (target < 0) | (target >= num_classes)
+    if ignore_index is not None:
+        out &= target != ignore_index
     sums = [t.sum(dtype=acc) for t in given.values()]
     flags = torch.stack(
         [torch.stack(sums).sum() if sums else target.new_zeros((), dtype=acc), out.sum().to(acc)]

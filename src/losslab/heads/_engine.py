@@ -78,6 +78,8 @@ from losslab._validate import Choice, Int, Real, describe, fail, value_checks_en
 from ._checks import Check, Flag, Integer, Reduction, check_float, check_target, check_values
 
 __all__ = [
+    "BACKENDS",
+    "LOCAL",
     "OPTION_NAMES",
     "HeadOptions",
     "Reducer",
@@ -186,7 +188,7 @@ class Reducer:
 LOCAL = Reducer()
 
 
-def acc_dtype(*tensors: Tensor | None) -> torch.dtype:
+def _acc_dtype(*tensors: Tensor | None) -> torch.dtype:
     """float64 if any input is float64 (gradcheck), else float32."""
     if any(t is not None and t.dtype == torch.float64 for t in tensors):
         return torch.float64
@@ -559,7 +561,7 @@ class _HeadFn(torch.autograd.Function):
         need: tuple[bool, bool, bool],
     ) -> Tensor:
         opts = plan.options
-        acc = acc_dtype(hidden, weight, bias)
+        acc = _acc_dtype(hidden, weight, bias)
         n, v = hidden.shape[0], weight.shape[0]
         valid = target != opts.ignore_index
         # local row of the target; outside [0, v) on a shard: another rank holds it
@@ -731,7 +733,7 @@ def run_head(
 
         return run_backend(where, opts, h2, weight, y1, bias, batch_shape)
     n, d = h2.shape
-    acc = acc_dtype(hidden, weight, bias)
+    acc = _acc_dtype(hidden, weight, bias)
     v = weight.shape[0]
     plan = _Plan(
         where=where,

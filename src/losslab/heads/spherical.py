@@ -180,9 +180,10 @@ class SphericalOutput(nn.Module):
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
+        name = type(self).__name__
         options = dict(in_features=in_features, num_classes=num_classes, loss=loss, a=a, b=b)
-        check_hparams(type(self).__name__, _CONSTRAINTS, dict(options, eps=eps, init_std=init_std))
-        check_reduction(type(self).__name__, reduction)
+        check_hparams(name, _CONSTRAINTS, {**options, "eps": eps, "init_std": init_std})
+        check_reduction(name, reduction)
         self.in_features, self.num_classes = int(in_features), int(num_classes)
         self.loss, self.a, self.b, self.eps, self.reduction = loss, a, b, eps, reduction
         std = init_std if init_std is not None else 1.0 / math.sqrt(in_features)
