@@ -19,8 +19,10 @@ Measured per variant (CPU):
 Usage::
 
     python benchmarks/large_vocab.py                      # all shapes, dtypes, scales
-    python benchmarks/large_vocab.py --shapes small --out /tmp/lv.jsonl
-    python benchmarks/large_vocab.py --table --out /tmp/lv.jsonl   # print tables only
+    python benchmarks/large_vocab.py --shapes small --out lv.jsonl
+    python benchmarks/large_vocab.py --shapes small --dtypes float32 --scales small \
+        --variants losslab,naive --rounds 2 --out lv.jsonl   # the memory and naive-time goals
+    python benchmarks/large_vocab.py --table --out lv.jsonl   # print tables only
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -345,6 +348,7 @@ def main() -> None:
     ap.add_argument("--one", nargs=4, metavar=("VARIANT", "SHAPE", "DTYPE", "SCALE"))
     ap.add_argument("--shapes", default="small,big")
     ap.add_argument("--dtypes", default="float32,bfloat16")
+    ap.add_argument("--scales", default=",".join(SCALES), help="logit scales to run")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument(
         "--large-logits-big-shape",
@@ -361,7 +365,7 @@ def main() -> None:
         "every variant alike",
     )
     ap.add_argument("--timeout", type=int, default=900, help="seconds per variant process")
-    ap.add_argument("--out", default="/tmp/large_vocab.jsonl")
+    ap.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "large_vocab.jsonl"))
     ap.add_argument("--table", action="store_true", help="only print the tables")
     args = ap.parse_args()
     if args.one:
@@ -382,7 +386,7 @@ def main() -> None:
         for dt in args.dtypes.split(","):
             for rnd in range(args.rounds or (3 if shape == "small" else 1)):
                 for variant in args.variants.split(","):
-                    for scale in SCALES:
+                    for scale in args.scales.split(","):
                         if scale == "large" and (
                             variant in SCALE_INDEPENDENT
                             or (rnd > 0 and variant != "losslab")

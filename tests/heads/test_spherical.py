@@ -86,11 +86,17 @@ def test_float32_training_tracks_naive_and_logits():
 
 def test_bad_inputs():
     head = SphericalOutput(4, 10)
-    with pytest.raises(ValueError, match="target contains class 10 but weight has 10 rows"):
+    with pytest.raises(
+        ValueError,
+        match=r"SphericalOutput: target expected class indices in \[0, 9\] \(10 classes\), "
+        "got class 10",
+    ):
         head(torch.randn(2, 4), torch.tensor([1, 10]))
-    with pytest.raises(ValueError, match=r"h must have shape \(m, 4\)"):
+    with pytest.raises(ValueError, match=r"h expected shape \(m, 4\)"):
         head(torch.randn(2, 5), torch.tensor([1, 2]))
-    with pytest.raises(TypeError, match="target must hold integer"):
+    with pytest.raises(TypeError, match="target expected a tensor of integer class indices"):
         head(torch.randn(2, 4), torch.tensor([1.0, 2.0]))
-    with pytest.raises(ValueError, match="loss must be one of"):
+    with pytest.raises(ValueError, match="SphericalOutput: loss expected one of"):
         SphericalOutput(4, 10, loss="softmax")
+    with pytest.raises(ValueError, match="SphericalOutput: reduction expected one of"):
+        SphericalOutput(4, 10, reduction="avg")

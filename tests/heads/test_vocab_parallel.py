@@ -99,7 +99,11 @@ def test_vocab_slice_covers_vocabulary():
 def test_requires_initialised_process_group():
     if dist.is_initialized():
         pytest.skip("a process group is already initialised")
-    with pytest.raises(RuntimeError, match=r"torch\.distributed must be initialised"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"vocab_parallel_linear_cross_entropy: group expected an initialised "
+        r"torch\.distributed process group",
+    ):
         vocab_parallel_linear_cross_entropy(
             torch.zeros(2, 3),
             torch.zeros(4, 3),

@@ -1,18 +1,21 @@
 """Output heads for large output spaces.
 
 * :func:`linear_cross_entropy` / :class:`LinearCrossEntropy`: fused, chunked linear +
-  cross-entropy that never holds more than one chunk of logits (CPU and GPU).
-* :func:`vocab_parallel_linear_cross_entropy`: the same for tensor-parallel ranks that each
-  hold a slice of the vocabulary.
+  cross-entropy that never holds more than one chunk of logits (CPU and GPU); its options are
+  one frozen :class:`HeadOptions`.
+* :func:`vocab_parallel_linear_cross_entropy`: the same engine for tensor-parallel ranks that
+  each hold a slice of the vocabulary.
 * :class:`SphericalOutput`: factored output layer with exact O(D^2) updates of the spherical
   loss family (squared error, spherical softmax, the Z-loss), independent of the class count.
 """
 
+from ._engine import HeadOptions
 from .linear_ce import LinearCrossEntropy, auto_chunk_size, linear_cross_entropy
 from .spherical import SphericalOutput, spherical_loss_from_stats
 from .vocab_parallel import vocab_parallel_linear_cross_entropy, vocab_slice
 
 __all__ = [
+    "HeadOptions",
     "LinearCrossEntropy",
     "SphericalOutput",
     "auto_chunk_size",

@@ -22,36 +22,41 @@ import importlib
 import importlib.util
 import inspect
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-_FN = "linear_cross_entropy"
-BACKENDS = ("torch", "torch_native", "cce", "cce_torch_compile", "liger")
+from losslab._validate import fail
+
+if TYPE_CHECKING:
+    from ._engine import HeadOptions
 
 
-def _import(module: str, pip_name: str, impl: str) -> object:
+def _import(where: str, module: str, pip_name: str, impl: str) -> object:
     try:
         return importlib.import_module(module)
     except ImportError as exc:  # never a hard dependency
         raise ImportError(
-            f"{_FN}: impl={impl!r} needs the optional package {pip_name!r} "
-            f"(pip install {pip_name}); impl='torch' needs nothing extra"
+            f"{where}: impl expected an installed back-end ({impl!r} needs the optional package "
+            f"{pip_name!r}: pip install {pip_name}; impl='torch' needs nothing extra), "
+            f"got {impl!r}"
         ) from exc
 
 
-def _unsupported(impl: str, **options: object) -> None:
-    bad = [k for k, v in options.items() if v not in (None, 0.0, False)]
-    if bad:
-        raise ValueError(
-            f"{_FN}: impl={impl!r} does not support {', '.join(bad)}; use impl='torch'"
-        )
+def _unsupported(where: str, impl: str, **options: object) -> None:
+    for name, value in options.items():
+        if value not in (None, 0.0, False):
+            fail(where, name, f"0 or None with impl={impl!r} (or use impl='torch')", repr(value))
 
 
-def _need_cuda(impl: str, *tensors: Tensor) -> None:
-    if not all(t.is_cuda for t in tensors):
-        raise ValueError(f"{_FN}: impl={impl!r} runs on CUDA tensors only; use impl='torch' on CPU")
+def _need_cuda(where: str, impl: str, **tensors: Tensor) -> None:
+    for name, t in tensors.items():
+        if not t.is_cuda:
+            fail(
+                where, name, f"a CUDA tensor for impl={impl!r} (use impl='torch' on CPU)", t.device
+            )
 
 
 def available_backends() -> list[str]:
@@ -73,93 +78,83 @@ def available_backends() -> list[str]:
     return out
 
 
-def _z_and_reduce(
-    loss_rows: Tensor, valid: Tensor, reduction: str, batch_shape: tuple[int, ...]
-) -> Tensor:
-    loss_rows = loss_rows.float()
-    if reduction == "none":
-        return loss_rows.reshape(batch_shape)
-    if reduction == "sum":
-        return loss_rows.sum()
-    return loss_rows.sum() / valid.sum().clamp_min(1)
-
-
 def run_backend(
-    impl: str,
+    where: str,
+    opts: HeadOptions,
     hidden: Tensor,
     weight: Tensor,
     target: Tensor,
-    *,
     bias: Tensor | None,
-    ignore_index: int,
-    label_smoothing: float,
-    z_loss: float,
-    softcap: float | None,
-    reduction: str,
     batch_shape: tuple[int, ...],
 ) -> Tensor:
-    """Dispatch (N, D) hidden / (N,) target to an optional back-end; see the module doc."""
-    runners: dict[str, Callable[[], Tensor]] = {}
+    """Dispatch (N, D) hidden / (N,) target to ``opts.impl``; see the module doc."""
+    impl, reduction = opts.impl, opts.reduction
     y = target.long()
 
-    def native() -> Tensor:
-        _unsupported(impl, z_loss=z_loss, softcap=softcap)
-        if not hasattr(torch.nn, "LinearCrossEntropyOptions"):
-            raise ImportError(f"{_FN}: impl='torch_native' needs torch >= 2.13")
-        out = F.linear_cross_entropy(
-            hidden,
-            weight,
-            y,
-            linear_bias=bias,
-            reduction="none" if reduction == "none" else reduction,
-            ignore_index=ignore_index,
-            label_smoothing=label_smoothing,
-            options=torch.nn.LinearCrossEntropyOptions(),
-        )
+    def shaped(out: Tensor) -> Tensor:
         out = out.float()
         return out.reshape(batch_shape) if reduction == "none" else out
 
+    def native() -> Tensor:
+        _unsupported(where, impl, z_loss=opts.z_loss, softcap=opts.softcap)
+        if not hasattr(torch.nn, "LinearCrossEntropyOptions"):
+            fail(where, "impl", "'torch_native' with torch >= 2.13", torch.__version__, ImportError)
+        return shaped(
+            F.linear_cross_entropy(
+                hidden,
+                weight,
+                y,
+                linear_bias=bias,
+                reduction=reduction,
+                ignore_index=opts.ignore_index,
+                label_smoothing=opts.label_smoothing,
+                options=torch.nn.LinearCrossEntropyOptions(),
+            )
+        )
+
     def cce(which: str) -> Tensor:
-        mod = _import("cut_cross_entropy", "cut-cross-entropy", impl)
-        _unsupported(impl, label_smoothing=label_smoothing, z_loss=z_loss)
+        mod = _import(where, "cut_cross_entropy", "cut-cross-entropy", impl)
+        _unsupported(where, impl, label_smoothing=opts.label_smoothing, z_loss=opts.z_loss)
         if which == "cce":
-            _need_cuda(impl, hidden, weight)
+            _need_cuda(where, impl, hidden=hidden, weight=weight)
         fn = mod.linear_cross_entropy  # type: ignore[attr-defined]
         kwargs: dict[str, object] = dict(
-            ignore_index=ignore_index, softcap=softcap, reduction=reduction, impl=which
+            ignore_index=opts.ignore_index, softcap=opts.softcap, reduction=reduction, impl=which
         )
         if bias is not None:
             if "bias" not in inspect.signature(fn).parameters:
-                raise ValueError(f"{_FN}: the installed cut-cross-entropy has no bias support")
+                fail(
+                    where, "bias", "None (the installed cut-cross-entropy has no bias)", "a tensor"
+                )
             kwargs["bias"] = bias
-        out = fn(hidden, weight, y, **kwargs).float()
+        out = fn(hidden, weight, y, **kwargs)
         if reduction == "mean":
             # CCE divides by the valid count too; an all-ignored batch must give 0, not NaN
             out = torch.nan_to_num(out, nan=0.0)
-        return out.reshape(batch_shape) if reduction == "none" else out
+        return shaped(out)
 
     def liger() -> Tensor:
-        _need_cuda(impl, hidden, weight)
-        mod = _import("liger_kernel.transformers.fused_linear_cross_entropy", "liger-kernel", impl)
+        _need_cuda(where, impl, hidden=hidden, weight=weight)
+        mod = _import(
+            where, "liger_kernel.transformers.fused_linear_cross_entropy", "liger-kernel", impl
+        )
         cls = mod.LigerFusedLinearCrossEntropyLoss  # type: ignore[attr-defined]
         kwargs: dict[str, object] = dict(
-            ignore_index=ignore_index,
-            lse_square_scale=z_loss,
-            label_smoothing=label_smoothing,
+            ignore_index=opts.ignore_index,
+            lse_square_scale=opts.z_loss,
+            label_smoothing=opts.label_smoothing,
             reduction=reduction,
-            softcap=softcap,
+            softcap=opts.softcap,
         )
         if "accum_dtype" in inspect.signature(cls.__init__).parameters:
             kwargs["accum_dtype"] = torch.float32
         loss_fn = cls(**kwargs)
-        out = loss_fn(weight, hidden, y, bias)  # Liger takes the weight first
-        out = out.float()
-        return out.reshape(batch_shape) if reduction == "none" else out
+        return shaped(loss_fn(weight, hidden, y, bias))  # Liger takes the weight first
 
-    runners["torch_native"] = native
-    runners["cce"] = lambda: cce("cce")
-    runners["cce_torch_compile"] = lambda: cce("torch_compile")
-    runners["liger"] = liger
-    if impl not in runners:
-        raise ValueError(f"{_FN}: unknown impl {impl!r}; expected one of {BACKENDS}")
+    runners: dict[str, Callable[[], Tensor]] = {
+        "torch_native": native,
+        "cce": lambda: cce("cce"),
+        "cce_torch_compile": lambda: cce("torch_compile"),
+        "liger": liger,
+    }
     return runners[impl]()

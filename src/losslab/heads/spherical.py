@@ -61,11 +61,33 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import check_float, check_reduction, check_target, check_target_range
+from losslab._reduce import reduce_loss
+from losslab._validate import (
+    Choice,
+    Constraint,
+    Int,
+    Real,
+    check_hparams,
+    check_reduction,
+    describe,
+    fail,
+    value_checks_enabled,
+)
+
+from ._checks import check_float, check_target, check_values
 
 __all__ = ["SphericalOutput", "spherical_loss_from_stats"]
 
 LOSSES = ("z_loss", "squared_error", "spherical_softmax")
+_CONSTRAINTS: dict[str, Constraint] = {
+    "in_features": Int(1),
+    "num_classes": Int(1),
+    "loss": Choice(LOSSES),
+    "a": Real(0.0, lo_open=True),
+    "b": Real(),
+    "eps": Real(0.0),
+    "init_std": Real(0.0, lo_open=True, allow_none=True),
+}
 
 
 def spherical_loss_from_stats(
@@ -90,15 +112,19 @@ def spherical_loss_from_stats(
         var = (q / v - mu * mu).clamp_min(torch.finfo(q.dtype).tiny)
         z = (oc - mu) / var.sqrt()
         return F.softplus(a * (b - z)) / a
-    raise ValueError(f"spherical_loss_from_stats: loss must be one of {LOSSES}, got {loss!r}")
+    fail("spherical_loss_from_stats", "loss", f"one of {LOSSES}", describe(loss))
 
 
 class _SphericalFn(torch.autograd.Function):
-    """loss(h); dL/dh = alpha wbar + 2 beta Q h + gamma W_c; records (h, c, alpha, beta, gamma)."""
+    """Per-row losses of h; dL/dh = alpha wbar + 2 beta Q h + gamma W_c; records the step's terms.
+
+    The reduction is applied outside (``reduce_loss``), so backward always sees per-row
+    upstream gradients.
+    """
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, h: Tensor, target: Tensor, head: SphericalOutput, reduction: str
+        ctx: Any, h: Tensor, target: Tensor, head: SphericalOutput
     ) -> Tensor:
         hq = h @ head.Q  # (m, D), Q symmetric
         wc = head.target_rows(target)  # (m, D)
@@ -110,26 +136,18 @@ class _SphericalFn(torch.autograd.Function):
             grads = torch.autograd.grad(rows.sum(), (s, q, oc), allow_unused=True)
             alpha, beta, gamma = (torch.zeros_like(s) if g is None else g for g in grads)
         ctx.save_for_backward(h, target, hq, wc, s.detach(), alpha, beta, gamma)
-        ctx.head, ctx.reduction = head, reduction
-        rows = rows.detach()
-        if reduction == "mean":
-            return rows.mean()
-        if reduction == "sum":
-            return rows.sum()
-        return rows
+        ctx.head = head
+        return rows.detach()
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         h, target, hq, wc, s, alpha, beta, gamma = ctx.saved_tensors
-        m = h.shape[0]
-        r = grad_out / m if ctx.reduction == "mean" else grad_out  # scalar or per row
-        r = r.expand(m) if r.dim() == 0 else r
-        alpha, beta, gamma = alpha * r, beta * r, gamma * r
+        alpha, beta, gamma = alpha * grad_out, beta * grad_out, gamma * grad_out
         head: SphericalOutput = ctx.head
         dh = alpha[:, None] * head.wbar + 2.0 * beta[:, None] * hq + gamma[:, None] * wc
         # h Q, W_c and s are valid for the step as long as W has not changed since forward
         head._record(h.detach(), target, alpha, beta, gamma, hq, wc, s, head._version)
-        return dh, None, None, None
+        return dh, None, None
 
 
 class SphericalOutput(nn.Module):
@@ -163,11 +181,9 @@ class SphericalOutput(nn.Module):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        if loss not in LOSSES:
-            raise ValueError(f"{name}: loss must be one of {LOSSES}, got {loss!r}")
+        options = dict(in_features=in_features, num_classes=num_classes, loss=loss, a=a, b=b)
+        check_hparams(name, _CONSTRAINTS, {**options, "eps": eps, "init_std": init_std})
         check_reduction(name, reduction)
-        if a <= 0:
-            raise ValueError(f"{name}: a must be > 0, got {a}")
         self.in_features, self.num_classes = int(in_features), int(num_classes)
         self.loss, self.a, self.b, self.eps, self.reduction = loss, a, b, eps, reduction
         std = init_std if init_std is not None else 1.0 / math.sqrt(in_features)
@@ -183,7 +199,13 @@ class SphericalOutput(nn.Module):
     # -- construction / inspection (O(V D^2), not for the training loop) --------------------
     @classmethod
     def from_weight(cls, weight: Tensor, **kwargs: Any) -> SphericalOutput:
-        """A layer whose W equals ``weight`` (V x D)."""
+        """A layer whose W equals ``weight`` (V x D, finite)."""
+        name = f"{cls.__name__}.from_weight"
+        check_float(name, "weight", weight)
+        if weight.dim() != 2:
+            fail(name, "weight", "a 2-D tensor (V, D)", describe(weight))
+        if not bool(torch.isfinite(weight).all()):
+            fail(name, "weight", "finite values", "NaN or infinite values")
         head = cls(
             weight.shape[1], weight.shape[0], dtype=weight.dtype, device=weight.device, **kwargs
         )
@@ -228,22 +250,23 @@ class SphericalOutput(nn.Module):
         )
 
     def forward(self, h: Tensor, target: Tensor, *, validate: bool = True) -> Tensor:
+        """Loss of ``h`` (m x D) for ``target`` (m,); ``validate`` checks the target range and
+        that ``h`` is finite (a host sync; skipped under ``torch.compile``)."""
         name = type(self).__name__
         check_float(name, "h", h)
         check_target(name, target)
         if h.dim() != 2 or h.shape[1] != self.in_features:
-            raise ValueError(
-                f"{name}: h must have shape (m, {self.in_features}), got {tuple(h.shape)}"
-            )
+            fail(name, "h", f"shape (m, {self.in_features})", describe(h))
         if target.shape != h.shape[:1]:
-            raise ValueError(f"{name}: target shape {tuple(target.shape)} != ({h.shape[0]},)")
-        if validate:
-            check_target_range(name, target, self.num_classes, ignore_index=-(2**62))
+            fail(
+                name, "target", f"shape ({h.shape[0]},) (one class per row of h)", describe(target)
+            )
+        if value_checks_enabled(validate):
+            check_values(name, target, self.num_classes, None, {"h": h}, rows="classes")
         x = h.to(self.A.dtype)
         if not (torch.is_grad_enabled() and x.requires_grad) and torch.is_grad_enabled():
             x = x.detach().requires_grad_()  # so that backward runs and records dL/dW
-        out = _SphericalFn.apply(x, target.long(), self, self.reduction)
-        return out
+        return reduce_loss(_SphericalFn.apply(x, target.long(), self), self.reduction)
 
     def _record(self, *record: Any) -> None:
         self._pending.append(record)
@@ -254,10 +277,16 @@ class SphericalOutput(nn.Module):
 
     @torch.no_grad()
     def step(self, lr: float) -> None:
-        """Exact SGD step W <- W - lr * dL/dW for all gradients recorded since the last step."""
+        """Exact SGD step W <- W - lr * dL/dW for all gradients recorded since the last step.
+
+        ``lr``: a finite real >= 0. All new values are computed before any is stored, so a
+        step that raises (bad ``lr``, singular factor) leaves the layer and the recorded
+        gradients as they were.
+        """
+        Real(0.0).check(f"{type(self).__name__}.step", "lr", lr)
         if not self._pending:
             return
-        pending, self._pending = self._pending, []
+        pending = self._pending
         H, C, al, be, ga = (torch.cat([p[k] for p in pending]) for k in range(5))
         v, eta = float(self.num_classes), float(lr)
         if all(p[8] == self._version for p in pending):  # reuse forward's O(m D^2) products
@@ -279,19 +308,24 @@ class SphericalOutput(nn.Module):
             + ga[:, None] * ga[None, :] * E
         )
         g1 = al * v + 2.0 * bs + ga
-        # statistics first (they use the old W through dH, HQ, s)
+        # statistics from the old W (through dH, HQ, s)
         cross = dH.T @ H
-        self.Q.add_(cross + cross.T, alpha=-eta).add_(H.T @ (K @ H), alpha=eta * eta)
-        self.wbar.add_(-eta * (H.T @ g1))
+        Q = self.Q.add(cross + cross.T, alpha=-eta).add_(H.T @ (K @ H), alpha=eta * eta)
+        wbar = self.wbar.add(-eta * (H.T @ g1))
         # factors: M = I - eta * sum_i 2 be_i h_i h_i^T
         M = torch.eye(self.in_features, dtype=H.dtype, device=H.device) - eta * (
             H.T @ (2.0 * be[:, None] * H)
         )
-        self.U.copy_(self.U @ M)
-        self.omega.copy_(M @ self.omega - eta * (H.T @ al))
+        U = self.U @ M
+        omega = M @ self.omega - eta * (H.T @ al)
         # A'_{c_i} -= eta ga_i h_i^T U'^{-1}  <=>  rows (U'^{-T} h_i)^T
-        rows = torch.linalg.solve(self.U.T, H.T).T  # (m, D) = h_i^T U'^{-1}
+        rows = torch.linalg.solve(U.T, H.T).T  # (m, D) = h_i^T U'^{-1}
+        self.Q.copy_(Q)
+        self.wbar.copy_(wbar)
+        self.U.copy_(U)
+        self.omega.copy_(omega)
         self.A.index_add_(0, C, -eta * ga[:, None] * rows)
+        self._pending = []
         self._version += 1
 
     def extra_repr(self) -> str:
