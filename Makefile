@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint format docs data bench-overhead bench-large-vocab clean
+.PHONY: demo test test-all lint format generate docs data bench-overhead bench-large-vocab clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -45,8 +45,12 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-docs: $(STAMP)
+# Regenerate what the registry generates: the loss tables, family pages and type stubs.
+generate: $(STAMP)
 	$(BIN)/python scripts/gen_loss_table.py
+	$(BIN)/python scripts/gen_stubs.py
+
+docs: generate
 
 bench-overhead: $(STAMP)
 	$(BIN)/python benchmarks/loss_overhead.py

@@ -20,7 +20,7 @@ import torch
 import losslab
 from losslab._validate import Choice, Int, Real, RealOrClassVector
 from losslab.registry import LossSpec
-from tests.kind_inputs import (
+from tests.kinds import (
     IGNORE,
     element_shape,
     forward_kwargs,

@@ -23,6 +23,15 @@ def test_loss_table_is_up_to_date():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_type_stubs_are_up_to_date():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_stubs.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_cli_list_shows_every_loss():
     out = CliRunner().invoke(app, ["list"], env={"COLUMNS": "200"})
     assert out.exit_code == 0, out.output

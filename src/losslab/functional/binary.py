@@ -1,0 +1,100 @@
+"""Sigmoid losses for binary and multi-label problems: BCE and the focal loss."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.nn.functional import softplus
+
+from losslab._validate import Real
+from losslab.kinds.binary import BinaryInput
+from losslab.registry import register
+
+
+def bce_per_element(inp: BinaryInput) -> Tensor:
+    """``-(pos_weight t log sigmoid(x) + (1 - t) log(1 - sigmoid(x)))`` from softplus."""
+    x, t = inp.logits, inp.target
+    positive = softplus(-x) * t
+    if inp.pos_weight is not None:
+        positive = positive * inp.pos_weight
+    return positive + softplus(x) * (1.0 - t)
+
+
+@register(
+    "bce",
+    kind="binary",
+    family="binary",
+    module="BCELoss",
+    reference="Binary logistic loss (cross-entropy of a Bernoulli prediction); as "
+    "torch.nn.functional.binary_cross_entropy_with_logits",
+    test_configs=(),
+)
+def bce(inp: BinaryInput) -> Tensor:
+    r"""Binary cross-entropy on logits, for binary and multi-label targets.
+
+    $$
+    \ell(x, t) = -\big(w_+\, t \log \sigma(x) + (1 - t) \log(1 - \sigma(x))\big)
+    $$
+
+    with $w_+$ the `pos_weight` (1 by default), computed as
+    $w_+ t\,\mathrm{softplus}(-x) + (1 - t)\,\mathrm{softplus}(x)$, exact at any logit.
+    Equals `torch.nn.functional.binary_cross_entropy_with_logits` element-wise; the
+    `"mean"` reduction divides by the sum of the element weights.
+
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, -0.5], [0.1, 1.5]])
+        >>> F.bce(logits, torch.tensor([[1, 0], [0, 1]]), reduction="none")
+        tensor([[0.1269, 0.4741],
+                [0.7444, 0.2014]])
+    """
+    return bce_per_element(inp)
+
+
+@register(
+    "binary_focal",
+    kind="binary",
+    family="binary",
+    module="BinaryFocalLoss",
+    reference="Lin, Goyal, Girshick, He, Dollar. Focal Loss for Dense Object Detection. "
+    "ICCV 2017, arXiv:1708.02002; conventions of torchvision.ops.sigmoid_focal_loss",
+    constraints={"gamma": Real(0.0), "alpha": Real(0.0, 1.0, allow_none=True)},
+    test_configs=({"gamma": 0.0, "alpha": None}, {"gamma": 0.5, "alpha": 0.75}),
+)
+def binary_focal(inp: BinaryInput, *, alpha: float | None = 0.25, gamma: float = 2.0) -> Tensor:
+    r"""Sigmoid focal loss of Lin et al. (2017), with torchvision's conventions.
+
+    $$
+    \ell(x, t) = \alpha_t\,(1 - p_t)^{\gamma}\,\mathrm{BCE}(x, t),\qquad
+    p_t = p\,t + (1 - p)(1 - t),\quad \alpha_t = \alpha\,t + (1 - \alpha)(1 - t),
+    \quad p = \sigma(x)
+    $$
+
+    `pos_weight` scales the positive term of the BCE factor. $1 - p_t$ is computed as
+    $t\,\sigma(-x) + (1 - t)\,\sigma(x)$, exact for confident predictions; $\gamma = 0$
+    and `alpha=None` give `bce`.
+
+    Args:
+        alpha: weight $\alpha \in [0, 1]$ of the positive class, or `None` for no
+            weighting (torchvision's `alpha=-1`); the paper's 0.25.
+        gamma: focusing parameter $\gamma \ge 0$; the paper's 2.
+
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, -0.5], [0.1, 1.5]])
+        >>> F.binary_focal(logits, torch.tensor([[1, 0], [0, 1]]), reduction="none")
+        tensor([[0.0005, 0.0507],
+                [0.1539, 0.0017]])
+    """
+    x, t = inp.logits, inp.target
+    ce = bce_per_element(inp)
+    if gamma != 0:
+        # 1 - p_t is a sum of positive terms: no cancellation when p_t is near 1. The clamp
+        # keeps (1 - p_t)^gamma differentiable at 1 - p_t = 0 for gamma < 1.
+        one_minus_pt = torch.sigmoid(-x) * t + torch.sigmoid(x) * (1.0 - t)
+        ce = ce * one_minus_pt.clamp_min(torch.finfo(x.dtype).tiny) ** gamma
+    if alpha is not None:
+        ce = ce * (alpha * t + (1.0 - alpha) * (1.0 - t))
+    return ce
