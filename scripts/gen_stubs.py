@@ -16,7 +16,7 @@ from pathlib import Path
 import losslab
 from losslab import functional
 from losslab.kinds import REQUIRED, Param
-from losslab.registry import LossSpec, registered
+from losslab.registry import LossSpec, per_call_params, registered
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "src" / "losslab"
@@ -39,11 +39,13 @@ def _inputs(params: tuple[Param, ...]) -> list[str]:
 def _function(spec: LossSpec) -> str:
     kind = spec.kind
     keywords = [_param(k, spec.annotations[k], v) for k, v in spec.defaults.items()]
-    if spec.state is not None:
-        keywords.append(_param(spec.state.name, "Tensor | None", None))
+    keywords += _inputs(per_call_params(spec))
+    if spec.components:
+        keywords.append(_param("return_components", "bool", False))
     keywords += _inputs(kind.options)
     params = ", ".join([*_inputs(kind.inputs), "*", *keywords])
-    return f"def {spec.name}({params}) -> Tensor: ...\n"
+    returns = "Any" if spec.components else "Tensor"
+    return f"def {spec.name}({params}) -> {returns}: ...\n"
 
 
 def _module(spec: LossSpec) -> str:
@@ -56,18 +58,28 @@ def _module(spec: LossSpec) -> str:
     forward += [
         _param(p.name, p.annotation, p.default) for p in kind.options if p.name in kind.per_call
     ]
+    extras = _inputs(spec.extra_inputs)
     if spec.state is not None:
-        forward.append(_param("index", "Tensor | None", None))
+        extras.append(_param("index", "Tensor | None", None))
+    if spec.components:
+        extras.append(_param("return_components", "bool", False))
+    params = ", ".join([*forward, "*", *extras] if extras else forward)
+    returns = "Any" if spec.components else "Tensor"
     return (
         f"class {spec.module_name}(LossModule):\n"
         f"    def __init__(self, *, {', '.join(keywords)}) -> None: ...\n"
-        f"    def forward(self, {', '.join(forward)}) -> Tensor: ...\n"
+        f"    def forward(self, {params}) -> {returns}: ...\n"
     )
+
+
+def _typing_import() -> list[str]:
+    needed = any(s.components for s in registered().values())
+    return ["from typing import Any", ""] if needed else []
 
 
 def functional_stub() -> str:
     specs = registered()
-    lines = [HEADER, "from torch import Tensor", ""]
+    lines = [HEADER, *_typing_import(), "from torch import Tensor", ""]
     for name in functional.HELPERS:
         module = getattr(functional, name).__module__
         lines.append(f"from {module} import {name} as {name}")
@@ -81,6 +93,7 @@ def losses_stub() -> str:
     specs = sorted(registered().values(), key=lambda s: s.module_name)
     lines = [
         HEADER,
+        *_typing_import(),
         "from torch import Tensor",
         "",
         "from losslab._module import LossModule as LossModule",

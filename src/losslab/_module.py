@@ -10,11 +10,13 @@ losses), so ``inspect.signature`` and ``help()`` show the loss's own parameters.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from losslab._reduce import KernelResult, reduce_result
 from losslab._validate import (
     Int,
     check_hparams,
@@ -27,6 +29,25 @@ from losslab.kinds import REQUIRED, resolve_annotations
 
 if TYPE_CHECKING:
     from losslab.registry import LossSpec
+
+
+def finish(
+    spec: LossSpec,
+    inp: Any,
+    result: Tensor | KernelResult,
+    options: Mapping[str, Any],
+    return_components: bool,
+) -> Any:
+    """The one way a kernel's output becomes the loss (or its components)."""
+    if return_components and spec.components_type is None:
+        raise TypeError(f"{spec.name}: return_components expected False, got True")
+    return reduce_result(
+        result,
+        options["reduction"],
+        mask=inp.mask,
+        weight=inp.weight,
+        components=spec.components_type if return_components else None,
+    )
 
 
 def _to_jsonable(value: Any) -> Any:
@@ -80,14 +101,20 @@ class LossModule(nn.Module):
         return {k: getattr(self, k) for k in self._option_names}
 
     def _forward(
-        self, inputs: tuple[Any, ...], per_call: dict[str, Any], index: Tensor | None
-    ) -> Tensor:
+        self,
+        inputs: tuple[Any, ...],
+        per_call: dict[str, Any],
+        extras: dict[str, Any],
+        index: Tensor | None,
+        return_components: bool,
+    ) -> Any:
         spec = self.spec
         hyper = self.hyperparameters()
         options = {**self.options(), **per_call}
+        parts = {"return_components": True} if return_components else {}
         state = spec.state
         if state is None:
-            return spec.function(*inputs, **hyper, **options)
+            return spec.function(*inputs, **hyper, **extras, **parts, **options)
         # Stateful: validate everything, compute, and only then write the state, so that a
         # call that raises leaves it unchanged.
         check_hparams(spec.name, spec.constraints, hyper)
@@ -115,9 +142,8 @@ class LossModule(nn.Module):
                 assert state.update is not None
                 with torch.no_grad():
                     value = state.update(inp, previous, **hyper)
-        out = kind.reduce(
-            spec.kernel(inp, **hyper, **{state.name: value}), inp, options["reduction"]
-        )
+        result = spec.kernel(inp, **hyper, **extras, **{state.name: value})
+        out = finish(spec, inp, result, options, return_components)
         if updating and value is not None and previous is not None:
             new = value.detach().to(buffer.dtype)
             if inp.mask is not None:
@@ -177,13 +203,22 @@ def make_module_class(spec: LossSpec, doc: str) -> type[LossModule]:
     )
     inputs = [p.name if p.default is REQUIRED else f"{p.name}=None" for p in kind.inputs]
     per_call = [f"{k}=None" for k in kind.per_call]
+    per_call += [p.name if p.default is REQUIRED else f"{p.name}=None" for p in spec.extra_inputs]
     if spec.state is not None:
         per_call.append("index=None")
+    if spec.components:
+        per_call.append("return_components=False")
+    if any(p.default is REQUIRED for p in spec.extra_inputs):
+        # required extra inputs are keyword-only, after the optional per-call options
+        per_call = [f"{k}=None" for k in kind.per_call] + ["*"] + per_call[len(kind.per_call) :]
     call = "{" + ", ".join(f"{k!r}: {k}" for k in kind.per_call) + "}"
+    extras = "{" + ", ".join(f"{p.name!r}: {p.name}" for p in spec.extra_inputs) + "}"
     index = "index" if spec.state is not None else "None"
+    parts = "return_components" if spec.components else "False"
     forward_src = (
         f"def forward(self, {', '.join(inputs + per_call)}):\n"
-        f"    return self._forward(({', '.join(p.name for p in kind.inputs)},), {call}, {index})\n"
+        f"    return self._forward(({', '.join(p.name for p in kind.inputs)},), {call}, "
+        f"{extras}, {index}, {parts})\n"
     )
     namespace: dict[str, Any] = {
         "_hyper": dict(spec.defaults),
@@ -226,4 +261,4 @@ def make_module_class(spec: LossSpec, doc: str) -> type[LossModule]:
     return cls
 
 
-__all__ = ["LossModule", "make_module_class"]
+__all__ = ["LossModule", "finish", "make_module_class"]

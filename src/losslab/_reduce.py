@@ -13,6 +13,10 @@ to the graph (its gradient is zero), never NaN.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -44,3 +48,46 @@ def reduce_loss(
         return total / loss.numel() if loss.numel() else total
     # Clamping keeps 0/0 at 0: the numerator is exactly 0 whenever the denominator is.
     return total / denom.clamp_min(torch.finfo(loss.dtype).tiny)
+
+
+@dataclass
+class KernelResult:
+    """What a kernel returns when plain per-element losses are not enough.
+
+    Attributes:
+        values: per-element losses, of the input's element shape.
+        valid: bool, the elements that count (combined with the input's mask): e.g. the
+            anchors of a pairwise loss that have a pair. ``None``: all of them.
+        components: named parts for ``return_components=True``: per-element tensors
+            (reduced like the loss) or scalars such as pair counts (returned as they are).
+    """
+
+    values: Tensor
+    valid: Tensor | None = None
+    components: Mapping[str, Tensor] = field(default_factory=dict)
+
+
+def reduce_result(
+    result: Tensor | KernelResult,
+    reduction: str,
+    *,
+    mask: Tensor | None,
+    weight: Tensor | None,
+    components: type[tuple[Any, ...]] | None = None,
+) -> Any:
+    """Reduce a kernel's output; with a ``components`` NamedTuple type, return one."""
+    if not isinstance(result, KernelResult):
+        loss = reduce_loss(result, reduction, mask=mask, weight=weight)
+        return loss if components is None else components(loss)
+    if result.valid is not None:
+        mask = result.valid if mask is None else mask & result.valid
+    loss = reduce_loss(result.values, reduction, mask=mask, weight=weight)
+    if components is None:
+        return loss
+    parts = {
+        k: reduce_loss(v, reduction, mask=mask, weight=weight)
+        if v.shape == result.values.shape and v.dim() > 0
+        else v
+        for k, v in result.components.items()
+    }
+    return components(loss, **parts)

@@ -28,6 +28,7 @@ generic test-suites all read from here.
 
 from __future__ import annotations
 
+import collections
 import inspect
 import re
 import textwrap
@@ -38,7 +39,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from losslab._module import LossModule, make_module_class
+from losslab._module import LossModule, finish, make_module_class
+from losslab._reduce import KernelResult
 from losslab._validate import (
     Constraint,
     Real,
@@ -130,7 +132,7 @@ class LossSpec:
 
     name: str
     kind: Kind
-    kernel: Callable[..., Tensor]
+    kernel: Callable[..., Tensor | KernelResult]
     family: str
     properties: Mapping[str, Claim]
     reference: str
@@ -140,10 +142,15 @@ class LossSpec:
     rules: Mapping[str, Any]
     module_name: str
     state: PerSampleState | None = None
+    #: tensor inputs of the kernel beyond the kind's (keyword arguments of every call).
+    extra_inputs: tuple[Param, ...] = ()
+    #: named parts returned with ``return_components=True`` (after ``loss``).
+    components: tuple[str, ...] = ()
     #: configurations beyond the defaults that the generic tests also exercise.
     test_configs: tuple[Mapping[str, Any], ...] = ()
     function: LossFunction = field(default=None)  # type: ignore[assignment]
     module: type[LossModule] = field(default=None)  # type: ignore[assignment]
+    components_type: type[tuple[Any, ...]] | None = None
 
     @property
     def stateful(self) -> bool:
@@ -214,9 +221,11 @@ def register(
     properties: Mapping[str, Claim | Mapping[str, Any]] | Iterable[str] = (),
     constraints: Mapping[str, Constraint] | None = None,
     state: PerSampleState | None = None,
+    extra_inputs: Iterable[Param] = (),
+    components: Iterable[str] = (),
     test_configs: Iterable[Mapping[str, Any]] = (),
     **rules: Any,
-) -> Callable[[Callable[..., Tensor]], LossFunction]:
+) -> Callable[[Callable[..., Tensor | KernelResult]], LossFunction]:
     """Register the kernel of loss ``name``; returns its public function.
 
     Args:
@@ -230,6 +239,12 @@ def register(
         constraints: hyperparameter constraints (``Real``, ``Int``, ``Choice``, ...),
             checked on every call and at module construction.
         state: per-example state, for stateful losses.
+        extra_inputs: tensor inputs beyond the kind's (e.g. a feature map), passed by
+            keyword to the function, the module's ``forward`` and the kernel; the kernel
+            validates them.
+        components: names of the parts the kernel returns in ``KernelResult.components``;
+            the function and module then take ``return_components=True`` and return a
+            NamedTuple ``(loss, *components)``.
         test_configs: hyperparameters beyond the defaults for the generic tests.
         **rules: rules of the kind (e.g. ``soft_targets=False``); a value may be a
             callable of the configuration.
@@ -255,10 +270,14 @@ def register(
             f"({sorted(kind_obj.rules)})"
         )
 
-    def deco(kernel: Callable[..., Tensor]) -> LossFunction:
+    extras = tuple(extra_inputs)
+    parts = tuple(components)
+
+    def deco(kernel: Callable[..., Tensor | KernelResult]) -> LossFunction:
         if name in _REGISTRY:
             raise ValueError(f"register: the name {name!r} is already registered")
-        defaults, annotations = _hyperparameters(name, kernel, state)
+        per_call = ([state.name] if state else []) + [p.name for p in extras]
+        defaults, annotations = _hyperparameters(name, kernel, per_call)
         cons = dict(constraints or {})
         stray = sorted(set(cons) - set(defaults))
         if stray:
@@ -278,7 +297,12 @@ def register(
             rules={**kind_obj.rules, **rules},
             module_name=module,
             state=state,
+            extra_inputs=extras,
+            components=parts,
             test_configs=tuple(test_configs),
+            components_type=(
+                collections.namedtuple(f"{module}Components", ["loss", *parts]) if parts else None
+            ),
         )
         function = _make_function(spec)
         function.__doc__ = render_doc(spec, written)
@@ -293,7 +317,7 @@ def register(
 
 
 def _hyperparameters(
-    name: str, kernel: Callable[..., Any], state: PerSampleState | None
+    name: str, kernel: Callable[..., Any], per_call: list[str]
 ) -> tuple[dict[str, Any], dict[str, str]]:
     params = list(inspect.signature(kernel).parameters.values())
     if not params or params[0].kind not in (
@@ -306,14 +330,15 @@ def _hyperparameters(
     for p in params[1:]:
         if p.kind is not inspect.Parameter.KEYWORD_ONLY:
             raise TypeError(f"register({name!r}): hyperparameter {p.name!r} must be keyword-only")
+        if p.name in per_call:
+            continue
         if p.default is inspect.Parameter.empty:
             raise TypeError(f"register({name!r}): hyperparameter {p.name!r} needs a default")
-        if state is not None and p.name == state.name:
-            continue
         defaults[p.name] = p.default
         annotations[p.name] = _annotation_text(p.annotation)
-    if state is not None and state.name not in {p.name for p in params}:
-        raise TypeError(f"register({name!r}): the kernel lacks the state keyword {state.name!r}")
+    missing = sorted(set(per_call) - {p.name for p in params})
+    if missing:
+        raise TypeError(f"register({name!r}): the kernel lacks the keyword(s) {missing}")
     return defaults, annotations
 
 
@@ -333,18 +358,20 @@ def _call(
     inputs: tuple[Any, ...],
     hyper: dict[str, Any],
     options: dict[str, Any],
-    state_value: Tensor | None,
-) -> Tensor:
+    per_call: dict[str, Any],
+    return_components: bool = False,
+) -> Any:
     check_hparams(spec.name, spec.constraints, hyper)
     kind = spec.kind
     inp = kind.prepare(spec.name, spec.resolve_rules(hyper), *inputs, **options)
-    if spec.state is not None:
-        if state_value is not None:
-            state_value = spec.state.check(
-                spec.name, state_value, inp.element_shape, options["validate"]
-            )
-        hyper = {**hyper, spec.state.name: state_value}
-    return kind.reduce(spec.kernel(inp, **hyper), inp, options["reduction"])
+    if spec.state is not None and per_call[spec.state.name] is not None:
+        per_call = {
+            **per_call,
+            spec.state.name: spec.state.check(
+                spec.name, per_call[spec.state.name], inp.element_shape, options["validate"]
+            ),
+        }
+    return finish(spec, inp, spec.kernel(inp, **hyper, **per_call), options, return_components)
 
 
 def _make_function(spec: LossSpec) -> LossFunction:
@@ -356,15 +383,17 @@ def _make_function(spec: LossSpec) -> LossFunction:
         p.name if p.default is REQUIRED else f"{p.name}=_inputs[{p.name!r}]" for p in kind.inputs
     ]
     keywords = [f"{k}=_hyper[{k!r}]" for k in spec.defaults]
-    if spec.state is not None:
-        keywords.append(f"{spec.state.name}=None")
+    keywords += [_keyword(p) for p in per_call_params(spec)]
+    if spec.components:
+        keywords.append("return_components=False")
     keywords += [f"{p.name}=_options[{p.name!r}]" for p in kind.options]
     hyper = "{" + ", ".join(f"{k!r}: {k}" for k in spec.defaults) + "}"
     opts = "{" + ", ".join(f"{p.name!r}: {p.name}" for p in kind.options) + "}"
-    state = spec.state.name if spec.state is not None else "None"
+    calls = "{" + ", ".join(f"{p.name!r}: {p.name}" for p in per_call_params(spec)) + "}"
+    parts = "return_components" if spec.components else "False"
     source = (
         f"def {spec.name}({', '.join(positional)}, *, {', '.join(keywords)}):\n"
-        f"    return _call(_spec, ({', '.join(inputs)},), {hyper}, {opts}, {state})\n"
+        f"    return _call(_spec, ({', '.join(inputs)},), {hyper}, {opts}, {calls}, {parts})\n"
     )
     namespace: dict[str, Any] = {
         "_call": _call,
@@ -372,6 +401,7 @@ def _make_function(spec: LossSpec) -> LossFunction:
         "_hyper": dict(spec.defaults),
         "_options": kind.option_defaults,
         "_inputs": {p.name: p.default for p in kind.inputs},
+        "_extras": {p.name: p.default for p in spec.extra_inputs},
     }
     exec(compile(source, f"<losslab.functional.{spec.name}>", "exec"), namespace)
     fn = namespace[spec.name]
@@ -381,14 +411,27 @@ def _make_function(spec: LossSpec) -> LossFunction:
         {
             **{p.name: p.annotation for p in kind.inputs},
             **spec.annotations,
-            **({spec.state.name: "Tensor | None"} if spec.state else {}),
+            **{p.name: p.annotation for p in per_call_params(spec)},
+            **({"return_components": "bool"} if spec.components else {}),
             **{p.name: p.annotation for p in kind.options},
-            "return": "Tensor",
+            "return": "Any" if spec.components else "Tensor",
         }
     )
     fn.kernel = spec.kernel
     fn.spec = spec
     return fn  # type: ignore[no-any-return]
+
+
+def per_call_params(spec: LossSpec) -> tuple[Param, ...]:
+    """The per-call keyword inputs of a loss beyond its kind's: its state, then its extra
+    inputs."""
+    if spec.state is None:
+        return spec.extra_inputs
+    return (Param(spec.state.name, "Tensor | None", spec.state.doc, None), *spec.extra_inputs)
+
+
+def _keyword(p: Param) -> str:
+    return p.name if p.default is REQUIRED else f"{p.name}=_extras.get({p.name!r})"
 
 
 # --------------------------------------------------------------------------- documentation
@@ -428,6 +471,17 @@ def _sections(doc: str) -> tuple[str, dict[str, list[str]]]:
     return "\n".join(intro).rstrip(), sections
 
 
+def _components_param(spec: LossSpec) -> Param:
+    names = ", ".join(f"`{c}`" for c in spec.components)
+    return Param(
+        "return_components",
+        "bool",
+        f"return a NamedTuple `(loss, {', '.join(spec.components)})` instead of the loss: "
+        f"the parts {names}, reduced like the loss where they are per element.",
+        False,
+    )
+
+
 def _param_doc(p: Param) -> str:
     default = "" if p.default is REQUIRED else f" Default: `{p.default!r}`."
     return textwrap.fill(
@@ -442,8 +496,9 @@ def render_doc(spec: LossSpec, written: str) -> str:
     intro, sections = _sections(written)
     args = [_param_doc(p) for p in spec.kind.inputs]
     args += [line for line in sections.get("Args", []) if line.strip()]
-    if spec.state is not None:
-        args.append(f"    {spec.state.name}: {spec.state.doc} Default: `None`.")
+    args += [_param_doc(p) for p in per_call_params(spec)]
+    if spec.components:
+        args.append(_param_doc(_components_param(spec)))
     args += [_param_doc(p) for p in spec.kind.options]
     returns = textwrap.fill(spec.kind.returns, 88, initial_indent="    ", subsequent_indent="    ")
     out = [intro, "", "Args:", *args, "", "Returns:", returns]
@@ -477,6 +532,9 @@ def render_module_doc(spec: LossSpec, written: str) -> str:
     ctor += [_param_doc(p) for p in kind.constructor_options]
     forward = [_param_doc(p) for p in kind.inputs]
     forward += [_param_doc(p) for p in kind.options if p.name in kind.per_call]
+    forward += [_param_doc(p) for p in spec.extra_inputs]
+    if spec.components:
+        forward.append(_param_doc(_components_param(spec)))
     if spec.state is not None:
         forward.append(
             "    index: int64 dataset indices of the batch, one per element; required in "

@@ -39,6 +39,7 @@ class ALDRKLLoss(LossModule):
         logits: Tensor,
         target: Tensor,
         sample_weight: Tensor | None = None,
+        *,
         index: Tensor | None = None,
     ) -> Tensor: ...
 
