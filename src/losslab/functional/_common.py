@@ -16,15 +16,27 @@ def one_minus_exp(logp: Tensor) -> Tensor:
     return (-torch.expm1(logp)).clamp_min(torch.finfo(logp.dtype).tiny)
 
 
-def expm1_linear_tail(x: Tensor) -> Tensor:
-    """``expm1(x)``, continued linearly (value and slope) above ``log(finfo.max) / 2``.
+#: Exponential losses are exact while ``exp(x) <= e^TAIL_START`` (e.g. sum-exp up to
+#: ``1/p_y`` of about 9e6) and continue linearly past it (see :func:`expm1_linear_tail`).
+TAIL_START = 16.0
+
+
+def tail_start(input_dtype: torch.dtype) -> float:
+    """Where the linear tail starts for logits of ``input_dtype``.
+
+    The gradient returns in the input's dtype, so for float16 the tail starts where the
+    gradient would leave float16's range (``log(65504) - log 4``, about 9.7).
+    """
+    return min(TAIL_START, math.log(torch.finfo(input_dtype).max) - math.log(4.0))
+
+
+def expm1_linear_tail(x: Tensor, start: float = TAIL_START) -> Tensor:
+    """``expm1(x)``, continued linearly (value and slope) above ``start``.
 
     Exponential losses such as sum-exp grow like ``1/p_y`` and overflow for logit gaps
-    above ~88 in float32; past the threshold (where the loss already exceeds ~1e19 in
-    float32) the tail is linear, so values and gradients stay finite and non-zero for
-    logit gaps far beyond 1e4 and a mean over a batch cannot overflow either.
+    above ~88 in float32. The linear tail keeps values and gradients finite and non-zero
+    for logit gaps up to 1e30 and beyond (a linear continuation of a convex function is
+    convex), and keeps a mean over a batch from overflowing.
     """
-    thresh = math.log(torch.finfo(x.dtype).max) / 2
-    head = torch.expm1(x.clamp_max(thresh))
-    slope = torch.exp(torch.tensor(thresh, dtype=x.dtype, device=x.device))
-    return torch.where(x > thresh, head + slope * (x - thresh), head)
+    head = torch.expm1(x.clamp_max(start))
+    return torch.where(x > start, head + math.exp(start) * (x - start), head)

@@ -66,7 +66,9 @@ class LDRKLRows(torch.autograd.Function):
         m = m_raw.clamp_min(eps)
         scale = 1.0 / (m * lam)  # u = scale * base + margin / lam off the target
         top = base.max(dim=1, keepdim=True).values
-        e = torch.addcmul(-scale * top, base, scale).exp_()
+        # Subtract before scaling: the row's maximum must map to exactly exp(0) (a fused
+        # base * scale - top * scale rounds differently at large logits and overflows).
+        e = (base - top).mul_(scale).exp_()
         base_y = base.gather(1, idx)
         drop = torch.exp(-margin / lam) if isinstance(lam, Tensor) else math.exp(-margin / lam)
         e.scatter_(1, idx, e.gather(1, idx) * drop)  # the target's term has no margin

@@ -231,7 +231,7 @@ def _aldr_update(
     reference=_REF,
     properties={
         "classification_calibrated": {},
-        "scale_invariant": {},
+        "scale_invariant": {"normalize": "abs_mean"},
         "shift_invariant": {"normalize": "none"},
         "reduces_to_ce": Claim(
             params={"margin": 0.0, "temperature0": 1.0, "normalize": "none"},

@@ -49,6 +49,7 @@ class MulticlassInput:
         weight: float ``(N, *)`` per-element weight (class weight of the target times the
             sample weight), or ``None`` when unweighted.
         num_classes: the size of the class axis.
+        input_dtype: the logits' dtype as given, in which their gradient is returned.
     """
 
     logits: Tensor
@@ -57,6 +58,7 @@ class MulticlassInput:
     mask: Tensor | None
     weight: Tensor | None
     num_classes: int
+    input_dtype: torch.dtype = torch.float32
 
     @property
     def element_shape(self) -> torch.Size:
@@ -201,7 +203,7 @@ def prepare(
     if sample_weight is not None:
         sw = sample_weight.to(cdtype)
         w = sw if w is None else w * sw
-    return MulticlassInput(z, index, soft, mask, w, num_classes)
+    return MulticlassInput(z, index, soft, mask, w, num_classes, z_raw.dtype)
 
 
 def _check_values(
