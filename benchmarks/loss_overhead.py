@@ -2,10 +2,12 @@
 
     python benchmarks/loss_overhead.py [--n 8192] [--c 1000] [--repeats 15] [--write-doc]
 
-All losses are timed round-robin in one process on the same float32 logits, so the
-ratios share the machine's state; the goal is every loss <= 2.0x
-``torch.nn.functional.cross_entropy``. Columns: the library default (``validate=True``,
-which adds host-syncing value checks) and ``validate=False`` (hot loops).
+Every loss is called the way users call it: its module in training mode (a stateful loss
+with ``index=`` and its per-example state update), on float32 inputs of its kind with
+``N x C`` scores. All losses are timed round-robin in one process, so the ratios share
+the machine's state; the goal is every loss <= 2.0x ``torch.nn.functional.cross_entropy``
+on the same logits. Columns: the library default (``validate=True``, which adds
+host-syncing value checks) and ``validate=False`` (hot loops).
 """
 
 from __future__ import annotations
@@ -34,19 +36,29 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     z = (torch.randn(args.n, args.c, generator=g) * 2).requires_grad_(True)
     y = torch.randint(args.c, (args.n,), generator=g)
+    others = {
+        # the non-differentiated inputs of each kind, on the same N x C scores
+        "multiclass": (y,),
+        "binary": (torch.randint(2, (args.n, args.c), generator=g),),
+        "distillation": (torch.randn(args.n, args.c, generator=g) * 2, y),
+    }
+    index = torch.arange(args.n)
 
-    def step(fn, **kw):
+    def step(fn, rest, **kw):
         def run():
             z.grad = None
-            fn(z, y, **kw).backward()
+            fn(z, *rest, **kw).backward()
 
         return run
 
-    fns = {"torch.nn.functional.cross_entropy": step(torch.nn.functional.cross_entropy)}
+    fns = {"torch.nn.functional.cross_entropy": step(torch.nn.functional.cross_entropy, (y,))}
     for name in losslab.list_losses():
         spec = losslab.loss_info(name)
-        fns[name] = step(spec.function)
-        fns[f"{name}/novalidate"] = step(spec.function, validate=False)
+        rest = others[spec.kind.name]
+        extra = {"index": index} if spec.stateful else {}
+        for suffix, validate in (("", True), ("/novalidate", False)):
+            module = spec.build(num_samples=args.n, validate=validate).train()
+            fns[name + suffix] = step(module, rest, **extra)
     med = interleaved_medians(fns, repeats=args.repeats)
     base = med["torch.nn.functional.cross_entropy"]
     rows = []

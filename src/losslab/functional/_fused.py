@@ -22,22 +22,46 @@ def as_rows(x: Tensor) -> Tensor:
     return x if x.dim() == 2 else x.movedim(1, -1).reshape(-1, x.shape[1])
 
 
+def ldr_row_stats(z: Tensor, normalize: str, floor: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``(base, m, top)`` of LDR's normalisation ``f = base / m``, per row of ``(R, C)``.
+
+    ``base`` is ``softplus(z)`` (``"softplus_mean"``) or ``z``; ``m`` the floored mean of
+    ``base`` (``|z|`` for ``"abs_mean"``; 1 for ``"none"``); ``top`` the row maximum of
+    ``base``, the shift that keeps the exponentials finite.
+    """
+    c = z.shape[1]
+    if normalize == "softplus_mean":
+        # logaddexp(z, 0) is softplus, with a faster vectorised kernel on CPU.
+        base = torch.logaddexp(z, z.new_zeros(()))
+        m = base.mean(dim=1, keepdim=True).clamp_min(torch.finfo(z.dtype).eps)
+    elif normalize == "abs_mean":
+        base = z
+        m = (torch.linalg.vector_norm(z, ord=1, dim=1, keepdim=True) / c).clamp_min(floor)
+    else:
+        base = z
+        m = torch.ones_like(z[:, :1])
+    return base, m, base.amax(dim=1, keepdim=True)
+
+
 class LDRKLRows(torch.autograd.Function):
     r"""LDR-KL per row: ``-lambda log softmax(u)_y - lambda log C``,
-    ``u = (f + c (1 - e_y)) / lambda``, ``f = normalize(z) = k * base`` with ``base`` =
-    ``softplus(z)``, ``z`` or ``z`` and ``k = 1 / mean(base)``, ``1 / mean|z|`` or ``1``.
+    ``u = (f + c (1 - e_y)) / lambda``, ``f = normalize(z) = base / m`` (see
+    :func:`ldr_row_stats`).
 
-    Forward: ``exp(u - max u)`` is ``exp(k (base - max base) / lambda)`` off the target
-    and that times ``exp(-c / lambda)`` at the target, so the margin costs no pass.
-    Backward, with ``G = softmax(u) - e_y`` (``dL/df = G``; lambda cancels):
+    Forward: ``exp(u - max u)`` is ``exp((base - max base) / (m lambda))`` off the target
+    and that times ``exp(-c / lambda)`` at the target, so the margin costs no pass; the
+    dot product the backward needs is taken here, so only the exponentials and the
+    logits are saved. Backward, with ``G = softmax(u) - e_y`` (``dL/df = G``; lambda
+    cancels) and ``k = 1/m``:
 
     * none: ``dL/dz = G``;
     * softplus_mean: ``dL/dz = k (G - k <G, base>/C) * sigmoid(z)``;
-    * abs_mean: ``dL/dz = k (G - sign(z) k <G, base>/C)``.
+    * abs_mean: ``dL/dz = k (G - sign(z) k <G, z>/C)``, with ``sign(0)`` taken as ``+-1``
+      (a subgradient of ``|z|``).
 
-    ``temperature`` (float or ``(R,)`` tensor) carries no gradient. The normaliser ``m``
-    is floored (``floor`` for ``abs_mean``, ``finfo.eps`` for ``softplus_mean``); where the
-    floor is active ``m`` is a constant.
+    Where the floor of ``m`` is active, ``m`` is a constant. ``temperature`` (float or
+    ``(R,)`` tensor) carries no gradient. ``stats`` may pass ``(base, m, top)`` already
+    computed (by ALDR-KL's temperature update) to save their passes.
     """
 
     @staticmethod
@@ -49,63 +73,49 @@ class LDRKLRows(torch.autograd.Function):
         temperature: Tensor | float,
         normalize: str,
         floor: float,
+        stats: tuple[Tensor, Tensor, Tensor] | None = None,
     ) -> Tensor:
         c = z.shape[1]
         idx = index.unsqueeze(1)
         lam = temperature.unsqueeze(1) if isinstance(temperature, Tensor) else temperature
-        eps = floor if normalize == "abs_mean" else torch.finfo(z.dtype).eps
-        if normalize == "softplus_mean":
-            base = torch.nn.functional.softplus(z)
-            m_raw = base.mean(dim=1, keepdim=True)
-        elif normalize == "abs_mean":
-            base = z
-            m_raw = torch.linalg.vector_norm(z, ord=1, dim=1, keepdim=True) / c
-        else:
-            base = z
-            m_raw = torch.ones_like(z[:, :1])
-        m = m_raw.clamp_min(eps)
-        scale = 1.0 / (m * lam)  # u = scale * base + margin / lam off the target
-        top = base.max(dim=1, keepdim=True).values
-        # Subtract before scaling: the row's maximum must map to exactly exp(0) (a fused
-        # base * scale - top * scale rounds differently at large logits and overflows).
-        e = (base - top).mul_(scale).exp_()
+        base, m, top = stats if stats is not None else ldr_row_stats(z, normalize, floor)
+        scale = 1.0 / (m * lam)
+        # Subtract before scaling: the row's maximum maps to exactly exp(0) whatever the
+        # size of the logits.
+        e = torch.sub(base, top).mul_(scale).exp_()
         base_y = base.gather(1, idx)
         drop = torch.exp(-margin / lam) if isinstance(lam, Tensor) else math.exp(-margin / lam)
         e.scatter_(1, idx, e.gather(1, idx) * drop)  # the target's term has no margin
         total = e.sum(dim=1, keepdim=True)
         loss = lam * (scale * (top - base_y) + margin / lam + total.log() - math.log(c))
-        clamped = m_raw <= eps
+        dot = None
+        if normalize != "none":
+            # <G, base> = <e, base> / total - base_y, as one batched dot product.
+            dot = torch.bmm(e.unsqueeze(1), base.unsqueeze(2)).squeeze(2) / total - base_y
+            # m has no gradient where its floor is active
+            dot = torch.where(m > m.new_tensor(torch.finfo(m.dtype).eps), dot, 0.0)
+            if normalize == "abs_mean":
+                dot = torch.where(m > floor, dot, 0.0)
         ctx.normalize = normalize
-        ctx.save_for_backward(
-            z, e, total, index, base if normalize == "softplus_mean" else None, m, clamped
-        )
+        ctx.save_for_backward(z, e, total, index, m, dot)
         return loss.squeeze(1)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        z, e, total, index, s, m, clamped = ctx.saved_tensors
+        z, e, total, index, m, dot = ctx.saved_tensors
         idx = index.unsqueeze(1)
-        g = grad_out.unsqueeze(1)
-        if ctx.normalize == "none":
-            grad = e * (g / total)
-            grad.scatter_add_(1, idx, -g)
-            return grad, None, None, None, None, None
-        c = z.shape[1]
-        base = s if s is not None else z
-        # <G, base> = <e, base> / total - base_y, as one batched dot product.
-        dot = torch.bmm(e.unsqueeze(1), base.unsqueeze(2)).squeeze(2) / total
-        dot = dot - base.gather(1, idx)
-        k = 1.0 / m
-        coef = torch.where(clamped, 0.0, dot * k / c)  # m has no gradient where clamped
-        gk = g * k
-        if ctx.normalize == "softplus_mean":
-            grad = torch.addcmul(-coef * gk, e, gk / total)
-            grad.scatter_add_(1, idx, -gk)
-            return grad.mul_(torch.sigmoid(z)), None, None, None, None, None
+        gk = grad_out.unsqueeze(1) / m
         grad = e * (gk / total)
         grad.scatter_add_(1, idx, -gk)
-        grad.addcmul_(torch.sign(z), -coef * gk)
-        return grad, None, None, None, None, None
+        if ctx.normalize == "none":
+            return grad, None, None, None, None, None, None
+        coef = gk * dot / (m * z.shape[1])
+        if ctx.normalize == "softplus_mean":
+            grad.sub_(coef).mul_(torch.sigmoid(z))
+        else:
+            # copysign takes only the magnitude of its first argument
+            grad.sub_(torch.copysign(coef.abs(), z).mul_(coef.sign()))
+        return grad, None, None, None, None, None, None
 
 
 class ZLossRows(torch.autograd.Function):

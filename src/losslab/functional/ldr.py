@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from losslab._validate import Choice, Real
-from losslab.functional._fused import LDRKLRows, as_rows
+from losslab.functional._fused import LDRKLRows, as_rows, ldr_row_stats
 from losslab.kinds.multiclass import MulticlassInput
 from losslab.registry import Claim, PerSampleState, register
 
@@ -67,6 +67,7 @@ def ldr_value(
     temperature: Tensor | float,
     normalize: str,
     eps: float = NORM_FLOOR,
+    stats: tuple[Tensor, Tensor, Tensor] | None = None,
 ) -> Tensor:
     r"""``lambda * log mean_k exp(a_k / lambda)``, ``a_k = c 1[k != y] + f_k - f_y``, ``f``
     the normalised logits, for ``(N, C, *)`` logits and ``(N, *)`` targets.
@@ -76,7 +77,7 @@ def ldr_value(
     margin-shifted scores, computed by :class:`LDRKLRows` with its analytic gradient.
     """
     t = temperature.reshape(-1) if isinstance(temperature, Tensor) else temperature
-    per = LDRKLRows.apply(as_rows(logits), index.reshape(-1), margin, t, normalize, eps)
+    per = LDRKLRows.apply(as_rows(logits), index.reshape(-1), margin, t, normalize, eps, stats)
     return per.reshape(index.shape)
 
 
@@ -190,18 +191,34 @@ def aldr_kl_temperature(
         tensor([9.9750, 9.9962])
     """
     with torch.no_grad():
-        z = normalize_logits(
-            logits.detach().to(torch.promote_types(logits.dtype, torch.float32)), normalize, eps
-        )
-        c = z.shape[1]
-        if sample_temperature is None:
-            lam = torch.full_like(z[:, 0], temperature0)
-        else:
-            lam = sample_temperature.to(z.dtype)
-        p = torch.softmax(z / lam.unsqueeze(1), dim=1) + ALDR_PROB_SMOOTHING
-        p = p / p.sum(dim=1, keepdim=True)
-        kl = (p * torch.log(p * c)).sum(dim=1)
-        return temperature0 * (1.0 - kl / (alpha * math.log(c)))
+        z = logits.detach().to(torch.promote_types(logits.dtype, torch.float32))
+        lam = _ascend(as_rows(z), temperature0, alpha, normalize, eps, sample_temperature)
+        return lam.reshape(z.shape[:1] + z.shape[2:])
+
+
+def _ascend(
+    z: Tensor,
+    temperature0: float,
+    alpha: float,
+    normalize: str,
+    eps: float,
+    sample_temperature: Tensor | None,
+    stats: tuple[Tensor, Tensor, Tensor] | None = None,
+) -> Tensor:
+    """The temperature step on ``(R, C)`` rows, from LDR's row statistics."""
+    base, m, top = stats if stats is not None else ldr_row_stats(z, normalize, eps)
+    c = z.shape[1]
+    lam = (
+        torch.full_like(m, temperature0)
+        if sample_temperature is None
+        else sample_temperature.reshape(-1, 1).to(z.dtype)
+    )
+    # softmax(f / lambda) with f = base / m, shifted by the row maximum; then the
+    # official smoothing (p + delta) / (1 + C delta).
+    p = torch.softmax(torch.sub(base, top).mul_(1.0 / (m * lam)), dim=1)
+    p.add_(ALDR_PROB_SMOOTHING).div_(1.0 + c * ALDR_PROB_SMOOTHING)
+    kl = torch.bmm(p.unsqueeze(1), p.log().unsqueeze(2)).reshape(-1) + math.log(c)
+    return temperature0 * (1.0 - kl / (alpha * math.log(c)))
 
 
 def _aldr_update(
@@ -214,14 +231,11 @@ def _aldr_update(
     normalize: str,
     eps: float,
 ) -> Tensor:
-    return aldr_kl_temperature(
-        inp.logits,
-        temperature0=temperature0,
-        alpha=alpha,
-        normalize=normalize,
-        eps=eps,
-        sample_temperature=previous,
-    )
+    z = as_rows(inp.logits.detach())
+    stats = ldr_row_stats(z, normalize, eps)
+    inp.memo["ldr_stats"] = stats  # the kernel reuses them
+    new = _ascend(z, temperature0, alpha, normalize, eps, previous, stats)
+    return new.reshape(previous.shape)
 
 
 @register(
@@ -300,8 +314,11 @@ def aldr_kl(
         >>> F.aldr_kl(logits, torch.tensor([0, 2]), reduction="none")
         tensor([-1.1683, -0.4266])
     """
+    stats = inp.memo.get("ldr_stats")
     if sample_temperature is None:
-        return ldr_value(inp.logits, inp.index, margin, float(temperature0), normalize, float(eps))
+        return ldr_value(
+            inp.logits, inp.index, margin, float(temperature0), normalize, float(eps), stats
+        )
     lam = sample_temperature.detach().to(inp.logits.dtype)
     reg = alpha * math.log(inp.num_classes) / (2.0 * temperature0) * (lam - temperature0) ** 2
-    return ldr_value(inp.logits, inp.index, margin, lam, normalize, float(eps)) - reg
+    return ldr_value(inp.logits, inp.index, margin, lam, normalize, float(eps), stats) - reg

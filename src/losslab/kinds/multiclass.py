@@ -12,7 +12,8 @@ Per-loss rules: ``soft_targets`` (the loss accepts probabilities), ``neg_inf_ok`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -50,6 +51,8 @@ class MulticlassInput:
             sample weight), or ``None`` when unweighted.
         num_classes: the size of the class axis.
         input_dtype: the logits' dtype as given, in which their gradient is returned.
+        memo: per-call values that a stateful loss's state update computes and its kernel
+            reuses (e.g. LDR's normalisation statistics), so the two share their passes.
     """
 
     logits: Tensor
@@ -59,6 +62,7 @@ class MulticlassInput:
     weight: Tensor | None
     num_classes: int
     input_dtype: torch.dtype = torch.float32
+    memo: dict[str, Any] = field(default_factory=dict)
 
     @property
     def element_shape(self) -> torch.Size:
