@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
-from torch.nn.functional import softplus
 
 from losslab._validate import Real
 from losslab.kinds.binary import BinaryInput
 from losslab.registry import register
 
 
+class _BCEElements(torch.autograd.Function):
+    r"""``(1 + (w - 1) t) softplus(x) - w t x`` with gradient ``(1 + (w - 1) t) sigmoid(x) - w t``.
+
+    The identity ``softplus(-x) = softplus(x) - x`` turns the two softplus terms of
+    ``w t softplus(-x) + (1 - t) softplus(x)`` into one; the gradient is written out so
+    that autograd keeps no intermediate.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, t: Tensor, w: Tensor | None) -> Tensor:
+        sp = torch.logaddexp(x, x.new_zeros(()))
+        wt = t if w is None else w * t
+        ctx.save_for_backward(x, t, wt)
+        return (sp if w is None else sp.mul_(1.0 + (w - 1.0) * t)).sub_(wt * x)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        x, t, wt = ctx.saved_tensors
+        s = torch.sigmoid(x)
+        grad = s.sub_(wt) if wt is t else s.mul_(1.0 + wt - t).sub_(wt)
+        return grad.mul_(grad_out), None, None
+
+
 def bce_per_element(inp: BinaryInput) -> Tensor:
-    """``-(pos_weight t log sigmoid(x) + (1 - t) log(1 - sigmoid(x)))`` from softplus."""
-    x, t = inp.logits, inp.target
-    positive = softplus(-x) * t
-    if inp.pos_weight is not None:
-        positive = positive * inp.pos_weight
-    return positive + softplus(x) * (1.0 - t)
+    """``-(pos_weight t log sigmoid(x) + (1 - t) log(1 - sigmoid(x)))``, exact at any logit."""
+    return _BCEElements.apply(inp.logits, inp.target, inp.pos_weight)
 
 
 @register(
