@@ -59,3 +59,9 @@ def gce(z, y, cfg):
 def mae(z, y, cfg):
     p = softmax(z)
     return expect(lambda k: 1 - p[k], y)
+
+
+@oracle("poly1")
+def poly1(z, y, cfg):
+    p, lp = softmax(z), log_softmax(z)
+    return expect(lambda k: -lp[k] + cfg["epsilon"] * (1 - p[k]), y)

@@ -234,6 +234,17 @@ def nce_rce(
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor: ...
+def poly1(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    epsilon: float = 1.0,
+    weight: Tensor | None = None,
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor: ...
 def rce(
     logits: Tensor,
     target: Tensor,
@@ -336,6 +347,7 @@ __all__ = [
     "nce_agce",
     "nce_aul",
     "nce_rce",
+    "poly1",
     "rce",
     "rll",
     "sce",

@@ -120,3 +120,43 @@ def focal(
     if alpha is not None:
         return per * alpha
     return per
+
+
+@register(
+    "poly1",
+    family="cross_entropy",
+    module="Poly1Loss",
+    reference="Leng, Tan, Liu, Cubuk, Shi, Cheng, Anguelov. PolyLoss: A Polynomial Expansion "
+    "Perspective of Classification Loss Functions. ICLR 2022, arXiv:2204.12511",
+    properties={
+        "shift_invariant": {},
+        "classification_calibrated": {},
+        "reduces_to_ce": {"epsilon": 0.0},
+    },
+    constraints={"epsilon": Real(-1.0)},
+    test_configs=({"epsilon": -1.0}, {"epsilon": 5.0}),
+)
+def poly1(inp: MulticlassInput, *, epsilon: float = 1.0) -> Tensor:
+    r"""Poly-1 loss: cross-entropy plus $\epsilon$ times the first polynomial term.
+
+    $$
+    \ell(z, q) = -\sum_k q_k \log p_k + \epsilon \Big(1 - \sum_k q_k p_k\Big),
+    \qquad p = \mathrm{softmax}(z)
+    $$
+
+    For an index target, $\mathrm{CE} + \epsilon\,(1 - p_y)$: the leading term of CE's
+    expansion $\sum_j (1 - p_y)^j / j$ gets weight $1 + \epsilon$. $\epsilon \ge -1$ keeps
+    the loss non-negative; $\epsilon = 0$ is cross-entropy.
+
+    Args:
+        epsilon: weight $\epsilon \ge -1$ of $1 - p_y$; the paper's 1.0.
+
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> F.poly1(logits, torch.tensor([0, 2]), reduction="none")
+        tensor([0.4557, 1.6348])
+    """
+    logp = torch.log_softmax(inp.logits, dim=1)
+    return inp.target_value(lambda lp: -lp + epsilon * one_minus_exp(lp), logp)

@@ -297,6 +297,20 @@ class NCERCELoss(LossModule):
         self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
     ) -> Tensor: ...
 
+class Poly1Loss(LossModule):
+    def __init__(
+        self,
+        *,
+        epsilon: float = 1.0,
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor: ...
+
 class RCELoss(LossModule):
     def __init__(
         self,
@@ -419,6 +433,7 @@ __all__ = [
     "NCEAULLoss",
     "NCELoss",
     "NCERCELoss",
+    "Poly1Loss",
     "RCELoss",
     "RLLLoss",
     "SCELoss",
