@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import losslab
-from losslab import functional
+from losslab import functional, losses  # noqa: F401  (imports the module classes)
 from losslab.kinds import REQUIRED, Param
 from losslab.registry import LossSpec, per_call_params, registered
 

@@ -9,8 +9,9 @@ import json
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from losslab.registry import list_losses, loss_info
+from losslab._mathtext import latex_to_text
 
 app = typer.Typer(
     help="losslab: training losses with verified properties, and their benchmark.",
@@ -18,29 +19,41 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console()
+err_console = Console(stderr=True)
+
+# The registry (and with it torch) is imported inside the commands that use it, so that
+# `losslab --help` and the sub-commands' help answer without loading torch.
+
+
+def _fail(message: str) -> None:
+    err_console.print(message, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
 
 
 @app.command("list")
 def list_cmd(
     family: str | None = typer.Option(None, help="Only losses of this family."),
     property: str | None = typer.Option(None, "--property", help="Only losses declaring this."),
+    kind: str | None = typer.Option(None, "--kind", help="Only losses of this input kind."),
 ) -> None:
-    """Table of registered losses: name, family, declared properties."""
+    """Table of registered losses: name, kind, family, verified properties."""
+    from losslab.registry import list_losses, loss_info
+
     try:
-        names = list_losses(family=family, property=property)
+        names = list_losses(family=family, property=property, kind=kind)
     except ValueError as err:
-        raise typer.BadParameter(str(err)) from None
+        _fail(str(err))
     table = Table(title=f"{len(names)} losses")
-    for col in ("name", "kind", "family", "properties", "soft targets"):
-        table.add_column(col)
+    for col in ("name", "kind", "family", "verified properties [at hyperparameters]"):
+        table.add_column(Text(col))
     for name in names:
         spec = loss_info(name)
+        # Text(), not str: rich would read "[normalize=none]" as a markup tag.
         table.add_row(
-            name,
-            spec.kind.name,
-            spec.family,
-            ", ".join(spec.property_labels()),
-            "yes" if spec.rules.get("soft_targets") else "no",
+            Text(name),
+            Text(spec.kind.name),
+            Text(spec.family),
+            Text(", ".join(spec.property_labels())),
         )
     console.print(table)
 
@@ -48,46 +61,49 @@ def list_cmd(
 @app.command("info")
 def info_cmd(name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Formula, defaults, properties and reference of one loss."""
+    from losslab.registry import loss_info
+
     try:
         spec = loss_info(name)
     except ValueError as err:
-        typer.echo(str(err), err=True)
-        raise typer.Exit(2) from None
-    props = {
-        p: {k: v for k, v in (("params", dict(c.params)),) if v} for p, c in spec.properties.items()
-    }
+        _fail(str(err))
+    props = {p: dict(c.params) for p, c in spec.properties.items()}
     data = {
         "name": spec.name,
         "summary": spec.summary,
         "family": spec.family,
-        "formula": spec.formula,
+        "kind": spec.kind.name,
+        "formula": latex_to_text(spec.formula),
+        "formula_latex": spec.formula,
         "defaults": {k: _jsonable(v) for k, v in spec.defaults.items()},
         "properties": props,
-        "kind": spec.kind.name,
         "soft_targets": bool(spec.rules.get("soft_targets")),
         "stateful": spec.stateful,
-        "function": f"losslab.functional.{spec.function.__name__}",
-        "module": f"losslab.{spec.module.__name__}" if spec.module else None,
+        "function": f"losslab.functional.{spec.name}",
+        "module": f"losslab.{spec.module_name}",
         "reference": spec.reference,
     }
     if as_json:
         print(json.dumps(data, indent=2))
         return
-    console.print(f"[bold]{spec.name}[/bold] ({spec.family}) - {spec.summary}")
-    console.print(f"  formula:    {spec.formula}", markup=False)
-    defaults = ", ".join(f"{k}={v!r}" for k, v in spec.defaults.items()) or "(none)"
-    console.print(f"  defaults:   {defaults}", markup=False)
+    lines = [
+        f"{spec.name} ({spec.family}, {spec.kind.name}): {spec.summary}",
+        f"  formula:    {data['formula']}",
+        f"  defaults:   {', '.join(f'{k}={v!r}' for k, v in spec.defaults.items()) or '(none)'}",
+    ]
     for p, c in spec.properties.items():
-        at = f" at {dict(c.params)}" if c.params else ""
-        console.print(f"  property:   {p}{at}", markup=False)
-    console.print(f"  kind:       {spec.kind.name} ({spec.kind.description})", markup=False)
+        at = f" at {', '.join(f'{k}={v!r}' for k, v in c.params.items())}" if c.params else ""
+        lines.append(f"  verified:   {p}{at}")
+    lines.append(f"  inputs:     {spec.kind.description}")
     if spec.stateful:
-        console.print("  stateful:   yes (pass index= to the module)")
-    console.print(
-        f"  call:       {data['function']}{inspect.signature(spec.function)}", markup=False
-    )
-    console.print(f"  module:     {data['module']}", markup=False)
-    console.print(f"  reference:  {spec.reference}", markup=False)
+        lines.append("  stateful:   yes (the module takes index= in training mode)")
+    lines += [
+        f"  call:       {data['function']}{inspect.signature(spec.function)}",
+        f"  module:     {data['module']}",
+        f"  reference:  {spec.reference}",
+    ]
+    for line in lines:
+        console.print(line, markup=False, highlight=False)
 
 
 def _jsonable(v: object) -> object:
@@ -115,5 +131,10 @@ except ImportError:
     pass
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """The ``losslab`` console script."""
     app()
+
+
+if __name__ == "__main__":
+    main()

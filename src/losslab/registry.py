@@ -29,6 +29,7 @@ generic test-suites all read from here.
 from __future__ import annotations
 
 import collections
+import importlib
 import inspect
 import re
 import textwrap
@@ -573,8 +574,16 @@ def spec_of(function: Callable[..., Any]) -> LossSpec:
     return spec
 
 
+def _loaded() -> dict[str, LossSpec]:
+    # The family modules register their losses when imported, and they import this
+    # module: the registry loads them on first look-up instead of at its own import.
+    importlib.import_module("losslab.functional")
+    return _REGISTRY
+
+
 def loss_info(name: str) -> LossSpec:
     """The :class:`LossSpec` of a registered loss."""
+    _loaded()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -588,6 +597,7 @@ def list_losses(
     family: str | None = None, property: str | None = None, kind: str | None = None
 ) -> list[str]:
     """Names of registered losses, optionally filtered by family, property or kind."""
+    _loaded()
     if property is not None and property not in PROPERTIES:
         raise ValueError(
             f"list_losses: property expected one of {sorted(PROPERTIES)}, got {property!r}"
@@ -622,4 +632,4 @@ def build_loss(name: str, **config: Any) -> LossModule:
 
 def registered() -> dict[str, LossSpec]:
     """Every registered loss by name (a copy)."""
-    return dict(_REGISTRY)
+    return dict(_loaded())
