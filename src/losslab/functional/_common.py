@@ -8,6 +8,16 @@ import torch
 from torch import Tensor
 
 
+def z_score(deviation: Tensor, sigma: Tensor, eps: float) -> Tensor:
+    """The Z-loss's standardised score ``deviation / max(sigma, eps)``.
+
+    The one definition of the floor, shared by the Z-loss's fused rows, its soft-target
+    path and the spherical output layer: rows with ``sigma >= eps`` get the exact,
+    scale-invariant score; flatter rows are divided by ``eps``, which bounds the gradient.
+    """
+    return deviation / torch.where(sigma > eps, sigma, eps)
+
+
 def one_minus_exp(logp: Tensor) -> Tensor:
     """``1 - exp(logp)`` without cancellation, clamped to the smallest normal float.
 

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from losslab.functional._common import z_score
+
 
 def as_rows(x: Tensor) -> Tensor:
     """``(N, C, *)`` -> ``(R, C)`` with the class axis last."""
@@ -146,7 +148,7 @@ class ZLossRows(torch.autograd.Function):
         sigma = s * sd_u
         live = sigma > eps
         den = torch.where(live, sigma, eps)
-        zy = (u.gather(1, idx) - mu_u) * (s / den)
+        zy = z_score((u.gather(1, idx) - mu_u) * s, sigma, eps)
         x = a * (b - zy)
         ctx.a = a
         ctx.save_for_backward(u, index, mu_u, sd_u, den, zy, x, live)

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from losslab._validate import Real
+from losslab.functional._common import z_score
 from losslab.functional._fused import ZLossRows, as_rows
 from losslab.kinds.multiclass import MulticlassInput
 from losslab.registry import Claim, register
@@ -28,8 +29,7 @@ def standardize(o: Tensor, eps: float) -> Tensor:
     s = o.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(o.dtype).tiny)
     u = o / s
     var_u, mu_u = torch.var_mean(u, dim=1, keepdim=True, correction=0)
-    sigma = s * var_u.sqrt()
-    return (u - mu_u) * (s / torch.where(sigma > eps, sigma, eps))
+    return z_score((u - mu_u) * s, s * var_u.sqrt(), eps)
 
 
 def _z_loss_bound(cfg: Mapping[str, Any], num_classes: int) -> float:
@@ -102,3 +102,6 @@ def z_loss(
         return per.reshape(inp.index.shape)
     z = standardize(inp.logits, float(eps))
     return inp.target_value(lambda v: torch.nn.functional.softplus(a * (b - v)) / a, z)
+
+
+__all__ = ["SIGMA_FLOOR", "standardize", "z_loss", "z_score"]

@@ -73,6 +73,7 @@ from losslab._validate import (
     fail,
     value_checks_enabled,
 )
+from losslab.functional.spherical import SIGMA_FLOOR, z_score
 
 from ._checks import check_float, check_target, check_values
 
@@ -100,8 +101,13 @@ def spherical_loss_from_stats(
     a: float = 1.0,
     b: float = 0.0,
     eps: float = 1e-6,
+    sigma_floor: float = SIGMA_FLOOR,
 ) -> Tensor:
-    """Per-example loss from the spherical statistics s = sum(o), q = |o|^2 and o_c."""
+    """Per-example loss from the spherical statistics s = sum(o), q = |o|^2 and o_c.
+
+    ``eps`` is the spherical softmax's; the Z-loss's standard deviation is floored at
+    ``sigma_floor`` exactly as in :func:`losslab.functional.z_loss`.
+    """
     v = float(num_classes)
     if loss == "squared_error":
         return q - 2.0 * oc + 1.0
@@ -109,9 +115,9 @@ def spherical_loss_from_stats(
         return torch.log(q + v * eps) - torch.log(oc * oc + eps)
     if loss == "z_loss":
         mu = s / v
-        var = (q / v - mu * mu).clamp_min(torch.finfo(q.dtype).tiny)
-        z = (oc - mu) / var.sqrt()
-        return F.softplus(a * (b - z)) / a
+        # clamped above 0 before the root: sqrt's slope is infinite at 0
+        sigma = (q / v - mu * mu).clamp_min(torch.finfo(q.dtype).tiny).sqrt()
+        return F.softplus(a * (b - z_score(oc - mu, sigma, sigma_floor))) / a
     fail("spherical_loss_from_stats", "loss", f"one of {LOSSES}", describe(loss))
 
 
