@@ -367,6 +367,23 @@ def test_failed_call_leaves_state_unchanged(name):
         with pytest.raises((ValueError, TypeError), match=rf"^{name}: "):
             mod(*inputs, **per_call, **extra)
         assert torch.equal(mod.get_buffer(spec.state.name), state)
+        if spec.state.refresh is not None and "index" in extra:
+            with pytest.raises((ValueError, TypeError), match=rf"^{name}: "):
+                mod.refresh(*inputs, **per_call, **extra)
+            assert torch.equal(mod.get_buffer(spec.state.name), state)
+
+
+@pytest.mark.parametrize("name", [n for n in _stateful() if losslab.loss_info(n).state.refresh])
+def test_refresh_changes_only_the_given_examples(name):
+    spec = losslab.loss_info(name)
+    mod = spec.build(num_samples=8)
+    inputs = sample(spec, 22, n=4, c=5, scale=4.0)
+    before = mod.get_buffer(spec.state.name).clone()
+    mod.refresh(*inputs, index=torch.tensor([1, 3, 5, 7]))
+    after = mod.get_buffer(spec.state.name)
+    assert torch.equal(after[[0, 2, 4, 6]], before[[0, 2, 4, 6]])
+    with pytest.raises(TypeError, match=rf"^{name}: index expected"):
+        mod.refresh(*inputs, index=None)
 
 
 @pytest.mark.parametrize("name", _stateful())

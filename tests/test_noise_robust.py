@@ -87,7 +87,8 @@ def test_sce_ce_part_is_not_clamped():
 
 def test_tgce_with_k_zero_is_gce():
     z, y = logits(4)
-    torch.testing.assert_close(F.tgce(z, y, q=0.7, k=0.0), F.gce(z, y, q=0.7))
+    torch.testing.assert_close(F.tgce_stateless(z, y, q=0.7, k=0.0), F.gce(z, y, q=0.7))
+    torch.testing.assert_close(F.tgce(z, y, q=0.7), F.gce(z, y, q=0.7))
 
 
 def test_tgce_truncates_below_k_with_zero_gradient():
@@ -95,7 +96,7 @@ def test_tgce_truncates_below_k_with_zero_gradient():
     z.requires_grad_(True)
     y = torch.tensor([0, 0, 0])
     q, k = 0.7, 0.5
-    out = F.tgce(z, y, q=q, k=k, reduction="none")
+    out = F.tgce_stateless(z, y, q=q, k=k, reduction="none")
     p = p_target(z.detach(), y)
     assert p[0] > k and p[1] <= k and p[2] <= k
     want = torch.where(p > k, (1 - p**q) / q, torch.full_like(p, (1 - k**q) / q))
@@ -106,7 +107,31 @@ def test_tgce_truncates_below_k_with_zero_gradient():
 
 
 def test_tgce_defaults_are_the_papers():
-    assert losslab.loss_info("tgce").defaults == {"q": 0.7, "k": 0.5}
+    assert losslab.loss_info("tgce").defaults == {
+        "q": 0.7,
+        "k": 0.5,
+        "prune_start": 40,
+        "prune_every": 10,
+    }
+    assert losslab.loss_info("tgce_stateless").defaults == {"q": 0.7, "k": 0.5}
+
+
+def test_tgce_prunes_on_schedule_like_the_official_code():
+    mod = losslab.TGCELoss(num_samples=4, prune_start=2, prune_every=3)
+    assert [e for e in range(10) if mod.refresh_due(e)] == [2, 5, 8]
+    z = torch.tensor([[3.0, 0.0], [0.0, 3.0], [0.1, 0.0], [-1.0, 1.0]], dtype=F64)
+    y = torch.tensor([0, 0, 0, 1])
+    idx = torch.arange(4)
+    before = mod(z, y, index=idx)
+    torch.testing.assert_close(before, F.gce(z, y, q=0.7))
+    mod.refresh(z, y, index=idx)
+    p = torch.softmax(z, 1)[idx, y]
+    assert torch.equal(mod.sample_keep, (p > 0.5).float())  # official: L_q(p) < L_q(k)
+    per = F.gce(z, y, q=0.7, reduction="none") * (p > 0.5)
+    torch.testing.assert_close(mod(z, y, index=idx), per.sum() / 4)
+    # training calls read the weights but never change them
+    mod(z.requires_grad_(True), y, index=idx).backward()
+    assert torch.equal(mod.sample_keep, (p > 0.5).float())
 
 
 # ----------------------------------------------------------------------------- rll

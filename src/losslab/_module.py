@@ -117,15 +117,31 @@ class LossModule(nn.Module):
             return spec.function(*inputs, **hyper, **extras, **parts, **options)
         # Stateful: validate everything, compute, and only then write the state, so that a
         # call that raises leaves it unchanged.
-        check_hparams(spec.name, spec.constraints, hyper)
-        kind = spec.kind
-        inp = kind.prepare(spec.name, spec.resolve_rules(hyper), *inputs, **options)
+        inp, previous = self._state_input(inputs, options, index, required=self.training)
+        value = previous
         updating = self.training and state.update is not None
-        buffer = self.get_buffer(state.name)
-        value: Tensor | None = None
-        previous: Tensor | None = None
+        if updating:
+            assert state.update is not None and previous is not None
+            with torch.no_grad():
+                value = state.update(inp, previous, **hyper)
+        result = spec.kernel(inp, **hyper, **extras, **{state.name: value})
+        out = finish(spec, inp, result, options, return_components)
+        if updating:
+            self._write_state(inp, index, value, previous)
+        return out
+
+    def _state_input(
+        self, inputs: tuple[Any, ...], options: dict[str, Any], index: Tensor | None, required: bool
+    ) -> tuple[Any, Tensor | None]:
+        """The validated input and the stored state of its examples (``None`` without
+        ``index``, which only eval mode allows)."""
+        spec = self.spec
+        assert spec.state is not None
+        hyper = self.hyperparameters()
+        check_hparams(spec.name, spec.constraints, hyper)
+        inp = spec.kind.prepare(spec.name, spec.resolve_rules(hyper), *inputs, **options)
         if index is None:
-            if updating:
+            if required:
                 fail(
                     spec.name,
                     "index",
@@ -134,22 +150,40 @@ class LossModule(nn.Module):
                     None,
                     TypeError,
                 )
-        else:
-            check_index(spec.name, index, inp.element_shape, buffer.shape[0], options["validate"])
-            previous = buffer[index]
-            value = previous
-            if updating:
-                assert state.update is not None
-                with torch.no_grad():
-                    value = state.update(inp, previous, **hyper)
-        result = spec.kernel(inp, **hyper, **extras, **{state.name: value})
-        out = finish(spec, inp, result, options, return_components)
-        if updating and value is not None and previous is not None:
-            new = value.detach().to(buffer.dtype)
-            if inp.mask is not None:
-                new = torch.where(inp.mask, new, previous)
-            buffer[index] = new
-        return out
+            return inp, None
+        buffer = self.get_buffer(spec.state.name)
+        check_index(spec.name, index, inp.element_shape, buffer.shape[0], options["validate"])
+        return inp, buffer[index]
+
+    def _write_state(
+        self, inp: Any, index: Tensor | None, value: Tensor | None, previous: Tensor | None
+    ) -> None:
+        assert self.spec.state is not None and index is not None and value is not None
+        buffer = self.get_buffer(self.spec.state.name)
+        new = value.detach().to(buffer.dtype)
+        if inp.mask is not None and previous is not None:
+            new = torch.where(inp.mask, new, previous)  # ignored elements keep their state
+        buffer[index] = new
+
+    def refresh_due(self, epoch: int) -> bool:
+        """Whether a training loop should call :meth:`refresh` over the training set
+        before epoch ``epoch`` (0-based). False for losses without a scheduled refresh."""
+        state = self.spec.state
+        if state is None or state.refresh_due is None:
+            return False
+        return bool(state.refresh_due(self.hyperparameters(), epoch))
+
+    @torch.no_grad()
+    def refresh(self, *inputs: Any, index: Tensor, **per_call: Any) -> None:
+        """Recompute the state of the examples ``index`` from the model's current outputs
+        (e.g. truncated GCE's pruning), for losses with a scheduled refresh."""
+        spec = self.spec
+        if spec.state is None or spec.state.refresh is None:
+            fail(spec.name, "refresh", "a loss with a scheduled state refresh", spec.name)
+        options = {**self.options(), **per_call}
+        inp, previous = self._state_input(inputs, options, index, required=True)
+        value = spec.state.refresh(inp, previous, **self.hyperparameters())
+        self._write_state(inp, index, value, previous)
 
     def get_config(self) -> dict[str, Any]:
         """A JSON-able config; ``type(self).from_config(cfg)`` rebuilds an equal module."""

@@ -100,10 +100,17 @@ class PerSampleState:
 
     The public function takes the state of the batch as the keyword ``name`` (default
     ``None``: ``init`` for every element). The module keeps one value per training example
-    in the buffer ``name`` (indexed by ``forward(..., index=)``), and in training mode
-    replaces the batch's values by ``update(inp, previous, **hyperparameters)`` (no
-    gradient) before evaluating the kernel at them. The state is written only after the
-    whole call succeeded, so a call that raises leaves it unchanged.
+    in the buffer ``name`` (indexed by ``forward(..., index=)``) and changes it in one of
+    two ways, each computing ``f(inp, previous, **hyperparameters)`` without gradient:
+
+    * ``update``: on every training call, before the kernel is evaluated at the new
+      values (ALDR-KL's temperature ascent);
+    * ``refresh``: only in the module's ``refresh(...)``, which a training loop calls over
+      the training set before the epochs where ``refresh_due(config, epoch)`` holds
+      (truncated GCE's pruning).
+
+    The state is written only after the whole call succeeded, so a call that raises
+    leaves it unchanged.
     """
 
     name: str
@@ -111,6 +118,8 @@ class PerSampleState:
     constraint: Real
     doc: str
     update: Callable[..., Tensor] | None = None
+    refresh: Callable[..., Tensor] | None = None
+    refresh_due: Callable[[Mapping[str, Any], int], bool] | None = None
 
     def check(self, loss: str, value: object, shape: torch.Size, validate: bool) -> Tensor:
         t = check_per_sample(loss, self.name, value, shape, note=", one value per element")

@@ -44,6 +44,13 @@ def sce(z, y, cfg):
 
 @oracle("tgce")
 def tgce(z, y, cfg):
+    # At the initial state every example is kept: plain L_q of the label's probability.
+    p = softmax(z)
+    return (1 - p[y] ** cfg["q"]) / cfg["q"]
+
+
+@oracle("tgce_stateless")
+def tgce_stateless(z, y, cfg):
     p = softmax(z)
     q, k = cfg["q"], cfg["k"]
 

@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from losslab._validate import Real
+from losslab._validate import Int, Real
 from losslab.functional._common import one_minus_exp
 from losslab.functional._fused import SoftmaxSeparableRows, as_rows
 from losslab.kinds.multiclass import MulticlassInput
-from losslab.registry import Claim, register
+from losslab.registry import Claim, PerSampleState, register
 
 #: RCE replaces ``log 0`` by ``log(RCE_LABEL_CLAMP)``: the label is clamped to
 #: ``[1e-4, 1]`` before the log. This is part of the loss's definition (it sets its scale),
@@ -180,10 +180,109 @@ def sce(inp: MulticlassInput, *, alpha: float = 0.1, beta: float = 1.0) -> Tenso
     return alpha * ce + beta * rce_per_element(inp, logp)
 
 
+def _lq(logp: Tensor, q: float) -> Tensor:
+    """``(1 - p^q) / q`` from ``log p``, exact for confident predictions."""
+    return -torch.expm1(q * logp) / q
+
+
+def _tgce_prune(
+    inp: MulticlassInput,
+    previous: Tensor,
+    *,
+    q: float,
+    k: float,
+    prune_start: int,
+    prune_every: int,
+) -> Tensor:
+    """Keep an example while its label's probability exceeds ``k``: ``L_q(p_y) < L_q(k)``."""
+    logp_y = torch.log_softmax(inp.logits, dim=1).gather(1, inp.index.unsqueeze(1)).squeeze(1)
+    return (logp_y > math.log(k)).to(previous.dtype) if k > 0 else torch.ones_like(previous)
+
+
+def _tgce_due(cfg: Mapping[str, Any], epoch: int) -> bool:
+    start, every = cfg["prune_start"], cfg["prune_every"]
+    return epoch >= start and (epoch - start) % every == 0
+
+
 @register(
     "tgce",
     family="noise_robust",
     module="TGCELoss",
+    reference="Zhang, Sabuncu. Generalized Cross Entropy Loss for Training Deep Neural "
+    "Networks with Noisy Labels. NeurIPS 2018, arXiv:1805.07836; code: "
+    "github.com/AlanChou/Truncated-Loss",
+    properties={
+        "shift_invariant": {},
+        "bounded": Claim(bound=lambda cfg, c: 1.0 / cfg["q"]),
+        "classification_calibrated": {},
+    },
+    constraints={
+        "q": Real(0.0, 1.0, lo_open=True),
+        "k": Real(0.0, 1.0, hi_open=True),
+        "prune_start": Int(0),
+        "prune_every": Int(1),
+    },
+    state=PerSampleState(
+        "sample_keep",
+        init=lambda cfg: 1.0,
+        constraint=Real(0.0, 1.0),
+        doc="per-element weights $w_i \\in [0, 1]$ `(N, ...)` (1: kept, 0: pruned); `None` "
+        "keeps every element.",
+        refresh=_tgce_prune,
+        refresh_due=_tgce_due,
+    ),
+    soft_targets=False,
+    test_configs=({"q": 0.05, "k": 0.3}, {"q": 1.0, "k": 0.0}),
+)
+def tgce(
+    inp: MulticlassInput,
+    *,
+    q: float = 0.7,
+    k: float = 0.5,
+    prune_start: int = 40,
+    prune_every: int = 10,
+    sample_keep: Tensor | None = None,
+) -> Tensor:
+    r"""Truncated generalized cross-entropy (truncated $\mathcal{L}_q$), as published.
+
+    $$
+    \ell_i(z, y) = w_i\,\frac{1 - p_y^{q}}{q},\qquad
+    w_i \leftarrow \mathbb{1}\big[p_{y_i} > k\big] \text{ at pruning epochs}
+    $$
+
+    Every example starts with $w_i = 1$ (plain $\mathcal{L}_q$, i.e. GCE). Before epoch
+    `prune_start` and every `prune_every` epochs after it, a pass over the training set
+    sets $w_i = 1$ where the model's probability of the label exceeds $k$ and $w_i = 0$
+    elsewhere (the examples it treats as mislabelled). The module `losslab.TGCELoss`
+    keeps $w$ per example: training calls take `index=`, `refresh_due(epoch)` tells a
+    training loop when to call `refresh(logits, target, index=...)` over the training set
+    (`losslab bench` does). This function evaluates the loss at given weights.
+
+    Args:
+        q: $q \in (0, 1]$; the paper's 0.7.
+        k: truncation threshold $k \in [0, 1)$; the paper's 0.5.
+        prune_start: the first (0-based) epoch before which weights are refreshed; the
+            official code's 40 (of 120 epochs).
+        prune_every: epochs between refreshes; the official code's 10.
+
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> F.tgce(logits, torch.tensor([0, 2]), sample_keep=torch.tensor([1.0, 0.0]),
+        ...        reduction="none")
+        tensor([0.2220, 0.0000])
+    """
+    per = _lq(torch.log_softmax(inp.logits, dim=1).gather(1, inp.index.unsqueeze(1)).squeeze(1), q)
+    if sample_keep is None:
+        return per
+    return per * sample_keep.detach().to(per.dtype)
+
+
+@register(
+    "tgce_stateless",
+    family="noise_robust",
+    module="TGCEStatelessLoss",
     reference="Zhang, Sabuncu. Generalized Cross Entropy Loss for Training Deep Neural "
     "Networks with Noisy Labels. NeurIPS 2018, arXiv:1805.07836",
     properties={
@@ -193,21 +292,20 @@ def sce(inp: MulticlassInput, *, alpha: float = 0.1, beta: float = 1.0) -> Tenso
     constraints={"q": Real(0.0, 1.0, lo_open=True), "k": Real(0.0, 1.0, hi_open=True)},
     test_configs=({"k": 0.0}, {"q": 0.05, "k": 0.3}, {"q": 1.0, "k": 0.9}),
 )
-def tgce(inp: MulticlassInput, *, q: float = 0.7, k: float = 0.5) -> Tensor:
-    r"""Truncated generalized cross-entropy (truncated $\mathcal{L}_q$), stateless form.
+def tgce_stateless(inp: MulticlassInput, *, q: float = 0.7, k: float = 0.5) -> Tensor:
+    r"""Truncated $\mathcal{L}_q$ evaluated at the current prediction (not the paper's form).
 
     $$
     \ell(z, y) = \min\Big(\frac{1 - p_y^{q}}{q},\ \frac{1 - k^{q}}{q}\Big)
     $$
 
-    The paper applies the truncation through a per-sample 0/1 weight refreshed only at
-    "prune" epochs; this function is the loss of the paper's definition evaluated at the
-    current prediction. Where $p_y \le k$ the loss is constant and its gradient is exactly
-    zero, so with $k = 0.5$ a sample contributes no gradient until its label is already
-    the model's majority prediction: start from plain GCE ($k = 0$) or a warm-up. Soft
+    The truncation of the paper's definition applied at every call instead of at pruning
+    epochs (the published training procedure is `tgce`). Where $p_y \le k$ the loss is
+    constant and its gradient exactly zero, so with $k = 0.5$ a sample contributes no
+    gradient until its label is already the model's majority prediction, and a model
+    started near uniform does not train. Kept for analysis; train with `tgce`. Soft
     targets take the expectation over the target. Classification calibration is not
-    declared: the loss is flat below $k$, so the numerical check cannot reach a minimiser
-    from a uniform start.
+    declared: the loss is flat below $k$.
 
     Args:
         q: $q \in (0, 1]$; the paper's 0.7.
@@ -217,7 +315,7 @@ def tgce(inp: MulticlassInput, *, q: float = 0.7, k: float = 0.5) -> Tensor:
         >>> import torch
         >>> from losslab import functional as F
         >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
-        >>> F.tgce(logits, torch.tensor([0, 2]), reduction="none")
+        >>> F.tgce_stateless(logits, torch.tensor([0, 2]), reduction="none")
         tensor([0.2220, 0.5492])
     """
     cap = (1.0 - float(k) ** q) / q

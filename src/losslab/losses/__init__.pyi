@@ -372,6 +372,29 @@ class TGCELoss(LossModule):
         *,
         q: float = 0.7,
         k: float = 0.5,
+        prune_start: int = 40,
+        prune_every: int = 10,
+        num_samples: int | None = None,
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self,
+        logits: Tensor,
+        target: Tensor,
+        sample_weight: Tensor | None = None,
+        *,
+        index: Tensor | None = None,
+    ) -> Tensor: ...
+
+class TGCEStatelessLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        q: float = 0.7,
+        k: float = 0.5,
         weight: Tensor | None = None,
         ignore_index: int | None = None,
         reduction: str = "mean",
@@ -439,6 +462,7 @@ __all__ = [
     "SCELoss",
     "SumExpLoss",
     "TGCELoss",
+    "TGCEStatelessLoss",
     "WWSVMLoss",
     "ZLoss",
 ]
