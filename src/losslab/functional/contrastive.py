@@ -214,7 +214,9 @@ def cwcl(inp: EmbeddingInput, *, temperature: float = 0.07, reverse: str = "cwcl
     $$
 
     with $p$ = view 0 (the modality of the frozen, pre-trained encoder) and $q$ = view 1
-    (the modality being trained), L2-normalised. The weights are constants (no gradient).
+    (the modality being trained), L2-normalised. The weights come from the frozen
+    encoder, so in CWCL's setting they receive no gradient; the function differentiates
+    the formula as written (pass a detached view 0 to hold them constant otherwise).
     The loss is $\tfrac12(\ell^{U\to V} + \ell^{V\to U})$: the reverse term is the same
     weighting over columns (`reverse="cwcl"`) or CLIP's InfoNCE (`"infonce"`, where labels
     spread the target as in `clip`). With $w = I$ both forms are `clip`.
@@ -234,7 +236,7 @@ def cwcl(inp: EmbeddingInput, *, temperature: float = 0.07, reverse: str = "cwcl
     p, q = e[:, 0], e[:, 1]
     keep = inp.keep
     both = keep[:, None] & keep[None, :]
-    w = torch.where(both, 0.5 * (p @ p.T).detach() + 0.5, 0.0)
+    w = torch.where(both, 0.5 * (p @ p.T) + 0.5, 0.0)
     w = w / w.sum(dim=1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
     logits = (p @ q.T) / temperature
     lp_row = torch.where(both, logits - masked_logsumexp(logits, both, dim=1)[:, None], 0.0)

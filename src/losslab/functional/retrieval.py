@@ -62,6 +62,21 @@ def decoupled_softmax(inp: MulticlassInput, *, temperature: float = 0.05) -> Ten
     return -torch.where(q > 0, q * (s - denom), 0.0).sum(dim=1)
 
 
+def _excess(u: Tensor, k: float) -> Tensor:
+    """Whether ``sum_l sigmoid(u_l) > k`` along dim 1, decided without cancellation.
+
+    The sum is ``#{u > 0} + sum_{u <= 0} sigma(u) - sum_{u > 0} sigma(-u)``. When
+    ``#{u > 0} = k`` the two tails decide, and they can be far below the float's
+    resolution next to ``k`` (or underflow), so they are compared as log-sum-exps.
+    """
+    pos = u > 0
+    count = pos.sum(dim=1, keepdim=True).to(u.dtype)
+    log_below = masked_logsumexp(torch.nn.functional.logsigmoid(u), ~pos, dim=1).unsqueeze(1)
+    log_above = masked_logsumexp(torch.nn.functional.logsigmoid(-u), pos, dim=1).unsqueeze(1)
+    direct = (count - k) + log_below.exp() - log_above.exp()
+    return torch.where(count == k, log_below > log_above, direct > 0)
+
+
 class _Threshold(torch.autograd.Function):
     """``t`` with ``sum_l sigmoid(alpha (s_l + t)) = K`` along dim 1, by bisection; the
     backward is the implicit-function gradient ``dt/ds = -v / sum(v)``,
@@ -74,18 +89,17 @@ class _Threshold(torch.autograd.Function):
             hi = -s.amin(dim=1, keepdim=True) + 10.0 / alpha
             for _ in range(iterations):
                 mid = (lo + hi) / 2
-                above = torch.sigmoid(alpha * (s + mid)).sum(dim=1, keepdim=True) > k
+                above = _excess(alpha * (s + mid), k)
                 hi = torch.where(above, mid, hi)
                 lo = torch.where(above, lo, mid)
             t = (lo + hi) / 2
-        p = torch.sigmoid(alpha * (s + t))
-        ctx.save_for_backward(p)
+        u = alpha * (s + t)
+        ctx.save_for_backward(torch.sigmoid(u) * torch.sigmoid(-u))
         return t
 
     @staticmethod
     def backward(ctx: Any, grad_t: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
-        (p,) = ctx.saved_tensors
-        v = p * (1 - p)
+        (v,) = ctx.saved_tensors
         share = v / v.sum(dim=1, keepdim=True).clamp_min(torch.finfo(v.dtype).tiny)
         return -grad_t * share, None, None, None
 
