@@ -277,6 +277,9 @@ def icnn_score(x: Tensor, y: Tensor, target: Tensor, y_target: Tensor, k: int, i
     size = target.shape[0]
     k = size - 2 if k + 2 >= size else k
     ipc = k + 1 if ipc is None else ipc
+    if k == 0:
+        # Two points: every term of the official score is at its maximum.
+        return 1.0 + 0.0 * x.sum()
     dist = _sqrt_dist(pairwise_sq_dist(x, target))
     # The nearest neighbour is skipped: the point itself when x is the target set.
     near, idx = dist.topk(min(ipc + 1, size), dim=1, largest=False)
@@ -290,12 +293,12 @@ def icnn_score(x: Tensor, y: Tensor, target: Tensor, y_target: Tensor, k: int, i
     same_k, diff_k = same[:, :k], diff[:, :k]
     sc_counts = same_k.sum(dim=1).to(x.dtype)
     sc_mean = torch.where(same_k, nd, 0.0).sum(dim=1) / (sc_counts + ICNN_EPS)
-    lam_sc = 1 - sc_mean.sum() / ((sc_counts > 0).sum() + ICNN_EPS)
+    lam_sc = 1 - sc_mean.sum() / ((sc_counts > 0).sum().to(x.dtype) + ICNN_EPS)
     dcd = torch.where(diff_k, near[:, :k], 0.0)
     dcd = dcd / (dcd.amax() + ICNN_EPS)
     dc_counts = diff_k.sum(dim=1).to(x.dtype)
     dc_mean = dcd.sum(dim=1) / (dc_counts + ICNN_EPS)
-    lam_dc = dc_mean.sum() / ((dc_counts > 0).sum() + ICNN_EPS)
+    lam_dc = dc_mean.sum() / ((dc_counts > 0).sum().to(x.dtype) + ICNN_EPS)
     # With no different-class neighbour anywhere the official score counts full separation.
     lam_dc = torch.where(diff_k.any(), lam_dc, 1.0).abs()
     if k + 2 < size:

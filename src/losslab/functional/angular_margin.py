@@ -121,7 +121,7 @@ def _ce(logits: Tensor, target: Tensor) -> Tensor:
 
 @register(
     "arcface",
-    family="margin",
+    family="angular_margin",
     module="ArcFaceLoss",
     reference="Deng, Guo, Xue, Zafeiriou. ArcFace: Additive Angular Margin Loss for Deep "
     "Face Recognition. CVPR 2019, arXiv:1801.07698; official code "
@@ -170,7 +170,7 @@ def arcface(
 
 @register(
     "cosface",
-    family="margin",
+    family="angular_margin",
     module="CosFaceLoss",
     reference="Wang, Wang, Zhou, Ji, Gong, Zhou, Li, Liu. CosFace: Large Margin Cosine Loss "
     "for Deep Face Recognition. CVPR 2018, arXiv:1801.09414; reference code "
@@ -206,7 +206,7 @@ def cosface(inp: MulticlassInput, *, margin: float = 0.35, scale: float = 64.0) 
 
 @register(
     "sphereface",
-    family="margin",
+    family="angular_margin",
     module="SphereFaceLoss",
     reference="Liu, Wen, Yu, Li, Raj, Song. SphereFace: Deep Hypersphere Embedding for Face "
     "Recognition. CVPR 2017, arXiv:1704.08063; reference code "
@@ -262,7 +262,7 @@ def tukey_keep(values: Tensor, valid: Tensor, whisker: float) -> Tensor:
 
 @register(
     "unpg",
-    family="margin",
+    family="angular_margin",
     module="UNPGLoss",
     reference="Jung, Lee, Oh, Park, Park, Son. Unified Negative Pair Generation toward "
     "Well-discriminative Feature Space for Face Recognition. BMVC 2022; official "
