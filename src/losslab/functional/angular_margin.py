@@ -105,7 +105,7 @@ def sphereface_logits(
         >>> import torch
         >>> from losslab.functional import sphereface_logits
         >>> sphereface_logits(torch.tensor([[1.0, 0.0]]), torch.tensor([0]), scale=1.0)
-        tensor([[1., 0.]])
+        tensor([[1.0000, 0.0000]])
     """
     new = sphereface_target(_target_cos(cosine, target), margin)
     return scale * _at_target(cosine, target, new.expand_as(cosine))

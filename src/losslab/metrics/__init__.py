@@ -1,4 +1,5 @@
-"""Evaluation metrics: accuracy family, NLL and calibration (ECE, reliability bins)."""
+"""Evaluation metrics: accuracy family, NLL, calibration (ECE, reliability bins) and
+embedding quality (alignment, uniformity)."""
 
 from losslab.metrics.calibration import (
     ReliabilityBins,
@@ -6,6 +7,7 @@ from losslab.metrics.calibration import (
     reliability_bins,
     top_label_confidence,
 )
+from losslab.metrics.embedding import alignment, uniformity
 from losslab.metrics.classification import (
     accuracy,
     balanced_accuracy,
@@ -19,6 +21,7 @@ from losslab.metrics.classification import (
 __all__ = [
     "ReliabilityBins",
     "accuracy",
+    "alignment",
     "balanced_accuracy",
     "classification_metrics",
     "expected_calibration_error",
@@ -28,4 +31,5 @@ __all__ = [
     "reliability_bins",
     "top_label_confidence",
     "topk_accuracy",
+    "uniformity",
 ]
