@@ -72,7 +72,14 @@ def test_unpg_research_value_and_monotone():
     torch.testing.assert_close(F.unpg(cos, same, embeddings=f, **cfg), F.unpg(cos, same, **cfg))
 
 
-@pytest.mark.parametrize("cfg", [{}, {"margin_type": "cosface", "margin": 0.35, "whisker": None}, {"whisker": 0.5, "scale": 8.0}])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {},
+        {"margin_type": "cosface", "margin": 0.35, "whisker": None},
+        {"whisker": 0.5, "scale": 8.0},
+    ],
+)
 def test_unpg_batch_oracle(cfg):
     g = torch.Generator().manual_seed(1)
     n, c, d = 12, 4, 6
@@ -104,7 +111,10 @@ def test_margin_head_equals_the_loss_on_its_cosines(loss):
     head = MarginHead(6, 4, loss=loss, scale=8.0).double()
     f = torch.randn(5, 6, dtype=F64)
     y = torch.tensor([0, 1, 2, 3, 0])
-    cos = torch.nn.functional.normalize(f, dim=1) @ torch.nn.functional.normalize(head.weight, dim=1).T
+    cos = (
+        torch.nn.functional.normalize(f, dim=1)
+        @ torch.nn.functional.normalize(head.weight, dim=1).T
+    )
     extra = {"embeddings": f} if loss == "unpg" else {}
     want = getattr(F, loss)(cos, y, scale=8.0, **extra)
     torch.testing.assert_close(head(f, y), want)

@@ -110,7 +110,9 @@ def test_masking_equals_dropping(seed, n, drop):
         masked = spec.function(x, torch.where(keep, y, -1), ignore_index=-1, reduction="none")
         assert torch.all(masked[~keep] == 0)
         if keep.any():
-            torch.testing.assert_close(masked[keep], spec.function(x[keep], y[keep], reduction="none"))
+            torch.testing.assert_close(
+                masked[keep], spec.function(x[keep], y[keep], reduction="none")
+            )
         else:
             assert spec.function(x, torch.full_like(y, -1), ignore_index=-1).item() == 0.0
 
@@ -165,7 +167,12 @@ def test_bad_embedding_inputs(emb_config):
         ((x, y.tolist()), {}, TypeError, r"labels expected an int64 tensor or None"),
         ((x, y), {"gather": "some"}, ValueError, r"gather expected one of \('none', 'all'\)"),
         ((x, y), {"gather": "all"}, ValueError, r"gather expected \"none\" without an initialised"),
-        ((x, y), {"sample_weight": torch.ones(5, dtype=F64)}, ValueError, r"sample_weight expected"),
+        (
+            (x, y),
+            {"sample_weight": torch.ones(5, dtype=F64)},
+            ValueError,
+            r"sample_weight expected",
+        ),
     ]
     if spec.rule("views", cfg) == 2:
         cases.append(((x[:, :1], y), {}, ValueError, r"embeddings expected 2 views per sample"))

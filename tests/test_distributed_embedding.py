@@ -103,19 +103,29 @@ def _worker(rank: int, port: int) -> None:
         rows = slice(rank * half, (rank + 1) * half)
         f_ref = _model(6, 4)
         emb = f_ref(x[:, 0])
-        cos = torch.nn.functional.normalize(emb, dim=1) @ torch.nn.functional.normalize(cos_w, dim=1).T
+        cos = (
+            torch.nn.functional.normalize(emb, dim=1)
+            @ torch.nn.functional.normalize(cos_w, dim=1).T
+        )
         ref = F.unpg(cos, y, embeddings=emb, scale=8.0)
         ref.backward()
         f_model = _model(6, 4)
         emb = f_model(x[rows, 0])
-        cos = torch.nn.functional.normalize(emb, dim=1) @ torch.nn.functional.normalize(cos_w, dim=1).T
+        cos = (
+            torch.nn.functional.normalize(emb, dim=1)
+            @ torch.nn.functional.normalize(cos_w, dim=1).T
+        )
         F.unpg(cos, y[rows], embeddings=emb, scale=8.0, gather="all").backward()
-        for a, b in zip(_averaged_grads(f_model), [p.grad for p in f_ref.parameters()], strict=True):
+        for a, b in zip(
+            _averaged_grads(f_model), [p.grad for p in f_ref.parameters()], strict=True
+        ):
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11, msg="unpg")
         # The gather itself: unequal sizes, gradient = sum over ranks of the local slice's.
         v = torch.full((SIZES[rank], 2), float(rank + 1), dtype=torch.float64, requires_grad=True)
         both = all_gather_with_grad(v)
-        assert both.shape == (n, 2) and torch.equal(both[: SIZES[0]], torch.ones(SIZES[0], 2, dtype=torch.float64))
+        assert both.shape == (n, 2) and torch.equal(
+            both[: SIZES[0]], torch.ones(SIZES[0], 2, dtype=torch.float64)
+        )
         (both * torch.arange(n, dtype=torch.float64)[:, None]).sum().backward()
         want = WORLD * torch.arange(n, dtype=torch.float64)[local, None].expand(-1, 2)
         torch.testing.assert_close(v.grad, want)

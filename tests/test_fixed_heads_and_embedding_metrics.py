@@ -55,7 +55,9 @@ def test_simplex_etf_geometry_and_head():
 
 def test_uniformity_research_values():
     assert abs(uniformity(torch.tensor([[1.0, 0.0], [-1.0, 0.0]], dtype=F64)).item() + 8) < 1e-12
-    tri = torch.tensor([[math.cos(a), math.sin(a)] for a in (0, 2 * math.pi / 3, 4 * math.pi / 3)], dtype=F64)
+    tri = torch.tensor(
+        [[math.cos(a), math.sin(a)] for a in (0, 2 * math.pi / 3, 4 * math.pi / 3)], dtype=F64
+    )
     assert abs(uniformity(tri).item() + 6) < 1e-12
     assert uniformity(torch.ones(4, 3, dtype=F64)).item() == 0.0
     with pytest.raises(ValueError, match=r"^uniformity: x expected at least two rows"):

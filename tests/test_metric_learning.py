@@ -35,20 +35,36 @@ def test_multi_similarity_research_values():
 
 def test_multi_similarity_one_anchor_values_and_pair_weights():
     # Anchor with one positive at cos 0.6 and one negative at 0.55, nothing mined away.
-    for (a, b, lam), want in (((2, 50, 0.5), 0.350647), ((2, 40, 0.5), 0.352243), ((2, 50, 1.0), 0.585550)):
+    for (a, b, lam), want in (
+        ((2, 50, 0.5), 0.350647),
+        ((2, 40, 0.5), 0.352243),
+        ((2, 50, 1.0), 0.585550),
+    ):
         s_pos, s_neg = 0.6, 0.55
-        value = math.log1p(math.exp(-a * (s_pos - lam))) / a + math.log1p(math.exp(b * (s_neg - lam))) / b
+        value = (
+            math.log1p(math.exp(-a * (s_pos - lam))) / a
+            + math.log1p(math.exp(b * (s_neg - lam))) / b
+        )
         assert abs(value - want) < 5e-7
     e, y = ms_batch()
     x = e.clone().requires_grad_(True)
     parts = F.multi_similarity(x, y, beta=50.0, return_components=True, reduction="sum")
     # The miner keeps one positive and one negative pair, both of anchor 0.
     assert int(parts.positive_pairs) == 1 and int(parts.negative_pairs) == 1
-    # The gradient of a pair is its GPW weight: dL/dS+ = -sigmoid(-a(S-l)), dL/dS- = sigmoid(b(S-l)).
+    # The gradient of a pair is its GPW weight:
+    # dL/dS+ = -sigmoid(-a (S - l)), dL/dS- = sigmoid(b (S - l)).
     s = torch.tensor([0.6, 0.55], dtype=F64, requires_grad=True)
-    one = torch.stack([torch.tensor([1.0, 0.0], dtype=F64), torch.stack([s[0], (1 - s[0] ** 2).sqrt()]), torch.stack([s[1], -(1 - s[1] ** 2).sqrt()])])
+    one = torch.stack(
+        [
+            torch.tensor([1.0, 0.0], dtype=F64),
+            torch.stack([s[0], (1 - s[0] ** 2).sqrt()]),
+            torch.stack([s[1], -(1 - s[1] ** 2).sqrt()]),
+        ]
+    )
     F.multi_similarity(one, torch.tensor([0, 0, 1]), beta=50.0, reduction="none")[0].backward()
-    torch.testing.assert_close(s.grad, torch.tensor([-0.450166, 0.924142], dtype=F64), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        s.grad, torch.tensor([-0.450166, 0.924142], dtype=F64), atol=1e-6, rtol=0
+    )
 
 
 def test_multi_similarity_mining_keeps_the_informative_pairs():
@@ -59,9 +75,10 @@ def test_multi_similarity_mining_keeps_the_informative_pairs():
     e = torch.cat([a[None], others])
     y = torch.tensor([0, 0, 0, 1, 1, 1])
     none = F.multi_similarity(e, y, beta=50.0, reduction="none")
-    want = math.log1p(math.exp(-2 * (0.5 - 0.5))) / 2 + math.log1p(
-        math.exp(50 * (0.45 - 0.5)) + math.exp(50 * (0.65 - 0.5))
-    ) / 50
+    want = (
+        math.log1p(math.exp(-2 * (0.5 - 0.5))) / 2
+        + math.log1p(math.exp(50 * (0.45 - 0.5)) + math.exp(50 * (0.65 - 0.5))) / 50
+    )
     assert abs(none[0].item() - want) < 1e-9
     assert abs(want - 0.496586) < 5e-7
 
@@ -73,10 +90,14 @@ def test_miner_matches_the_built_in_mining_and_feeds_the_loss():
     pairs = MultiSimilarityMiner(0.1)(e, y)
     torch.testing.assert_close(F.multi_similarity(e, y, pairs=pairs), F.multi_similarity(e, y))
     want = REFERENCE["multi_similarity"](
-        e[:, None].tolist(), y.tolist(), {"alpha": 2.0, "beta": 40.0, "base": 0.5, "epsilon": 0.1},
+        e[:, None].tolist(),
+        y.tolist(),
+        {"alpha": 2.0, "beta": 40.0, "base": 0.5, "epsilon": 0.1},
         pairs=[p.tolist() for p in pairs],
     )
-    torch.testing.assert_close(F.multi_similarity(e, y, pairs=pairs, reduction="none"), torch.tensor(want, dtype=F64))
+    torch.testing.assert_close(
+        F.multi_similarity(e, y, pairs=pairs, reduction="none"), torch.tensor(want, dtype=F64)
+    )
     with pytest.raises(ValueError, match=r"^multi_similarity: pairs expected row indices"):
         F.multi_similarity(e, y, pairs=(pairs[0], pairs[1] + 100, pairs[2], pairs[3]))
     with pytest.raises(TypeError, match=r"^multi_similarity: pairs expected a tuple"):
@@ -107,7 +128,9 @@ def test_proto_triplet_support_matches_oracle_and_validates():
     sup = torch.rand(10, generator=g) < 0.5
     want = REFERENCE["proto_triplet"](e.tolist(), y.tolist(), {"margin": 0.5}, support=sup.tolist())
     got = F.proto_triplet(e, y, support=sup, reduction="none")
-    torch.testing.assert_close(got, torch.tensor([0.0 if v is None else v for v in want], dtype=F64))
+    torch.testing.assert_close(
+        got, torch.tensor([0.0 if v is None else v for v in want], dtype=F64)
+    )
     with pytest.raises(TypeError, match=r"^proto_triplet: support expected a bool tensor"):
         F.proto_triplet(e, y, support=sup.float())
 

@@ -49,7 +49,9 @@ def test_multi_similarity_all_pairs_and_mined(seed):
     e, y = batch(seed)
     cfg = dict(alpha=2.0, beta=50.0, base=0.5)
     theirs = pml_losses.MultiSimilarityLoss(**cfg)
-    same_value_and_grad(lambda x: F.multi_similarity(x, y, epsilon=None, **cfg), lambda x: theirs(x, y), e)
+    same_value_and_grad(
+        lambda x: F.multi_similarity(x, y, epsilon=None, **cfg), lambda x: theirs(x, y), e
+    )
     miner = pml_miners.MultiSimilarityMiner(epsilon=0.1)
     same_value_and_grad(
         lambda x: F.multi_similarity(x, y, epsilon=0.1, **cfg),
@@ -71,7 +73,9 @@ def test_multi_similarity_all_pairs_and_mined(seed):
 def test_ntxent(temperature):
     e, y = batch(3)
     theirs = pml_losses.NTXentLoss(temperature=temperature)
-    same_value_and_grad(lambda x: F.ntxent(x, y, temperature=temperature), lambda x: theirs(x, y), e)
+    same_value_and_grad(
+        lambda x: F.ntxent(x, y, temperature=temperature), lambda x: theirs(x, y), e
+    )
 
 
 @pytest.mark.parametrize("temperature", [0.1, 0.5])
@@ -85,7 +89,9 @@ def test_supcon(temperature):
     )
 
 
-@pytest.mark.parametrize(("name", "margin", "pml_margin"), [("arcface", 0.5, math.degrees(0.5)), ("cosface", 0.35, 0.35)])
+@pytest.mark.parametrize(
+    ("name", "margin", "pml_margin"), [("arcface", 0.5, math.degrees(0.5)), ("cosface", 0.35, 0.35)]
+)
 def test_margin_losses(name, margin, pml_margin):
     e, _ = batch(5)
     c = 5

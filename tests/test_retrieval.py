@@ -43,7 +43,9 @@ def test_soft_topk_jacobian_rows_and_columns_sum_to_zero():
 def test_soft_topk_tends_to_hard_topk_and_is_zero_when_all_fit():
     s = torch.tensor([[3.0, 2.0, 1.0, 0.0]], dtype=F64)
     p = F.soft_topk_probs(s, 2, 50.0)
-    torch.testing.assert_close(p, torch.tensor([[1.0, 1.0, 0.0, 0.0]], dtype=F64), atol=1e-9, rtol=0)
+    torch.testing.assert_close(
+        p, torch.tensor([[1.0, 1.0, 0.0, 0.0]], dtype=F64), atol=1e-9, rtol=0
+    )
     z = torch.randn(3, 4, dtype=F64, requires_grad=True)
     out = F.soft_topk(z, torch.tensor([0, 1, 2]), k=4)
     out.backward()

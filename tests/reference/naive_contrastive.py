@@ -43,7 +43,9 @@ def supcon(views, labels, cfg):
         denom = lse(s[i][j] for j in range(m) if j != i)
         pos = [j for j in range(m) if j != i and ys[j] == ys[i]]
         per_row.append(-factor * mean(s[i][p] - denom for p in pos) if pos else 0.0)
-    return [mean(v for v, o in zip(per_row, owner, strict=True) if o == i) for i in range(len(views))]
+    return [
+        mean(v for v, o in zip(per_row, owner, strict=True) if o == i) for i in range(len(views))
+    ]
 
 
 def _label_ce(logits, labels):
@@ -66,7 +68,10 @@ def _cross(views, tau):
 def clip(views, labels, cfg):
     _, _, logits = _cross(views, cfg["temperature"])
     cols = [list(c) for c in zip(*logits, strict=True)]
-    return [0.5 * (a + b) for a, b in zip(_label_ce(logits, labels), _label_ce(cols, labels), strict=True)]
+    return [
+        0.5 * (a + b)
+        for a, b in zip(_label_ce(logits, labels), _label_ce(cols, labels), strict=True)
+    ]
 
 
 @oracle("cwcl")
@@ -124,7 +129,9 @@ def cacr(views, labels, cfg):
             costs = [sqdist(z[i][x], z[i][u]) for u in range(v) if u != x]
             logits = [cfg["tau_pos"] * c for c in costs]
             norm_ = lse(logits)
-            attraction += sum(math.exp(g - norm_) * cfg["alpha"] * c for g, c in zip(logits, costs, strict=True))
+            attraction += sum(
+                math.exp(g - norm_) * cfg["alpha"] * c for g, c in zip(logits, costs, strict=True)
+            )
         attraction /= v
         repulsion, pairs = 0.0, 0
         negs = [j for j in range(n) if labels[j] != labels[i]]
@@ -136,6 +143,9 @@ def cacr(views, labels, cfg):
                 costs = [sqdist(z[i][x], z[j][y]) for j in negs]
                 logits = [-cfg["tau_neg"] * c for c in costs]
                 norm_ = lse(logits)
-                repulsion -= sum(math.exp(g - norm_) * cfg["beta"] * c for g, c in zip(logits, costs, strict=True))
+                repulsion -= sum(
+                    math.exp(g - norm_) * cfg["beta"] * c
+                    for g, c in zip(logits, costs, strict=True)
+                )
         out.append(attraction + repulsion / pairs)
     return out

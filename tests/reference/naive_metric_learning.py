@@ -36,7 +36,9 @@ def multi_similarity(views, labels, cfg, pairs=None):
         loss = log1p_sum_exp([-a * (s[j] - lam) for j in pos]) / a
         loss += log1p_sum_exp([b * (s[j] - lam) for j in neg]) / b
         per_row.append(loss)
-    return [mean(v for v, o in zip(per_row, owner, strict=True) if o == i) for i in range(len(views))]
+    return [
+        mean(v for v, o in zip(per_row, owner, strict=True) if o == i) for i in range(len(views))
+    ]
 
 
 def _d(x, y):

@@ -29,14 +29,15 @@ from losslab.functional.metric_learning import (  # noqa: E402
 )
 from losslab.functional.retrieval import soft_topk_probs as soft_topk_probs  # noqa: E402
 
-#: Public helpers of the families that are not losses.
+#: Public helpers of the families that are not losses, ordered by module (the generated
+#: stubs import them in this order).
 HELPERS = (
-    "MultiSimilarityMiner",
-    "aldr_kl_temperature",
     "arcface_logits",
     "cosface_logits",
-    "soft_topk_probs",
     "sphereface_logits",
+    "aldr_kl_temperature",
+    "MultiSimilarityMiner",
+    "soft_topk_probs",
 )
 
 globals().update({name: spec.function for name, spec in _registered().items()})

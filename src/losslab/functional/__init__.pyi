@@ -4,12 +4,12 @@ from typing import Any
 
 from torch import Tensor
 
-from losslab.functional.metric_learning import MultiSimilarityMiner as MultiSimilarityMiner
-from losslab.functional.ldr import aldr_kl_temperature as aldr_kl_temperature
 from losslab.functional.angular_margin import arcface_logits as arcface_logits
 from losslab.functional.angular_margin import cosface_logits as cosface_logits
-from losslab.functional.retrieval import soft_topk_probs as soft_topk_probs
 from losslab.functional.angular_margin import sphereface_logits as sphereface_logits
+from losslab.functional.ldr import aldr_kl_temperature as aldr_kl_temperature
+from losslab.functional.metric_learning import MultiSimilarityMiner as MultiSimilarityMiner
+from losslab.functional.retrieval import soft_topk_probs as soft_topk_probs
 
 HELPERS: tuple[str, ...]
 

@@ -9,6 +9,7 @@ of a loss. The ``*_logits`` helpers return the margined, scaled logits.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -24,7 +25,7 @@ from losslab.registry import register
 #: acos has an infinite slope at +-1: cosines are clamped this far inside.
 ACOS_EPS = 1e-7
 
-_MARGIN_RULES = {"soft_targets": False, "neg_inf_ok": False}
+_MARGIN_RULES: dict[str, Any] = {"soft_targets": False, "neg_inf_ok": False}
 
 
 def _angles(cosine: Tensor) -> Tensor:
@@ -47,7 +48,9 @@ def arcface_target(cos: Tensor, margin: float, fallback: bool = True) -> Tensor:
     theta = _angles(cos)
     out = torch.cos(theta + margin)
     if fallback:
-        out = torch.where(theta + margin <= math.pi, out, torch.cos(theta) - margin * math.sin(margin))
+        out = torch.where(
+            theta + margin <= math.pi, out, torch.cos(theta) - margin * math.sin(margin)
+        )
     return out
 
 
@@ -60,7 +63,12 @@ def sphereface_target(cos: Tensor, margin: int) -> Tensor:
 
 
 def arcface_logits(
-    cosine: Tensor, target: Tensor, *, margin: float = 0.5, scale: float = 64.0, fallback: bool = True
+    cosine: Tensor,
+    target: Tensor,
+    *,
+    margin: float = 0.5,
+    scale: float = 64.0,
+    fallback: bool = True,
 ) -> Tensor:
     r"""ArcFace logits: $s \cos(\theta_y + m)$ at the target, $s \cos\theta_j$ elsewhere.
 
@@ -165,7 +173,10 @@ def arcface(
         >>> F.arcface(cos, torch.tensor([0, 1]), scale=16.0, reduction="none")
         tensor([0.0066, 2.5974])
     """
-    return _ce(arcface_logits(inp.logits, inp.index, margin=margin, scale=scale, fallback=fallback), inp.index)
+    return _ce(
+        arcface_logits(inp.logits, inp.index, margin=margin, scale=scale, fallback=fallback),
+        inp.index,
+    )
 
 
 @register(
@@ -344,9 +355,20 @@ def unpg(
     count = torch.zeros((), dtype=torch.int64, device=z.device)
     if embeddings is not None:
         if not isinstance(embeddings, Tensor) or not embeddings.is_floating_point():
-            fail("unpg", "embeddings", "a float tensor (N, D) or None", describe(embeddings), TypeError)
+            fail(
+                "unpg",
+                "embeddings",
+                "a float tensor (N, D) or None",
+                describe(embeddings),
+                TypeError,
+            )
         if z.dim() != 2 or embeddings.dim() != 2 or embeddings.shape[0] != z.shape[0]:
-            fail("unpg", "embeddings", f"shape ({z.shape[0]}, D) for (N, C) cosines", describe(embeddings))
+            fail(
+                "unpg",
+                "embeddings",
+                f"shape ({z.shape[0]}, D) for (N, C) cosines",
+                describe(embeddings),
+            )
         f = normalize(embeddings.to(z.dtype))
         keep = torch.ones_like(y, dtype=torch.bool) if inp.mask is None else inp.mask
         labels = y

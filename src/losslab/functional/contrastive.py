@@ -242,9 +242,7 @@ def cwcl(inp: EmbeddingInput, *, temperature: float = 0.07, reverse: str = "cwcl
     lp_row = torch.where(both, logits - masked_logsumexp(logits, both, dim=1)[:, None], 0.0)
     forward = -(w * lp_row).sum(dim=1)
     if reverse == "cwcl":
-        lp_col = torch.where(
-            both, logits.T - masked_logsumexp(logits.T, both, dim=1)[:, None], 0.0
-        )
+        lp_col = torch.where(both, logits.T - masked_logsumexp(logits.T, both, dim=1)[:, None], 0.0)
         backward = -(w * lp_col).sum(dim=1)
         return 0.5 * (forward + backward)
     return 0.5 * (forward + label_ce(logits.T, inp.labels, keep))

@@ -125,7 +125,9 @@ def multi_similarity(
     Example:
         >>> import torch
         >>> from losslab import functional as F
-        >>> e = torch.tensor([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.55, 0.0, 0.835], [0.0, 0.0, 1.0]])
+        >>> e = torch.tensor(
+        ...     [[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.55, 0.0, 0.835], [0.0, 0.0, 1.0]]
+        ... )
         >>> F.multi_similarity(e, torch.tensor([0, 0, 1, 1]), beta=50.0, epsilon=None)
         tensor(0.2787)
     """
@@ -144,9 +146,7 @@ def multi_similarity(
     pos_term = masked_logsumexp(-alpha * (s - base), pos, dim=1, add_one=True) / alpha
     neg_term = masked_logsumexp(beta * (s - base), neg, dim=1, add_one=True) / beta
     values = inp.per_sample(pos_term + neg_term)
-    return KernelResult(
-        values, None, {"positive_pairs": pos.sum(), "negative_pairs": neg.sum()}
-    )
+    return KernelResult(values, None, {"positive_pairs": pos.sum(), "negative_pairs": neg.sum()})
 
 
 class MultiSimilarityMiner:
@@ -271,7 +271,9 @@ def proto_triplet(
     return KernelResult(values, counted > 0, {"queries": ok.sum()})
 
 
-def icnn_score(x: Tensor, y: Tensor, target: Tensor, y_target: Tensor, k: int, ipc: int | None) -> Tensor:
+def icnn_score(
+    x: Tensor, y: Tensor, target: Tensor, y_target: Tensor, k: int, ipc: int | None
+) -> Tensor:
     """The ICNN score $\\psi \\in [0, 1]$ of points ``x`` (labels ``y``) against the
     neighbour set ``target`` (``y_target``), as the official ``modified_score``."""
     size = target.shape[0]
@@ -352,7 +354,9 @@ def icnn(
     Example:
         >>> import torch
         >>> from losslab import functional as F
-        >>> e = torch.tensor([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.0, 5.1], [0.0, 0.1], [5.1, 5.0]])
+        >>> e = torch.tensor(
+        ...     [[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.0, 5.1], [0.0, 0.1], [5.1, 5.0]]
+        ... )
         >>> F.icnn(e, torch.tensor([0, 0, 1, 1, 0, 1]), k=2)
         tensor(0.0041)
     """

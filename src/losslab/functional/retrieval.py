@@ -166,5 +166,7 @@ def soft_topk(
     q = inp.target_probs()
     if k >= inp.num_classes:
         return (s * 0.0).sum(dim=1)
-    logp = torch.nn.functional.logsigmoid(alpha * (s + _Threshold.apply(s, float(k), alpha, iterations)))
+    logp = torch.nn.functional.logsigmoid(
+        alpha * (s + _Threshold.apply(s, float(k), alpha, iterations))
+    )
     return -torch.where(q > 0, q * logp, 0.0).sum(dim=1)

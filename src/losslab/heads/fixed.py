@@ -127,6 +127,8 @@ class EquiangularHead(nn.Module):
         torch.Size([])
     """
 
+    basis: Tensor
+
     def __init__(
         self,
         in_features: int,
@@ -181,6 +183,9 @@ class SimplexETFHead(nn.Module):
         >>> head(torch.randn(3, 8), torch.tensor([0, 3, 1])).shape
         torch.Size([])
     """
+
+    etf: Tensor
+    log_scale: Tensor
 
     def __init__(
         self,

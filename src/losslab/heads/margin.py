@@ -51,7 +51,9 @@ class MarginHead(nn.Module):
         torch.Size([4, 5])
     """
 
-    def __init__(self, in_features: int, num_classes: int, *, loss: str = "arcface", **hyperparameters: Any) -> None:
+    def __init__(
+        self, in_features: int, num_classes: int, *, loss: str = "arcface", **hyperparameters: Any
+    ) -> None:
         super().__init__()
         Int(1).check("MarginHead", "in_features", in_features)
         Int(1).check("MarginHead", "num_classes", num_classes)
@@ -80,13 +82,17 @@ class MarginHead(nn.Module):
         if self.loss == "sphereface":
             return am.sphereface_logits(cos, target, margin=h["margin"], scale=h["scale"])
         fallback = h.get("fallback", False)
-        return am.arcface_logits(cos, target, margin=h["margin"], scale=h["scale"], fallback=fallback)
+        return am.arcface_logits(
+            cos, target, margin=h["margin"], scale=h["scale"], fallback=fallback
+        )
 
     def forward(self, embeddings: Tensor, target: Tensor, **options: Any) -> Any:
         """The loss of features ``(N, D)`` and int64 targets ``(N,)``; ``options`` are the
         loss's call options (``reduction``, ``sample_weight``, ...)."""
         extra = {"embeddings": embeddings} if self.loss == "unpg" else {}
-        return self.spec.function(self.cosine(embeddings), target, **self.hyperparameters, **extra, **options)
+        return self.spec.function(
+            self.cosine(embeddings), target, **self.hyperparameters, **extra, **options
+        )
 
     def extra_repr(self) -> str:
         c, d = self.weight.shape
@@ -118,7 +124,9 @@ class ClipHead(nn.Module):
         torch.Size([])
     """
 
-    def __init__(self, temperature: float = 0.07, *, max_scale: float = 100.0, learnable: bool = True) -> None:
+    def __init__(
+        self, temperature: float = 0.07, *, max_scale: float = 100.0, learnable: bool = True
+    ) -> None:
         super().__init__()
         Real(0.0, lo_open=True).check("ClipHead", "temperature", temperature)
         Real(1.0).check("ClipHead", "max_scale", max_scale)
@@ -150,7 +158,12 @@ class ClipHead(nn.Module):
         for name, t in (("image", image), ("text", text)):
             check_float_tensor("ClipHead", name, t, "embeddings (N, D)")
         if image.shape != text.shape or image.dim() != 2:
-            fail("ClipHead", "text", f"the image embeddings' shape {tuple(image.shape)} (N, D)", describe(text))
+            fail(
+                "ClipHead",
+                "text",
+                f"the image embeddings' shape {tuple(image.shape)} (N, D)",
+                describe(text),
+            )
         inp = prepare(
             "ClipHead",
             {"views": 2, "min_views": 2},

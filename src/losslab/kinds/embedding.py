@@ -142,7 +142,9 @@ def prepare(
             fail(loss, "labels", "an int64 tensor or None", describe(labels), TypeError)
         check_same_device(loss, "labels", labels, x, "embeddings")
         if labels.dtype not in LABEL_DTYPES:
-            fail(loss, "labels", "integer class labels (int64) or None", describe(labels), TypeError)
+            fail(
+                loss, "labels", "integer class labels (int64) or None", describe(labels), TypeError
+            )
         if labels.shape != (n,):
             fail(loss, "labels", f"shape ({n},), one label per sample", describe(labels))
         y = labels.long()
@@ -224,7 +226,7 @@ EMBEDDING = define_kind(
         per_call=("sample_weight",),
         rules={"views": None, "min_views": 1},
         prepare=prepare,
-        returns="The loss: a scalar, or per-sample values `(N,)` for `reduction=\"none\"` "
+        returns='The loss: a scalar, or per-sample values `(N,)` for `reduction="none"` '
         '(the global batch\'s samples with `gather="all"`); float32 for half-precision '
         "embeddings.",
         module_example=(

@@ -7,7 +7,6 @@ from losslab.metrics.calibration import (
     reliability_bins,
     top_label_confidence,
 )
-from losslab.metrics.embedding import alignment, uniformity
 from losslab.metrics.classification import (
     accuracy,
     balanced_accuracy,
@@ -17,6 +16,7 @@ from losslab.metrics.classification import (
     nll,
     topk_accuracy,
 )
+from losslab.metrics.embedding import alignment, uniformity
 
 __all__ = [
     "ReliabilityBins",
