@@ -30,7 +30,9 @@ def _ntxent(inp: EmbeddingInput, *, temperature: float = 0.1) -> KernelResult:
     sample's loss is the mean over its views. Two views per sample with `labels=None` is
     SimCLR's loss (the mean over the $2N$ anchors); with labels, each positive sees only
     the negatives in its denominator (other positives are left out). Samples without a
-    positive do not count; the component counts the positive pairs.
+    positive do not count; the component counts the positive pairs. The mean over
+    anchors of each anchor's mean over its positives equals pytorch-metric-learning's
+    mean over positive pairs when every anchor has as many positives.
 
     Args:
         temperature: $\tau > 0$ (SimCLR's code: 0.1; pytorch-metric-learning: 0.07).

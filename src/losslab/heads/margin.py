@@ -101,7 +101,8 @@ class MarginHead(nn.Module):
 
 
 class ClipHead(nn.Module):
-    r"""CLIP's symmetric InfoNCE with a learnable temperature.
+    r"""CLIP's symmetric InfoNCE with a learnable temperature (Radford et al., ICML 2021,
+    arXiv:2103.00020; reference code `mlfoundations/open_clip`).
 
     Keeps $t = \log(1/\tau)$ as a parameter (initialised at $\log(1/0.07)$) and uses the
     logit scale $\min(e^t, 100)$, CLIP's clamp, on the cosines of image and text
