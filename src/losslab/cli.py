@@ -44,7 +44,8 @@ def list_cmd(
     except ValueError as err:
         _fail(str(err))
     table = Table(title=f"{len(names)} losses")
-    for col in ("name", "kind", "family", "verified properties [at hyperparameters]"):
+    table.add_column(Text("name"), no_wrap=True, min_width=max(map(len, names), default=4))
+    for col in ("kind", "family", "verified properties [at hyperparameters]"):
         table.add_column(Text(col))
     for name in names:
         spec = loss_info(name)

@@ -14,10 +14,31 @@ for _family in _pkgutil.iter_modules(__path__):
     if not _family.name.startswith("_"):
         _importlib.import_module(f"{__name__}.{_family.name}")
 
+from losslab.functional.angular_margin import (  # noqa: E402
+    arcface_logits as arcface_logits,
+)
+from losslab.functional.angular_margin import (  # noqa: E402
+    cosface_logits as cosface_logits,
+)
+from losslab.functional.angular_margin import (  # noqa: E402
+    sphereface_logits as sphereface_logits,
+)
 from losslab.functional.ldr import aldr_kl_temperature as aldr_kl_temperature  # noqa: E402
+from losslab.functional.metric_learning import (  # noqa: E402
+    MultiSimilarityMiner as MultiSimilarityMiner,
+)
+from losslab.functional.retrieval import soft_topk_probs as soft_topk_probs  # noqa: E402
 
-#: Public helpers of the families that are not losses.
-HELPERS = ("aldr_kl_temperature",)
+#: Public helpers of the families that are not losses, ordered by module (the generated
+#: stubs import them in this order).
+HELPERS = (
+    "arcface_logits",
+    "cosface_logits",
+    "sphereface_logits",
+    "aldr_kl_temperature",
+    "MultiSimilarityMiner",
+    "soft_topk_probs",
+)
 
 globals().update({name: spec.function for name, spec in _registered().items()})
 __all__ = sorted([*_registered(), *HELPERS])  # pyright: ignore[reportUnsupportedDunderAll]

@@ -185,15 +185,7 @@ def _lq(logp: Tensor, q: float) -> Tensor:
     return -torch.expm1(q * logp) / q
 
 
-def _tgce_prune(
-    inp: MulticlassInput,
-    previous: Tensor,
-    *,
-    q: float,
-    k: float,
-    prune_start: int,
-    prune_every: int,
-) -> Tensor:
+def _tgce_prune(inp: MulticlassInput, previous: Tensor, *, k: float, **_: Any) -> Tensor:
     """Keep an example while its label's probability exceeds ``k``: ``L_q(p_y) < L_q(k)``."""
     logp_y = torch.log_softmax(inp.logits, dim=1).gather(1, inp.index.unsqueeze(1)).squeeze(1)
     return (logp_y > math.log(k)).to(previous.dtype) if k > 0 else torch.ones_like(previous)

@@ -7,19 +7,31 @@
   each hold a slice of the vocabulary.
 * :class:`SphericalOutput`: factored output layer with exact O(D^2) updates of the spherical
   loss family (squared error, spherical softmax, the Z-loss), independent of the class count.
+* :class:`MarginHead`: class centres for the angular-margin losses (ArcFace, CosFace,
+  SphereFace, UNPG); :class:`ClipHead`: CLIP's loss with a learnable temperature.
+* :class:`EquiangularHead` / :func:`equiangular_basis` and :class:`SimplexETFHead` /
+  :func:`simplex_etf`: fixed classifiers.
 """
 
 from ._engine import HeadOptions
+from .fixed import EquiangularHead, SimplexETFHead, equiangular_basis, simplex_etf
 from .linear_ce import LinearCrossEntropy, auto_chunk_size, linear_cross_entropy
+from .margin import ClipHead, MarginHead
 from .spherical import SphericalOutput, spherical_loss_from_stats
 from .vocab_parallel import vocab_parallel_linear_cross_entropy, vocab_slice
 
 __all__ = [
+    "ClipHead",
+    "EquiangularHead",
     "HeadOptions",
     "LinearCrossEntropy",
+    "MarginHead",
+    "SimplexETFHead",
     "SphericalOutput",
     "auto_chunk_size",
+    "equiangular_basis",
     "linear_cross_entropy",
+    "simplex_etf",
     "spherical_loss_from_stats",
     "vocab_parallel_linear_cross_entropy",
     "vocab_slice",

@@ -8,8 +8,9 @@ A registered loss is written as a *kernel* on the validated input of its kind (s
   ``validate``, ...), their defaults, annotations and documentation;
 * the validation stage that turns raw arguments into one input object (shapes, dtypes,
   target formats, value checks), parametrised by per-loss *rules* declared in ``register``;
-* the reduction rule: every kind hands per-element losses with a validity ``mask`` and an
-  element ``weight`` to :func:`losslab._reduce.reduce_loss`.
+* the reduction rule: every input object carries a validity ``mask`` and element
+  ``weight`` with which the registry reduces the kernel's per-element losses
+  (:func:`losslab._reduce.reduce_result`).
 
 Adding a kind is adding one module here (see ``docs/design.md``, "Adding a kind").
 """
@@ -19,13 +20,11 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor
-
-from losslab._reduce import reduce_loss
 
 #: Marks a parameter without default.
 REQUIRED: Any = object()
@@ -77,7 +76,6 @@ class Kind:
     returns: str
     module_example: str
     description: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def option_defaults(self) -> dict[str, Any]:
@@ -86,10 +84,6 @@ class Kind:
     @property
     def constructor_options(self) -> tuple[Param, ...]:
         return tuple(p for p in self.options if p.name not in self.per_call)
-
-    def reduce(self, per_element: Tensor, inp: Input, reduction: str) -> Tensor:
-        """The library's one reduction with the input's mask and element weights."""
-        return reduce_loss(per_element, reduction, mask=inp.mask, weight=inp.weight)
 
 
 def resolve_annotations(annotations: dict[str, str]) -> dict[str, Any]:

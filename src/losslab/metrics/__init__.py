@@ -1,4 +1,5 @@
-"""Evaluation metrics: accuracy family, NLL and calibration (ECE, reliability bins)."""
+"""Evaluation metrics: accuracy family, NLL, calibration (ECE, reliability bins) and
+embedding quality (alignment, uniformity)."""
 
 from losslab.metrics.calibration import (
     ReliabilityBins,
@@ -15,10 +16,12 @@ from losslab.metrics.classification import (
     nll,
     topk_accuracy,
 )
+from losslab.metrics.embedding import alignment, uniformity
 
 __all__ = [
     "ReliabilityBins",
     "accuracy",
+    "alignment",
     "balanced_accuracy",
     "classification_metrics",
     "expected_calibration_error",
@@ -28,4 +31,5 @@ __all__ = [
     "reliability_bins",
     "top_label_confidence",
     "topk_accuracy",
+    "uniformity",
 ]
