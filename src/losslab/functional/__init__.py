@@ -14,10 +14,16 @@ for _family in _pkgutil.iter_modules(__path__):
     if not _family.name.startswith("_"):
         _importlib.import_module(f"{__name__}.{_family.name}")
 
+from losslab.functional.imbalance import (  # noqa: E402
+    class_balanced_weights as class_balanced_weights,
+)
+from losslab.functional.imbalance import (  # noqa: E402
+    post_hoc_logit_adjust as post_hoc_logit_adjust,
+)
 from losslab.functional.ldr import aldr_kl_temperature as aldr_kl_temperature  # noqa: E402
 
 #: Public helpers of the families that are not losses.
-HELPERS = ("aldr_kl_temperature",)
+HELPERS = ("aldr_kl_temperature", "class_balanced_weights", "post_hoc_logit_adjust")
 
 globals().update({name: spec.function for name, spec in _registered().items()})
 __all__ = sorted([*_registered(), *HELPERS])  # pyright: ignore[reportUnsupportedDunderAll]

@@ -7,14 +7,17 @@
   each hold a slice of the vocabulary.
 * :class:`SphericalOutput`: factored output layer with exact O(D^2) updates of the spherical
   loss family (squared error, spherical softmax, the Z-loss), independent of the class count.
+* :class:`BalancedMSE`: Balanced MSE with its learnable noise scale.
 """
 
 from ._engine import HeadOptions
+from .balanced_mse import BalancedMSE
 from .linear_ce import LinearCrossEntropy, auto_chunk_size, linear_cross_entropy
 from .spherical import SphericalOutput, spherical_loss_from_stats
 from .vocab_parallel import vocab_parallel_linear_cross_entropy, vocab_slice
 
 __all__ = [
+    "BalancedMSE",
     "HeadOptions",
     "LinearCrossEntropy",
     "SphericalOutput",
