@@ -23,7 +23,7 @@ from losslab.functional.imbalance import (  # noqa: E402
 from losslab.functional.ldr import aldr_kl_temperature as aldr_kl_temperature  # noqa: E402
 
 #: Public helpers of the families that are not losses.
-HELPERS = ("aldr_kl_temperature", "class_balanced_weights", "post_hoc_logit_adjust")
+HELPERS = ("class_balanced_weights", "post_hoc_logit_adjust", "aldr_kl_temperature")
 
 globals().update({name: spec.function for name, spec in _registered().items()})
 __all__ = sorted([*_registered(), *HELPERS])  # pyright: ignore[reportUnsupportedDunderAll]

@@ -4,9 +4,9 @@ from typing import Any
 
 from torch import Tensor
 
-from losslab.functional.ldr import aldr_kl_temperature as aldr_kl_temperature
 from losslab.functional.imbalance import class_balanced_weights as class_balanced_weights
 from losslab.functional.imbalance import post_hoc_logit_adjust as post_hoc_logit_adjust
+from losslab.functional.ldr import aldr_kl_temperature as aldr_kl_temperature
 
 HELPERS: tuple[str, ...]
 
