@@ -181,3 +181,14 @@ def test_class_balanced_weights_feed_any_loss():
         F.focal(z, y, weight=w, reduction="sum"),
         (F.focal(z, y, reduction="none") * w[y]).sum(),
     )
+
+
+@pytest.mark.parametrize("helper", [F.class_balanced_weights, F.post_hoc_logit_adjust])
+def test_helper_docstring_examples_run(helper):
+    import doctest
+
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    for test in finder.find(helper, helper.__name__, globs={}):
+        runner.run(test)
+    assert runner.tries > 0 and runner.failures == 0

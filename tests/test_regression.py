@@ -140,3 +140,12 @@ def test_module_passes_its_config_and_rejects_a_fixed_sigma():
     with pytest.raises(ValueError, match=r"^BalancedMSE: init_noise_sigma expected"):
         BalancedMSE(init_noise_sigma=0.0)
     assert isinstance(loss_fn.loss, losslab.BalancedMSELoss)
+
+
+def test_module_docstring_example_runs():
+    import doctest
+
+    runner = doctest.DocTestRunner()
+    for test in doctest.DocTestFinder().find(BalancedMSE, "BalancedMSE", globs={}):
+        runner.run(test)
+    assert runner.tries > 0 and runner.failures == 0
