@@ -102,23 +102,22 @@ def ensloss(
     batch, drawn through its derivative.
 
     $$
-    \ell_i = \phi_i(s_i),\quad s_i = (2 t_i - 1)\, x_i,\quad
-    \phi_i'(s) = \begin{cases} d_{(r_i)} - \epsilon & s \le 1\\
-    d_{(r_i)} / s - \epsilon & s > 1 \end{cases},\quad
-    d = \max\big(\mathrm{sort}(-\mathrm{BC}_\lambda^{-1}(g)), -1\big),\ g \sim
-    \mathcal{N}(0, I)
+    \ell_i = d_{(r_i)} \min(s_i, 1) + d_{(r_i)} \log \max(s_i, 1) - \epsilon s_i,\quad
+    s_i = (2 t_i - 1)\, x_i,\quad
+    d = \max\big(\mathrm{sort}(-\mathrm{BC}_\lambda^{-1}(g)), -1\big)
     $$
 
-    Per batch of $B$ valid elements: $B$ standard normals $g$ go through the inverse
-    Box-Cox map ($e^g$ at $\lambda = 0$, a negative log-normal derivative), are negated,
-    sorted ascending and clipped at $-1$; the element with the $r$-th smallest margin
-    gets the $r$-th derivative $d_{(r)}$, so the derivative is non-decreasing in the
-    margin (convexity) and negative at 0 (calibration, Bartlett et al. 2006). Above
-    margin 1 it decays like $1/s$; $\epsilon = 10^{-6}$ keeps it strictly negative.
-    These are the official code's steps, and the gradient is the official gradient;
-    the value is that of the drawn loss, $\phi(s) = \int_0^s \phi'$, i.e.
-    $d\,s - \epsilon s$ below margin 1 and $d\,(1 + \log s) - \epsilon s$ above, so
-    gradient checks and compiled graphs see a true function. Targets are 0/1 labels.
+    with $r_i$ the rank of the margin $s_i$ in the batch. Per batch of $B$ valid
+    elements: $B$ standard normals $g$ go through the inverse Box-Cox map ($e^g$ at
+    $\lambda = 0$, a negative log-normal derivative), are negated, sorted ascending and
+    clipped at $-1$; the element with the $r$-th smallest margin gets the $r$-th
+    derivative $d_{(r)}$, so the derivative is non-decreasing in the margin (convexity)
+    and negative at 0 (calibration, Bartlett et al. 2006). Above margin 1 it decays like
+    $1/s$; $\epsilon = 10^{-6}$ keeps it strictly negative. These are the official
+    code's steps, and the gradient is the official gradient; the value is that of the
+    drawn loss (its integral from margin 0), $d\,s - \epsilon s$ below margin 1 and
+    $d\,(1 + \log s) - \epsilon s$ above, so gradient checks and compiled graphs see a
+    true function. Targets are 0/1 labels.
 
     What is random, and how it is seeded: only $g$. Its values come from a counter-based
     stream (a 32-bit hash of a key and the rank, mapped to normals), the same on every

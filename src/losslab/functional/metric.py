@@ -274,13 +274,12 @@ def mw(inp: BinaryInput, *, temperature: float = 1.0) -> KernelResult:
     difference in the batch.
 
     $$
-    \ell_k = \begin{cases}
-    \frac{1}{|S^-|} \sum_{j \in S^-} \log\big(1 + e^{-(x_k - x_j)/\tau}\big) & k \in S^+\\
-    \frac{1}{|S^+|} \sum_{i \in S^+} \log\big(1 + e^{-(x_i - x_k)/\tau}\big) & k \in S^-
-    \end{cases}
+    \ell_k = \frac{t_k}{|S^-|} \sum_{j \in S^-} \log\big(1 + e^{-(x_k - x_j)/\tau}\big)
+    + \frac{1 - t_k}{|S^+|} \sum_{i \in S^+} \log\big(1 + e^{-(x_i - x_k)/\tau}\big)
     $$
 
-    Per anchor: each element's value is its mean pair loss against the other class, and
+    with $S^+$, $S^-$ the batch's positives and negatives and $t_k$ the target. Per
+    anchor: each element's value is its mean pair loss against the other class, and
     the `"mean"` over elements is exactly the mean over all positive-negative pairs, an
     upper bound of $\log 2 \cdot (1 - \mathrm{AUC})$ on the batch. Every valid element of
     `(N,)` or `(N, L, ...)` joins one set (call per label for per-label AUCs). Element
