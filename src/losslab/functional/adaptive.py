@@ -160,10 +160,11 @@ def ensloss(
     n = margin.numel()
     valid = torch.ones_like(margin, dtype=torch.bool) if inp.mask is None else inp.mask.reshape(-1)
     n_valid = valid.sum()
-    # Rank the valid margins (ascending); masked ones go last.
+    # Masked margins rank last, so the valid ones take the stream's first draws whether
+    # the others are masked or dropped.
     order = torch.argsort(torch.where(valid, margin.detach(), math.inf), stable=True)
     rank = torch.empty_like(order).scatter_(0, order, torch.arange(n, device=order.device))
-    # The first n_valid draws of the stream, as sorted, clipped derivatives.
+    # Only the first n_valid draws count: the same derivatives as for the dropped batch.
     g = torch.special.ndtri(stream_uniforms(_stream_key(seed, generator, x.device), n, x.device))
     slots = torch.arange(n, device=x.device)
     d = torch.where(slots < n_valid, -_inverse_box_cox(g, lam), math.inf)
