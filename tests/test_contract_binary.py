@@ -1,4 +1,9 @@
-"""The contract of the binary kind, for every registered binary / multi-label loss."""
+"""The contract of the binary kind, for every registered binary / multi-label loss.
+
+Set-level losses (``SET_LEVEL`` in ``tests/reference/base.py``: an element's loss depends
+on the rest of the batch) are compared with their batch oracles, which take the valid
+elements and their weights at once; every other rule is the same for them.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from hypothesis import strategies as st
 import losslab
 from tests.conftest import config_id, loss_configs
 from tests.reference import REFERENCE
+from tests.reference.base import SET_LEVEL
 
 F64 = torch.float64
 BINARY = losslab.list_losses(kind="binary")
@@ -32,24 +38,64 @@ def scores(seed: int, n: int = 6, labels: int = 3, scale: float = 2.0):
     )
 
 
-def oracle(spec, cfg, x, t, pos_weight=None):
+def oracle(spec, cfg, x, t, pos_weight=None, weight=None, valid=None):
+    """Expected per-element values before the reduction's weight; NaN marks the elements a
+    set-level loss does not count (masked, or no defined value in the batch)."""
     pw = torch.ones_like(x) if pos_weight is None else pos_weight.expand_as(x)
-    flat = [
-        REFERENCE[spec.name](float(a), float(b), cfg, float(w))
-        for a, b, w in zip(x.flatten(), t.double().flatten(), pw.flatten(), strict=True)
-    ]
-    return torch.tensor(flat, dtype=F64).reshape(x.shape)
+    if spec.name not in SET_LEVEL:
+        flat = [
+            REFERENCE[spec.name](float(a), float(b), cfg, float(w))
+            for a, b, w in zip(x.flatten(), t.double().flatten(), pw.flatten(), strict=True)
+        ]
+        return torch.tensor(flat, dtype=F64).reshape(x.shape)
+    keep = torch.ones_like(x, dtype=torch.bool) if valid is None else valid
+    w = torch.ones_like(x) if weight is None else weight.expand_as(x)
+    got = REFERENCE[spec.name](
+        x[keep].tolist(), t.double()[keep].tolist(), cfg, w[keep].tolist(), pw[keep].tolist(), {}
+    )
+    out = torch.full(x.shape, float("nan"), dtype=F64)
+    out[keep] = torch.tensor([float("nan") if v is None else v for v in got], dtype=F64)
+    return out
+
+
+def soft(spec) -> bool:
+    return bool(spec.rule("soft_targets"))
+
+
+def takes_pos_weight(spec) -> bool:
+    return SET_LEVEL.get(spec.name, {}).get("pos_weight", True)
+
+
+def assert_values(got, want):
+    """``got`` equals ``want`` where ``want`` is a number and is 0 where it is NaN."""
+    counted = ~torch.isnan(want)
+    torch.testing.assert_close(got[counted], want[counted], rtol=1e-9, atol=1e-10)
+    assert torch.all(got[~counted] == 0)
 
 
 def test_oracle_hard_and_probability_targets(binary_config):
     spec, cfg = binary_config
     x, t, q = scores(0)
-    for target in (t, q):
+    for target in (t, q) if soft(spec) else (t,):
         got = spec.function(x, target, **cfg, reduction="none")
-        torch.testing.assert_close(got, oracle(spec, cfg, x, target), rtol=1e-9, atol=1e-10)
+        assert_values(got, oracle(spec, cfg, x, target))
     pw = torch.tensor([0.5, 1.0, 3.0], dtype=F64)
+    if not takes_pos_weight(spec):
+        with pytest.raises(ValueError, match=rf"^{spec.name}: pos_weight expected None"):
+            spec.function(x, t, **cfg, pos_weight=pw)
+        return
     got = spec.function(x, t, **cfg, pos_weight=pw, reduction="none")
-    torch.testing.assert_close(got, oracle(spec, cfg, x, t, pw), rtol=1e-9, atol=1e-10)
+    assert_values(got, oracle(spec, cfg, x, t, pw))
+
+
+def test_probability_targets_rejected_when_unsupported(binary_config):
+    spec, cfg = binary_config
+    if soft(spec):
+        pytest.skip(f"{spec.name} accepts probability targets")
+    x, t, q = scores(0)
+    for target in (q, t.double()):
+        with pytest.raises(ValueError, match=rf"^{spec.name}: target expected 0/1 labels"):
+            spec.function(x, target, **cfg)
 
 
 def test_one_dimensional_binary_scores(binary_config):
@@ -66,7 +112,8 @@ def test_integer_targets_equal_float_targets(binary_config):
     x, t, _ = scores(2)
     for red in ("none", "mean", "sum"):
         a = spec.function(x, t, **cfg, reduction=red)
-        torch.testing.assert_close(a, spec.function(x, t.double(), **cfg, reduction=red))
+        if soft(spec):
+            torch.testing.assert_close(a, spec.function(x, t.double(), **cfg, reduction=red))
         torch.testing.assert_close(a, spec.function(x, t.bool(), **cfg, reduction=red))
 
 
@@ -81,8 +128,14 @@ def test_reduction_contract(binary_config):
     none = spec.function(x, t, **cfg, reduction="none", **opts)
     valid = t != -100
     elem_w = w.expand_as(x) * sw[:, None]
-    base = spec.function(x, torch.where(valid, t, 0), **cfg, reduction="none")
-    torch.testing.assert_close(none[valid], (base * elem_w)[valid])
+    if spec.name in SET_LEVEL:
+        # The weights and the mask enter the set's value; the reduction weighs it again.
+        values = oracle(spec, cfg, x, torch.where(valid, t, 0), weight=elem_w, valid=valid)
+        assert_values(none, values * elem_w)
+        valid = valid & ~torch.isnan(values)
+    else:
+        base = spec.function(x, torch.where(valid, t, 0), **cfg, reduction="none")
+        torch.testing.assert_close(none[valid], (base * elem_w)[valid])
     assert torch.all(none[~valid] == 0)
     torch.testing.assert_close(spec.function(x, t, **cfg, reduction="sum", **opts), none.sum())
     torch.testing.assert_close(
@@ -115,7 +168,7 @@ def test_extreme_logits_finite_value_and_gradient(binary_config, scale, dtype):
         pytest.skip("beyond the dtype's range")
     x, t, q = scores(5, scale=abs(scale))
     x[0] = scale
-    for target in (t, q):
+    for target in (t, q) if soft(spec) else (t,):
         z = x.to(dtype).requires_grad_(True)
         out = spec.function(z, target, **cfg)
         out.backward()
@@ -129,7 +182,12 @@ def test_bad_binary_inputs(binary_config):
     cases = [
         ((x, t[:, :2]), {}, ValueError, r"target expected the logits' shape"),
         ((x, t * 2), {}, ValueError, r"target expected labels 0 or 1, got a value 2"),
-        ((x, q + 1), {}, ValueError, r"target expected probabilities in \[0, 1\]"),
+        (
+            (x, q + 1),
+            {},
+            ValueError,
+            r"target expected probabilities in \[0, 1\]" if soft(spec) else r"target expected",
+        ),
         (
             (x, t),
             {"pos_weight": torch.ones(4, dtype=F64)},

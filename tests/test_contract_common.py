@@ -289,9 +289,9 @@ def _bad_inputs(spec: LossSpec) -> list[tuple[str, tuple, dict]]:
             ("list scores", (first.tolist(), *rest), {}),
             ("short target", (*inputs[:-1], target[:2]), {}),
             *(
-                # embedding labels have no range: a batch of one class is valid (attached 0)
+                # embedding labels and regression targets have no range: 99 is valid
                 []
-                if spec.kind.name == "embedding"
+                if spec.kind.name in ("embedding", "regression")
                 else [("big target", (*inputs[:-1], torch.full_like(target, 99)), {})]
             ),
             ("bad reduction", inputs, {"reduction": "avg"}),

@@ -3,6 +3,10 @@
 Parametrised over the registry (defaults plus each loss's declared test configs), so a
 new loss is covered the moment it is registered. What holds for every kind (modules,
 signatures, docs, compile, dtypes, state) is in ``test_contract_common.py``.
+
+Set-level losses (``SET_LEVEL`` in ``tests/reference/base.py``: an element's loss depends
+on the rest of the batch) are compared with their batch oracles, which take the valid
+elements and their weights at once; every other rule is the same for them.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import losslab
 from losslab.registry import LossSpec
 from tests.helpers import seeded_logits
 from tests.reference import REFERENCE
+from tests.reference.base import SET_LEVEL
 
 F64 = torch.float64
 
@@ -44,14 +49,31 @@ def soft_target(seed: int, n: int, c: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------- oracle
 
 
+def oracle(spec: LossSpec, cfg: dict, z, y, weight=None) -> torch.Tensor:
+    """Expected values of ``(N, C)`` logits before the reduction's weight; ``y`` holds int
+    classes or probability rows. NaN marks the elements a set-level loss does not count."""
+    targets = [int(v) if y.dim() == 1 else v.tolist() for v in y]
+    if spec.name not in SET_LEVEL:
+        return torch.tensor(
+            [REFERENCE[spec.name](z[i].tolist(), targets[i], cfg) for i in range(len(z))],
+            dtype=F64,
+        )
+    w = [1.0] * len(z) if weight is None else weight.tolist()
+    got = REFERENCE[spec.name](z.tolist(), targets, cfg, w, {})
+    return torch.tensor([float("nan") if v is None else v for v in got], dtype=F64)
+
+
+def assert_values(got, want):
+    """``got`` equals ``want`` where ``want`` is a number and is 0 where it is NaN."""
+    counted = ~torch.isnan(want)
+    torch.testing.assert_close(got[counted], want[counted], rtol=1e-9, atol=1e-10)
+    assert torch.all(got[~counted] == 0)
+
+
 def test_oracle_index_targets(loss_config):
     spec, cfg = spec_and_cfg(loss_config)
     z, y = inputs(0)
-    got = call(spec, z, y, cfg, reduction="none")
-    want = torch.tensor(
-        [REFERENCE[spec.name](z[i].tolist(), int(y[i]), cfg) for i in range(len(y))], dtype=F64
-    )
-    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+    assert_values(call(spec, z, y, cfg, reduction="none"), oracle(spec, cfg, z, y))
 
 
 def test_oracle_soft_targets(loss_config):
@@ -60,11 +82,7 @@ def test_oracle_soft_targets(loss_config):
         pytest.skip(f"{spec.name} does not accept soft targets")
     z, _ = inputs(1)
     q = soft_target(1, *z.shape)
-    got = call(spec, z, q, cfg, reduction="none")
-    want = torch.tensor(
-        [REFERENCE[spec.name](z[i].tolist(), q[i].tolist(), cfg) for i in range(len(z))], dtype=F64
-    )
-    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+    assert_values(call(spec, z, q, cfg, reduction="none"), oracle(spec, cfg, z, q))
 
 
 def test_soft_targets_rejected_when_unsupported(loss_name):
@@ -89,10 +107,16 @@ def test_reduction_contract(loss_config):
     opts = {"weight": w, "sample_weight": sw, "ignore_index": -100}
     none = call(spec, z, y, cfg, reduction="none", **opts)
     valid = y != -100
-    base = call(spec, z[valid], y[valid], cfg, reduction="none")
     elem_w = w[y[valid]] * sw[valid]
     assert none.shape == y.shape
-    torch.testing.assert_close(none[valid], base * elem_w)
+    if spec.name in SET_LEVEL:
+        # The weights and the mask enter the set's value; the reduction weighs it again.
+        base = oracle(spec, cfg, z[valid], y[valid], elem_w)
+        assert_values(none[valid], base * elem_w)
+        elem_w = torch.where(torch.isnan(base), 0.0, elem_w)
+    else:
+        base = call(spec, z[valid], y[valid], cfg, reduction="none")
+        torch.testing.assert_close(none[valid], base * elem_w)
     assert torch.all(none[~valid] == 0)
     torch.testing.assert_close(call(spec, z, y, cfg, reduction="sum", **opts), none.sum())
     torch.testing.assert_close(

@@ -255,3 +255,98 @@ def check_index(where: str, index: object, shape: torch.Size, size: int, validat
             f"values from {int(index.min())} to {int(index.max())}",
         )
     return index
+
+
+# --------------------------------------------------------------------------- class vectors
+
+
+@dataclass(frozen=True)
+class ClassVector(RealOrClassVector):
+    """A 1-D tensor (or sequence) of per-class (or per-bucket, ``what``) values that each
+    satisfy ``scalar``, or None; with ``total``, they must also sum to it (within 1e-3
+    relative). Unlike :class:`RealOrClassVector`, scalars are rejected and open bounds
+    are honoured element-wise."""
+
+    total: float | None = None
+    what: str = "per-class values"
+
+    def text(self) -> str:
+        each = f"{self.what}, each {self.scalar.text()}"
+        return each if self.total is None else f"{each}, summing to {self.total:g}"
+
+    def check(self, loss: str, name: str, value: object) -> None:
+        if value is None:
+            return
+        if isinstance(value, (list, tuple)):
+            value = torch.tensor(value, dtype=torch.float64)
+        if not isinstance(value, Tensor) or value.dim() != 1 or not value.is_floating_point():
+            fail(loss, name, f"a 1-D float tensor of {self.text()}", describe(value), TypeError)
+        if value.numel() == 0:
+            fail(loss, name, f"a non-empty 1-D tensor of {self.text()}", describe(value))
+        if value_checks_enabled(True):
+            # Element-wise, honouring open bounds: a zero prior or count is an error.
+            lo, hi, sc = self.scalar.lo, self.scalar.hi, self.scalar
+            ok = torch.isfinite(value)
+            if lo is not None:
+                ok &= value > lo if sc.lo_open else value >= lo
+            if hi is not None:
+                ok &= value < hi if sc.hi_open else value <= hi
+            if not bool(ok.all()):
+                k = int((~ok).nonzero()[0, 0])
+                fail(loss, name, self.text(), f"{float(value[k])!r} at index {k}")
+            if self.total is not None:
+                total = float(value.sum())
+                if abs(total - self.total) > 1e-3 * abs(self.total):
+                    fail(loss, name, self.text(), f"values summing to {total:.6g}")
+
+
+def check_class_vector(
+    where: str, name: str, value: object, constraint: ClassVector, num_classes: int, like: Tensor
+) -> Tensor:
+    """A per-class vector hyperparameter (already checked by its constraint) as a tensor of
+    ``like``'s dtype and device, with one entry per class."""
+    t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    if t.shape != (num_classes,):
+        fail(where, name, f"shape ({num_classes},), {constraint.text()}", describe(t))
+    return t
+
+
+@dataclass(frozen=True)
+class IntOrNone(Int):
+    """An integer bounded from below, or None."""
+
+    def check(self, loss: str, name: str, value: object) -> None:
+        if value is not None:
+            super().check(loss, name, value)
+
+
+def check_like(where: str, name: str, x: object, ref: Tensor, ref_name: str, what: str) -> Tensor:
+    """A floating-point tensor of ``ref``'s shape and device (an extra input)."""
+    t = check_float_tensor(where, name, x, what)
+    if t.shape != ref.shape:
+        fail(where, name, f"the {ref_name}' shape {tuple(ref.shape)} ({what})", describe(t))
+    check_same_device(where, name, t, ref, ref_name)
+    return t
+
+
+@dataclass(frozen=True)
+class NonZeroScale(Real):
+    """A finite non-zero number, or a one-element float tensor holding one (a scale that
+    may be a learnable parameter; its sign does not matter where it is squared)."""
+
+    def text(self) -> str:
+        return "a finite non-zero number or a one-element float tensor"
+
+    def check(self, loss: str, name: str, value: object) -> None:
+        if isinstance(value, Tensor):
+            if value.numel() != 1 or not value.is_floating_point():
+                fail(loss, name, self.text(), describe(value), TypeError)
+            if not value_checks_enabled(True):
+                return
+            v = float(value.detach())
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail(loss, name, self.text(), describe(value), TypeError)
+        else:
+            v = float(value)
+        if not math.isfinite(v) or v == 0.0:
+            fail(loss, name, self.text(), repr(v))

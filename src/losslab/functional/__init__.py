@@ -23,6 +23,12 @@ from losslab.functional.angular_margin import (  # noqa: E402
 from losslab.functional.angular_margin import (  # noqa: E402
     sphereface_logits as sphereface_logits,
 )
+from losslab.functional.imbalance import (  # noqa: E402
+    class_balanced_weights as class_balanced_weights,
+)
+from losslab.functional.imbalance import (  # noqa: E402
+    post_hoc_logit_adjust as post_hoc_logit_adjust,
+)
 from losslab.functional.ldr import aldr_kl_temperature as aldr_kl_temperature  # noqa: E402
 from losslab.functional.metric_learning import (  # noqa: E402
     MultiSimilarityMiner as MultiSimilarityMiner,
@@ -35,6 +41,8 @@ HELPERS = (
     "arcface_logits",
     "cosface_logits",
     "sphereface_logits",
+    "class_balanced_weights",
+    "post_hoc_logit_adjust",
     "aldr_kl_temperature",
     "MultiSimilarityMiner",
     "soft_topk_probs",

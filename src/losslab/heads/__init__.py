@@ -11,9 +11,11 @@
   SphereFace, UNPG); :class:`ClipHead`: CLIP's loss with a learnable temperature.
 * :class:`EquiangularHead` / :func:`equiangular_basis` and :class:`SimplexETFHead` /
   :func:`simplex_etf`: fixed classifiers.
+* :class:`BalancedMSE`: Balanced MSE with its learnable noise scale.
 """
 
 from ._engine import HeadOptions
+from .balanced_mse import BalancedMSE
 from .fixed import EquiangularHead, SimplexETFHead, equiangular_basis, simplex_etf
 from .linear_ce import LinearCrossEntropy, auto_chunk_size, linear_cross_entropy
 from .margin import ClipHead, MarginHead
@@ -21,6 +23,7 @@ from .spherical import SphericalOutput, spherical_loss_from_stats
 from .vocab_parallel import vocab_parallel_linear_cross_entropy, vocab_slice
 
 __all__ = [
+    "BalancedMSE",
     "ClipHead",
     "EquiangularHead",
     "HeadOptions",

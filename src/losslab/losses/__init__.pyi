@@ -60,6 +60,51 @@ class AULLoss(LossModule):
         self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
     ) -> Tensor: ...
 
+class AnyLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        metric: Any = "f1",
+        amplifier: float = 73.0,
+        beta: float = 1.0,
+        eps: float = 1e-05,
+        pos_weight: Tensor | None = None,
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self,
+        logits: Tensor,
+        target: Tensor,
+        sample_weight: Tensor | None = None,
+        *,
+        return_components: bool = False,
+    ) -> Any: ...
+
+class AnyLossMacro(LossModule):
+    def __init__(
+        self,
+        *,
+        metric: Any = "f1",
+        amplifier: float = 73.0,
+        beta: float = 1.0,
+        eps: float = 1e-05,
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self,
+        logits: Tensor,
+        target: Tensor,
+        sample_weight: Tensor | None = None,
+        *,
+        return_components: bool = False,
+    ) -> Any: ...
+
 class ArcFaceLoss(LossModule):
     def __init__(
         self,
@@ -90,6 +135,37 @@ class BCELoss(LossModule):
         self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
     ) -> Tensor: ...
 
+class BalancedMSELoss(LossModule):
+    def __init__(
+        self,
+        *,
+        method: str = "bmc",
+        prior_centers: Tensor | None = None,
+        prior_weights: Tensor | None = None,
+        prior_variances: Tensor | None = None,
+        noise_sigma: float | Tensor = 1.0,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self, pred: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor: ...
+
+class BalancedSoftmaxLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        class_counts: Tensor | None = None,
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor: ...
+
 class BarlowTwinsLoss(LossModule):
     def __init__(
         self,
@@ -104,12 +180,85 @@ class BarlowTwinsLoss(LossModule):
         self, embeddings: Tensor, labels: Tensor | None = None, sample_weight: Tensor | None = None
     ) -> Tensor: ...
 
+class BiasLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.3,
+        beta: float = 0.3,
+        normalize: str = "global",
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self,
+        logits: Tensor,
+        target: Tensor,
+        sample_weight: Tensor | None = None,
+        *,
+        features: Tensor | None = None,
+        variance_min: Tensor | float | None = None,
+        return_components: bool = False,
+    ) -> Any: ...
+
+class BinaryDiceLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        smooth: float = 1.0,
+        square: bool = True,
+        pos_weight: Tensor | None = None,
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor: ...
+
 class BinaryFocalLoss(LossModule):
     def __init__(
         self,
         *,
         alpha: float | None = 0.25,
         gamma: float = 2.0,
+        pos_weight: Tensor | None = None,
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor: ...
+
+class BinarySelfAdjustingDiceLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.01,
+        smooth: float = 1.0,
+        square: bool = True,
+        pos_weight: Tensor | None = None,
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor: ...
+
+class BinaryTverskyLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.3,
+        beta: float = 0.7,
+        smooth: float = 1.0,
         pos_weight: Tensor | None = None,
         weight: Tensor | None = None,
         ignore_index: int | None = None,
@@ -237,6 +386,38 @@ class DecoupledSoftmaxLoss(LossModule):
         self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
     ) -> Tensor: ...
 
+class DiceLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        smooth: float = 1.0,
+        square: bool = True,
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor: ...
+
+class EnsLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        lam: float = 0.0,
+        seed: int | None = 0,
+        generator: Any = None,
+        pos_weight: Tensor | None = None,
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor: ...
+
 class FocalLoss(LossModule):
     def __init__(
         self,
@@ -355,6 +536,21 @@ class LDRKLLoss(LossModule):
         self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
     ) -> Tensor: ...
 
+class LogitAdjustedLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        priors: Tensor | None = None,
+        tau: float = 1.0,
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor: ...
+
 class MAELoss(LossModule):
     def __init__(
         self,
@@ -380,6 +576,26 @@ class MSELoss(LossModule):
     def forward(
         self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
     ) -> Tensor: ...
+
+class MWLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        temperature: float = 1.0,
+        pos_weight: Tensor | None = None,
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self,
+        logits: Tensor,
+        target: Tensor,
+        sample_weight: Tensor | None = None,
+        *,
+        return_components: bool = False,
+    ) -> Any: ...
 
 class MultiSimilarityLoss(LossModule):
     def __init__(
@@ -561,6 +777,22 @@ class SCELoss(LossModule):
         self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
     ) -> Tensor: ...
 
+class SelfAdjustingDiceLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.01,
+        smooth: float = 1.0,
+        square: bool = True,
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor: ...
+
 class SoftTopKLoss(LossModule):
     def __init__(
         self,
@@ -664,6 +896,43 @@ class TGCEStatelessLoss(LossModule):
         self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
     ) -> Tensor: ...
 
+class TriBCELoss(LossModule):
+    def __init__(
+        self,
+        *,
+        detach_weights: bool = False,
+        pos_weight: Tensor | None = None,
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self,
+        logits: Tensor,
+        target: Tensor,
+        sample_weight: Tensor | None = None,
+        *,
+        shallow_logits: Tensor | None = None,
+        return_components: bool = False,
+    ) -> Any: ...
+
+class TverskyLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.3,
+        beta: float = 0.7,
+        smooth: float = 1.0,
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor: ...
+
 class UNPGLoss(LossModule):
     def __init__(
         self,
@@ -723,10 +992,18 @@ __all__ = [
     "AGCELoss",
     "ALDRKLLoss",
     "AULLoss",
+    "AnyLoss",
+    "AnyLossMacro",
     "ArcFaceLoss",
     "BCELoss",
+    "BalancedMSELoss",
+    "BalancedSoftmaxLoss",
     "BarlowTwinsLoss",
+    "BiasLoss",
+    "BinaryDiceLoss",
     "BinaryFocalLoss",
+    "BinarySelfAdjustingDiceLoss",
+    "BinaryTverskyLoss",
     "CACRLoss",
     "CELoss",
     "CLIPLoss",
@@ -735,6 +1012,8 @@ __all__ = [
     "CompSumLoss",
     "CosFaceLoss",
     "DecoupledSoftmaxLoss",
+    "DiceLoss",
+    "EnsLoss",
     "FocalLoss",
     "GCELoss",
     "ICNNLoss",
@@ -742,9 +1021,11 @@ __all__ = [
     "JSCLoss",
     "KDLoss",
     "LDRKLLoss",
+    "LogitAdjustedLoss",
     "LossModule",
     "MAELoss",
     "MSELoss",
+    "MWLoss",
     "MultiSimilarityLoss",
     "NCEAGCELoss",
     "NCEAULLoss",
@@ -756,12 +1037,15 @@ __all__ = [
     "RCELoss",
     "RLLLoss",
     "SCELoss",
+    "SelfAdjustingDiceLoss",
     "SoftTopKLoss",
     "SphereFaceLoss",
     "SumExpLoss",
     "SupConLoss",
     "TGCELoss",
     "TGCEStatelessLoss",
+    "TriBCELoss",
+    "TverskyLoss",
     "UNPGLoss",
     "WWSVMLoss",
     "ZLoss",

@@ -1,0 +1,352 @@
+"""Dice, self-adjusting Dice and Tversky losses: per token for multi-class outputs (as the
+official code of Li et al. 2020), over the whole set for binary and multi-label outputs."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from losslab._validate import Real
+from losslab.kinds.binary import BinaryInput
+from losslab.kinds.multiclass import MulticlassInput
+from losslab.registry import Claim, register
+
+LI_2020 = (
+    "Li, Sun, Meng, Liang, Wu, Li. Dice Loss for Data-imbalanced NLP Tasks. ACL 2020, "
+    "arXiv:1911.02855; code: github.com/ShannonAI/dice_loss_for_NLP (loss/dice_loss.py)"
+)
+TVERSKY = (
+    "Salehi, Erdogmus, Gholipour. Tversky loss function for image segmentation using 3D "
+    "fully convolutional deep networks. MLMI 2017, arXiv:1706.05721; self-adjusting and "
+    "token-level conventions of " + LI_2020
+)
+
+
+def _bounded_by_classes(config: object, num_classes: int) -> float:
+    # Every class term lies in [0, 1].
+    return float(num_classes)
+
+
+def _adjusted(p: Tensor, one_minus_p: Tensor, alpha: float) -> Tensor:
+    """``(1 - p)^alpha * p``; ``1 - p`` is passed in exactly and floored at the smallest
+    normal number, so the power stays differentiable where ``p`` rounds to 1."""
+    if alpha == 0:
+        return p
+    return one_minus_p.clamp_min(torch.finfo(p.dtype).tiny) ** alpha * p
+
+
+# --------------------------------------------------------------------------- multi-class
+
+
+def _class_probs(inp: MulticlassInput, alpha: float) -> tuple[Tensor, Tensor]:
+    logp = torch.log_softmax(inp.logits, dim=1)
+    p = logp.exp()
+    return _adjusted(p, -torch.expm1(logp), alpha), inp.target_probs()
+
+
+def _token_dice(inp: MulticlassInput, alpha: float, smooth: float, square: bool) -> Tensor:
+    p, y = _class_probs(inp, alpha)
+    den = p * p + y * y if square else p + y
+    # A class with p = y = 0 and smooth = 0 scores 1 (nothing predicted, nothing missed).
+    den = den + smooth
+    ratio = torch.where(den > 0, (2 * p * y + smooth) / torch.where(den > 0, den, 1.0), 1.0)
+    return (1.0 - ratio).sum(dim=1)
+
+
+@register(
+    "dice",
+    family="dice",
+    module="DiceLoss",
+    reference=LI_2020 + "; squared denominator: Milletari, Navab, Ahmadi. V-Net. 3DV 2016, "
+    "arXiv:1606.04797",
+    properties={
+        "shift_invariant": {},
+        "bounded": Claim(bound=_bounded_by_classes),
+    },
+    constraints={"smooth": Real(0.0)},
+    test_configs=({"square": False, "smooth": 1e-4},),
+)
+def dice(inp: MulticlassInput, *, smooth: float = 1.0, square: bool = True) -> Tensor:
+    r"""Token-level multi-class Dice loss, summed over classes (Li et al., 2020).
+
+    $$
+    \ell(z, y) = \sum_{c=1}^{C} \Big(1 - \frac{2\,p_c\,y_c + \gamma}{p_c^2 + y_c^2 + \gamma}
+    \Big),\qquad p = \mathrm{softmax}(z)
+    $$
+
+    with $y$ the one-hot target (or the target probabilities) and $\gamma$ the smoothing
+    term. Each element (a token of `(N, C, T)` logits) gets its own loss, as in the
+    official code's multi-class branch with `square_denominator=True`; `square=False`
+    gives the paper's per-example form with denominator $p_c + y_c + \gamma$. A perfect
+    prediction has loss 0. For a Dice loss over the whole set use `binary_dice` per
+    class.
+
+    Args:
+        smooth: smoothing $\gamma \ge 0$ in numerator and denominator; 1 as in every
+            released training script of the official code (its class default is 1e-4).
+        square: square the denominator (the scripts' `--dice_square`) or not (the
+            paper's DSC).
+
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> F.dice(logits, torch.tensor([0, 2]), reduction="none")
+        tensor([0.0489, 0.3699])
+    """
+    return _token_dice(inp, 0.0, smooth, square)
+
+
+@register(
+    "self_adjusting_dice",
+    family="dice",
+    module="SelfAdjustingDiceLoss",
+    reference=LI_2020,
+    properties={
+        "shift_invariant": {},
+        "bounded": Claim(bound=_bounded_by_classes),
+    },
+    constraints={"alpha": Real(0.0), "smooth": Real(0.0)},
+    test_configs=({"alpha": 1.0}, {"alpha": 0.5, "square": False}),
+)
+def self_adjusting_dice(
+    inp: MulticlassInput, *, alpha: float = 0.01, smooth: float = 1.0, square: bool = True
+) -> Tensor:
+    r"""Self-adjusting Dice loss (Li et al., 2020): Dice on $(1 - p)^\alpha p$, which
+    down-weights examples the model already gets right.
+
+    $$
+    \ell(z, y) = \sum_{c=1}^{C} \Big(1 - \frac{2\,\tilde p_c\,y_c + \gamma}
+    {\tilde p_c^2 + y_c^2 + \gamma}\Big),\qquad \tilde p = (1 - p)^{\alpha}\, p,\quad
+    p = \mathrm{softmax}(z)
+    $$
+
+    Token-level like `dice` (which is $\alpha = 0$). $1 - p$ is computed as
+    $-\mathrm{expm1}(\log p)$, exact for confident predictions.
+
+    Args:
+        alpha: exponent $\alpha \ge 0$ of the self-adjusting factor; 0.01 as in every
+            released training script (the paper's formula uses 1).
+        smooth: smoothing $\gamma \ge 0$ (the scripts' 1).
+        square: square the denominator (the scripts) or not (the paper).
+
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> F.self_adjusting_dice(logits, torch.tensor([0, 2]), alpha=1.0, reduction="none")
+        tensor([0.3628, 0.3761])
+    """
+    return _token_dice(inp, alpha, smooth, square)
+
+
+@register(
+    "tversky",
+    family="dice",
+    module="TverskyLoss",
+    reference=TVERSKY,
+    properties={
+        "shift_invariant": {},
+        "bounded": Claim(bound=_bounded_by_classes),
+    },
+    constraints={"alpha": Real(0.0), "beta": Real(0.0), "smooth": Real(0.0)},
+    test_configs=({"alpha": 0.5, "beta": 0.5}, {"alpha": 0.9, "beta": 0.1, "smooth": 1e-4}),
+)
+def tversky(
+    inp: MulticlassInput, *, alpha: float = 0.3, beta: float = 0.7, smooth: float = 1.0
+) -> Tensor:
+    r"""Token-level multi-class Tversky loss, summed over classes.
+
+    $$
+    \ell(z, y) = \sum_{c=1}^{C} \Big(1 - \frac{p_c y_c + \gamma}{p_c y_c
+    + \alpha\, p_c (1 - y_c) + \beta\, (1 - p_c)\, y_c + \gamma}\Big),
+    \qquad p = \mathrm{softmax}(z)
+    $$
+
+    $\alpha$ weighs false positives and $\beta$ false negatives; $\alpha = \beta = 1/2$
+    is the (unsquared) Dice loss with smoothing $2\gamma$, and $\beta > \alpha$ favours
+    recall of rare classes. Token-level like `dice`.
+
+    Args:
+        alpha: weight $\alpha \ge 0$ of false positives (Salehi et al.'s 0.3).
+        beta: weight $\beta \ge 0$ of false negatives (Salehi et al.'s 0.7).
+        smooth: smoothing $\gamma \ge 0$.
+
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> F.tversky(logits, torch.tensor([0, 2]), reduction="none")
+        tensor([0.1391, 0.4181])
+    """
+    p, y = _class_probs(inp, 0.0)
+    tp = p * y
+    den = tp + alpha * p * (1.0 - y) + beta * (1.0 - p) * y + smooth
+    ratio = torch.where(den > 0, (tp + smooth) / torch.where(den > 0, den, 1.0), 1.0)
+    return (1.0 - ratio).sum(dim=1)
+
+
+# --------------------------------------------------------------------------- binary (set)
+
+
+def soft_masses(inp: BinaryInput) -> tuple[Tensor, Tensor]:
+    """Positive and negative mass of every element: ``w * pos_weight * t`` and
+    ``w * (1 - t)``, with ``w`` the element weight; 0 where masked."""
+    t = inp.target
+    pos = t if inp.pos_weight is None else t * inp.pos_weight
+    neg = 1.0 - t
+    if inp.weight is not None:
+        pos, neg = pos * inp.weight, neg * inp.weight
+    if inp.mask is not None:
+        pos, neg = torch.where(inp.mask, pos, 0.0), torch.where(inp.mask, neg, 0.0)
+    return pos, neg
+
+
+def _set_probs(inp: BinaryInput, alpha: float) -> Tensor:
+    x = inp.logits
+    return _adjusted(torch.sigmoid(x), torch.sigmoid(-x), alpha)
+
+
+def _safe_ratio(num: Tensor, den: Tensor) -> Tensor:
+    # An empty set with smooth = 0 scores 1: the set loss is 0, not 0/0.
+    return torch.where(den > 0, num / torch.where(den > 0, den, 1.0), 1.0)
+
+
+def _set_dice(inp: BinaryInput, alpha: float, smooth: float, square: bool) -> Tensor:
+    p = _set_probs(inp, alpha)
+    pos, neg = soft_masses(inp)
+    tp = (pos * p).sum()
+    if square:
+        den = ((pos + neg) * p * p).sum() + (pos * inp.target).sum()
+    else:
+        den = ((pos + neg) * p).sum() + pos.sum()
+    loss = 1.0 - _safe_ratio(2 * tp + smooth, den + smooth)
+    return loss.expand(inp.logits.shape)
+
+
+@register(
+    "binary_dice",
+    kind="binary",
+    family="dice",
+    module="BinaryDiceLoss",
+    reference=LI_2020 + "; squared denominator: Milletari, Navab, Ahmadi. V-Net. 3DV 2016, "
+    "arXiv:1606.04797",
+    constraints={"smooth": Real(0.0)},
+    test_configs=({"square": False, "smooth": 1e-4},),
+)
+def binary_dice(inp: BinaryInput, *, smooth: float = 1.0, square: bool = True) -> Tensor:
+    r"""Dice loss over the whole set of binary (or multi-label) predictions.
+
+    $$
+    L = 1 - \frac{2 \sum_i p_i t_i + \gamma}{\sum_i p_i^2 + \sum_i t_i^2 + \gamma},
+    \qquad p_i = \sigma(x_i)
+    $$
+
+    one value for the batch, as the official code's binary branch (which flattens the
+    batch). `square=False` uses $\sum_i p_i + \sum_i t_i$; with it and $\gamma \to 0$,
+    $1 - L$ is the soft F1 score of the set.
+
+    Set-level: one value for the whole batch (every valid element scores together),
+    carried by each element, so `"mean"` returns it and `"none"` gives it times each
+    element weight; element weights and `pos_weight` weigh the elements in the sums.
+
+    Args:
+        smooth: smoothing $\gamma \ge 0$; 1 as in the official training scripts.
+        square: square the denominator (the scripts) or not (the paper).
+
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([3.0, -2.0, 0.5, -1.0])
+        >>> F.binary_dice(logits, torch.tensor([1, 0, 1, 0]))
+        tensor(0.0528)
+    """
+    return _set_dice(inp, 0.0, smooth, square)
+
+
+@register(
+    "binary_self_adjusting_dice",
+    kind="binary",
+    family="dice",
+    module="BinarySelfAdjustingDiceLoss",
+    reference=LI_2020,
+    constraints={"alpha": Real(0.0), "smooth": Real(0.0)},
+    test_configs=({"alpha": 1.0, "square": False},),
+)
+def binary_self_adjusting_dice(
+    inp: BinaryInput, *, alpha: float = 0.01, smooth: float = 1.0, square: bool = True
+) -> Tensor:
+    r"""Self-adjusting Dice loss over the whole set of binary predictions (Li et al., 2020).
+
+    $$
+    L = 1 - \frac{2 \sum_i \tilde p_i t_i + \gamma}{\sum_i \tilde p_i^2 + \sum_i t_i^2
+    + \gamma},\qquad \tilde p_i = (1 - p_i)^{\alpha}\, p_i,\quad p_i = \sigma(x_i)
+    $$
+
+    `binary_dice` is $\alpha = 0$. $1 - p$ is $\sigma(-x)$, exact for confident
+    predictions.
+
+    Set-level: one value for the whole batch (every valid element scores together),
+    carried by each element, so `"mean"` returns it and `"none"` gives it times each
+    element weight; element weights and `pos_weight` weigh the elements in the sums.
+
+    Args:
+        alpha: exponent $\alpha \ge 0$; 0.01 as in the official scripts (the paper's 1).
+        smooth: smoothing $\gamma \ge 0$ (the scripts' 1).
+        square: square the denominator (the scripts) or not (the paper).
+
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([3.0, -2.0, 0.5, -1.0])
+        >>> F.binary_self_adjusting_dice(logits, torch.tensor([1, 0, 1, 0]), alpha=1.0)
+        tensor(0.4978)
+    """
+    return _set_dice(inp, alpha, smooth, square)
+
+
+@register(
+    "binary_tversky",
+    kind="binary",
+    family="dice",
+    module="BinaryTverskyLoss",
+    reference=TVERSKY,
+    constraints={"alpha": Real(0.0), "beta": Real(0.0), "smooth": Real(0.0)},
+    test_configs=({"alpha": 0.5, "beta": 0.5, "smooth": 0.0},),
+)
+def binary_tversky(
+    inp: BinaryInput, *, alpha: float = 0.3, beta: float = 0.7, smooth: float = 1.0
+) -> Tensor:
+    r"""Tversky loss over the whole set of binary (or multi-label) predictions.
+
+    $$
+    L = 1 - \frac{TP + \gamma}{TP + \alpha\, FP + \beta\, FN + \gamma},\quad
+    TP = \sum_i p_i t_i,\ FP = \sum_i p_i (1 - t_i),\ FN = \sum_i (1 - p_i)\, t_i
+    $$
+
+    with $p_i = \sigma(x_i)$. $\alpha = \beta = 1/2$ is the unsquared Dice loss with
+    smoothing $2\gamma$; $\beta > \alpha$ trades precision for recall.
+
+    Set-level: one value for the whole batch (every valid element scores together),
+    carried by each element, so `"mean"` returns it and `"none"` gives it times each
+    element weight; element weights and `pos_weight` weigh the elements in the sums.
+
+    Args:
+        alpha: weight $\alpha \ge 0$ of false positives (Salehi et al.'s 0.3).
+        beta: weight $\beta \ge 0$ of false negatives (Salehi et al.'s 0.7).
+        smooth: smoothing $\gamma \ge 0$.
+
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([3.0, -2.0, 0.5, -1.0])
+        >>> F.binary_tversky(logits, torch.tensor([1, 0, 1, 0]))
+        tensor(0.1385)
+    """
+    p = _set_probs(inp, 0.0)
+    pos, neg = soft_masses(inp)
+    tp = (pos * p).sum()
+    fp = (neg * p).sum()
+    fn = (pos * (1.0 - p)).sum()
+    loss = 1.0 - _safe_ratio(tp + smooth, tp + alpha * fp + beta * fn + smooth)
+    return loss.expand(inp.logits.shape)
