@@ -1,9 +1,18 @@
-"""Evaluation metrics: accuracy family, NLL and calibration (ECE, reliability bins)."""
+"""Evaluation metrics: accuracy family, NLL and calibration (ECE and its relatives,
+Brier score, smooth ECE, reliability bins), functional and stateful."""
 
 from losslab.metrics.calibration import (
     ReliabilityBins,
+    adaptive_ece,
+    bin_edges,
+    brier_score,
+    classwise_ece,
+    ece,
     expected_calibration_error,
+    mce,
+    reliability,
     reliability_bins,
+    smooth_ece,
     top_label_confidence,
 )
 from losslab.metrics.classification import (
@@ -15,17 +24,28 @@ from losslab.metrics.classification import (
     nll,
     topk_accuracy,
 )
+from losslab.metrics.stateful import AdaptiveECE, CalibrationMetrics
 
 __all__ = [
+    "AdaptiveECE",
+    "CalibrationMetrics",
     "ReliabilityBins",
     "accuracy",
+    "adaptive_ece",
     "balanced_accuracy",
+    "bin_edges",
+    "brier_score",
     "classification_metrics",
+    "classwise_ece",
+    "ece",
     "expected_calibration_error",
     "log_softmax",
     "macro_f1",
+    "mce",
     "nll",
+    "reliability",
     "reliability_bins",
+    "smooth_ece",
     "top_label_confidence",
     "topk_accuracy",
 ]
