@@ -14,8 +14,8 @@ B_b = \{ i : \tfrac{b-1}{M} < c_i \le \tfrac{b}{M} \} $$
 $b/M$; a confidence of exactly 0 joins the first bin and exactly 1 the last one (never an
 extra bin); a confidence equal to an edge belongs to the bin that the edge closes.
 Membership is decided in float64 by a search over the edges, not by `ceil(c * M)`, whose
-rounding moves values that lie on an edge (0.7 * 10 = 7.000000000000001) into the next
-bin.
+rounding moves values that lie on an edge (0.28 * 25 = 7.000000000000001) into the
+next bin.
 
 Every function takes `scores` `(N, C)` or `(N, C, d1, ...)` as numpy arrays or torch
 tensors, with `input="logits"` (default) or `input="probs"` (rows summing to 1; never
