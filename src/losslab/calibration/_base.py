@@ -19,14 +19,15 @@ C = TypeVar("C", bound="Calibrator")
 
 def check_logits(where: str, logits: Any, num_classes: int | None = None) -> Tensor:
     """Finite float logits ``(N, C)`` or ``(N, C, *)`` with at least two classes."""
-    z = as_tensor(where, "logits", logits)
+    # Tensors are not detached: `transform` is differentiable in the logits.
+    z = logits if isinstance(logits, Tensor) else as_tensor(where, "logits", logits)
     if not z.is_floating_point():
         fail(where, "logits", "a floating-point array (logits)", describe(z), TypeError)
     if z.dim() < 2 or z.shape[1] < 2:
         fail(where, "logits", "shape (N, C) or (N, C, d1, ...) with C >= 2 classes", describe(z))
     if num_classes is not None and z.shape[1] != num_classes:
         fail(where, "logits", f"{num_classes} classes on dim 1 (as fitted)", describe(z))
-    check_finite(where, "logits", z)
+    check_finite(where, "logits", z.detach())
     return z
 
 
@@ -119,7 +120,7 @@ class Calibrator(torch.nn.Module):
         where = f"{self.where}.fit"
         z = check_logits(where, logits)
         y = check_target(where, target, z)
-        z, y = rows(z).to(F64), y.reshape(-1)
+        z, y = rows(z.detach()).to(F64), y.reshape(-1)
         need, why = self.min_samples(z.shape[1])
         if len(y) < need:
             fail(where, "logits", f"at least {need} samples ({why})", f"{len(y)} samples")

@@ -204,6 +204,7 @@ class CorrectnessAwareCalibrator(Calibrator):
     """
 
     _lazy = ("w1", "b1", "w2", "b2")
+    num_classes_: Tensor
     w1: Tensor
     b1: Tensor
     w2: Tensor
@@ -255,20 +256,28 @@ class CorrectnessAwareCalibrator(Calibrator):
         self.top_k, self.hidden, self.lr, self.epochs = top_k, hidden, lr, epochs
         self.batch_size, self.seed = batch_size, seed
         self.min_temperature, self.max_temperature = float(min_temperature), float(max_temperature)
+        self.register_buffer("num_classes_", torch.zeros((), dtype=torch.int64))
 
     def extra_repr(self) -> str:
         return f"top_k={self.top_k}, hidden={self.hidden}, lr={self.lr}, epochs={self.epochs}"
 
     def _features(self, where: str, z: Tensor, features: Any) -> Tensor:
         if features is None:
-            return ca_features(z, k=self.top_k)
-        u = as_tensor(where, "features", features)
-        if not u.is_floating_point() or u.dim() != 2 or u.shape[0] != z.shape[0]:
-            fail(where, "features", f"a float array of shape ({z.shape[0]}, F)", describe(u))
-        check_finite(where, "features", u)
+            u = ca_features(z, k=self.top_k)
+        else:
+            u = as_tensor(where, "features", features)
+            if not u.is_floating_point() or u.dim() != 2 or u.shape[0] != z.shape[0]:
+                fail(where, "features", f"a float array of shape ({z.shape[0]}, F)", describe(u))
+            check_finite(where, "features", u)
+            u = u.to(F64).to(z.device)
         if self.is_fitted and u.shape[1] != self.w1.shape[1]:
-            fail(where, "features", f"{self.w1.shape[1]} columns (as fitted)", describe(u))
-        return u.to(F64).to(z.device)
+            fail(
+                where,
+                "features",
+                f"{self.w1.shape[1]} columns, as the features given to fit",
+                f"{u.shape[1]} columns",
+            )
+        return u
 
     def _temperature(self, u: Tensor, params: Sequence[Tensor] | None = None) -> Tensor:
         w1, b1, w2, b2 = params if params is not None else (self.w1, self.b1, self.w2, self.b2)
@@ -309,6 +318,7 @@ class CorrectnessAwareCalibrator(Calibrator):
                     ca_loss(z[idx] / t, y[idx], correct=correct[idx], validate=False).backward()
                     opt.step()
         self.w1, self.b1, self.w2, self.b2 = (p.detach().clone() for p in params)
+        self.num_classes_.fill_(z.shape[1])
         self.fitted.fill_(True)
         return self
 
@@ -323,7 +333,7 @@ class CorrectnessAwareCalibrator(Calibrator):
                 "an unfitted one",
                 RuntimeError,
             )
-        z = rows(check_logits(where, logits)).to(F64).to(self.w1.device)
+        z = rows(check_logits(where, logits, int(self.num_classes_))).to(F64).to(self.w1.device)
         return self._temperature(self._features(where, z, features))
 
     def transform(self, logits: Any, features: Any = None) -> Tensor:  # type: ignore[override]
@@ -338,7 +348,7 @@ class CorrectnessAwareCalibrator(Calibrator):
                 "an unfitted one",
                 RuntimeError,
             )
-        z = check_logits(where, logits)
+        z = check_logits(where, logits, int(self.num_classes_))
         r = rows(z).to(F64).to(self.w1.device)
         t = self._temperature(self._features(where, r, features))
         return unrows(r / t.unsqueeze(1), z)
