@@ -37,7 +37,8 @@ def factories():
     return {
         "temperature": TemperatureScaling,
         "vector": VectorScaling,
-        "matrix": lambda: MatrixScaling(reg_lambda=1e-3, reg_mu=1e-3),
+        "matrix": MatrixScaling,
+        "matrix_odir": lambda: MatrixScaling(reg_lambda=1e-3, reg_mu=1e-3),
         "dirichlet": lambda: DirichletScaling(reg_lambda=1e-3, reg_mu=1e-3, reg_norm=True),
         "dirichlet_l2": lambda: DirichletScaling(reg_lambda=1e-3),
         "dirichlet_free": lambda: DirichletScaling(ref_row=False),
@@ -45,7 +46,8 @@ def factories():
     }
 
 
-NLL_FITTED = ["temperature", "vector", "matrix", "dirichlet", "dirichlet_l2", "dirichlet_free"]
+UNREGULARISED = ["temperature", "vector", "matrix", "dirichlet_free"]
+REGULARISED = ["matrix_odir", "dirichlet", "dirichlet_l2"]
 
 
 # ----------------------------------------------------------------------------- the fit
@@ -64,7 +66,7 @@ def test_temperature_is_the_nll_minimiser():
     assert 2.5 < ts.temperature < 3.5
 
 
-@pytest.mark.parametrize("name", ["vector", "matrix", "dirichlet", "dirichlet_l2"])
+@pytest.mark.parametrize("name", ["vector", "matrix_odir", "dirichlet", "dirichlet_l2"])
 def test_linear_maps_satisfy_first_order_optimality(name):
     z, y = overconfident(600, seed=2)
     cal = factories()[name]().fit(z, y)
@@ -80,7 +82,7 @@ def test_linear_maps_satisfy_first_order_optimality(name):
     assert max(float(g.abs().max()) for g in grads) < 1e-6
 
 
-@pytest.mark.parametrize("name", NLL_FITTED)
+@pytest.mark.parametrize("name", UNREGULARISED)
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("sharp", [0.3, 1.0, 3.0])
 def test_validation_nll_never_increases(name, seed, sharp):
@@ -88,6 +90,15 @@ def test_validation_nll_never_increases(name, seed, sharp):
     z, y = overconfident(300, seed=seed, sharp=sharp)
     cal = factories()[name]().fit(z, y)
     assert nll(cal.transform(z), y) <= nll(z, y) + 1e-12
+
+
+@pytest.mark.parametrize("name", REGULARISED)
+@pytest.mark.parametrize("sharp", [0.3, 3.0])
+def test_regularised_objective_never_above_the_identity(name, sharp):
+    z, y = overconfident(300, seed=4, sharp=sharp)
+    cal = factories()[name]().fit(z, y)
+    eye, zero = torch.eye(4, dtype=F64), torch.zeros(4, dtype=F64)
+    assert cal.objective(z, y, cal.weight, cal.bias) <= cal.objective(z, y, eye, zero) + 1e-12
 
 
 def test_temperature_lowers_test_ece_of_overconfident_logits():

@@ -108,7 +108,7 @@ def test_gradient_sign_with_respect_to_the_temperature():
     assert t.grad[0] > 0 and t.grad[1] < 0
 
 
-def test_half_precision_spatial_and_compile():
+def test_half_precision_and_spatial_dims():
     g = torch.Generator().manual_seed(10)
     z = torch.randn(2, 3, 5, generator=g, dtype=F64)
     y = torch.randint(3, (2, 5), generator=g)
@@ -117,10 +117,15 @@ def test_half_precision_spatial_and_compile():
     half = ca_loss(z.half(), y)
     assert half.dtype == torch.float32
     assert float(half) == pytest.approx(float(ca_loss(z.half().double(), y)), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_compiles_fullgraph():
+    # The value checks are skipped while compiling; no data-dependent branch remains.
+    z, y = sample(10, n=16)
     torch._dynamo.reset()
     compiled = torch.compile(ca_loss, fullgraph=True, backend="aot_eager")
-    zf = z.float()
-    torch.testing.assert_close(compiled(zf, y, validate=False), ca_loss(zf, y))
+    torch.testing.assert_close(compiled(z.float(), y), ca_loss(z.float(), y))
 
 
 BAD = [

@@ -43,7 +43,6 @@ from losslab.metrics import (
 from losslab.metrics._inputs import predictions
 
 app = typer.Typer(help="Calibration of saved logits and neural-collapse diagnostics.")
-console = Console()
 
 METHODS = ("temperature", "vector", "matrix", "dirichlet", "ca")
 
@@ -190,6 +189,7 @@ def calibrate(
     writes the calibrated logits, the results (JSON) and a reliability figure beside the
     --apply file (without --apply: beside --val, evaluated in-sample)."""
     with _one_line_errors("calibrate"):
+        console = Console()  # per call: the terminal width is read when it is created
         methods = list(method or ["temperature"])
         unknown = sorted(set(methods) - set(METHODS))
         if unknown:
@@ -250,9 +250,13 @@ def calibrate(
             folder / f"{stem}.reliability.png",
             lambda: plot.reliability_figure(panels, title=f"{target_path.name}: {split}"),
         )
-        console.print(f"calibrated logits: {folder / f'{stem}.calibrated.npz'}", markup=False)
-        console.print(f"results: {folder / f'{stem}.calibration.json'}", markup=False)
-        console.print(note, markup=False)
+        console.print(
+            f"calibrated logits: {folder / f'{stem}.calibrated.npz'}", markup=False, soft_wrap=True
+        )
+        console.print(
+            f"results: {folder / f'{stem}.calibration.json'}", markup=False, soft_wrap=True
+        )
+        console.print(note, markup=False, soft_wrap=True)
         if as_json:
             print(json.dumps(record, indent=2))
 
@@ -296,6 +300,7 @@ def diagnose(
     Uses the classifier weight (and bias) when the file holds them, and writes a figure
     of the class-mean and classifier cosines beside the file."""
     with _one_line_errors("diagnose"):
+        console = Console()
         d = _load("--features", features, features_key, labels_key, optional=(weight_key, bias_key))
         assert features is not None
         nc = neural_collapse(d[features_key], d[labels_key], d.get(weight_key), d.get(bias_key))
@@ -318,7 +323,7 @@ def diagnose(
             folder / f"{features.stem}.collapse.png",
             lambda: plot.collapse_figure(d[features_key], d[labels_key], d.get(weight_key)),
         )
-        console.print(note, markup=False)
+        console.print(note, markup=False, soft_wrap=True)
         if as_json:
             print(json.dumps(values, indent=2))
 

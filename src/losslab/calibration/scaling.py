@@ -10,8 +10,10 @@ vector, matrix and Dirichlet scaling.
 
 Each objective is convex in its parameters (temperature scaling in $1/T$), the fit starts
 at the identity map and uses full-batch L-BFGS with a strong-Wolfe line search, so the
-fitted map never has a higher validation NLL than the uncalibrated logits (checked again
-after the fit: a map that does not improve on the identity is replaced by it).
+fitted map never ends above the identity's objective (checked again after the fit: a map
+that does not improve on the identity is replaced by it). Without a regulariser the
+objective is the validation NLL, which therefore never increases; a regularised matrix or
+Dirichlet map trades NLL for its penalty.
 """
 
 from __future__ import annotations
