@@ -56,9 +56,10 @@ def rows(z: Tensor) -> Tensor:
 
 
 def unrows(out: Tensor, like: Tensor) -> Tensor:
-    """Rows ``(M, C)`` back to the shape of ``like`` ``(N, C, *)``, in its compute dtype."""
+    """Rows ``(M, C)`` back to the shape of ``like`` ``(N, C, *)``, on its device and in its
+    compute dtype."""
     shape = (like.shape[0], *like.shape[2:], like.shape[1])
-    return out.reshape(shape).movedim(-1, 1).to(compute_dtype(like.dtype))
+    return out.reshape(shape).movedim(-1, 1).to(device=like.device, dtype=compute_dtype(like.dtype))
 
 
 def lbfgs(params: list[Tensor], objective: Callable[[], Tensor], max_iter: int) -> None:
