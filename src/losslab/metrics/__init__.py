@@ -1,10 +1,19 @@
-"""Evaluation metrics: accuracy family, NLL, calibration (ECE, reliability bins) and
-embedding quality (alignment, uniformity)."""
+"""Evaluation metrics: accuracy family, NLL, calibration (ECE and its relatives, Brier
+score, smooth ECE, reliability bins; functional and stateful) and embedding quality
+(alignment, uniformity)."""
 
 from losslab.metrics.calibration import (
     ReliabilityBins,
+    adaptive_ece,
+    bin_edges,
+    brier_score,
+    classwise_ece,
+    ece,
     expected_calibration_error,
+    mce,
+    reliability,
     reliability_bins,
+    smooth_ece,
     top_label_confidence,
 )
 from losslab.metrics.classification import (
@@ -17,18 +26,29 @@ from losslab.metrics.classification import (
     topk_accuracy,
 )
 from losslab.metrics.embedding import alignment, uniformity
+from losslab.metrics.stateful import AdaptiveECE, CalibrationMetrics
 
 __all__ = [
+    "AdaptiveECE",
+    "CalibrationMetrics",
     "ReliabilityBins",
     "accuracy",
+    "adaptive_ece",
     "alignment",
     "balanced_accuracy",
+    "bin_edges",
+    "brier_score",
     "classification_metrics",
+    "classwise_ece",
+    "ece",
     "expected_calibration_error",
     "log_softmax",
     "macro_f1",
+    "mce",
     "nll",
+    "reliability",
     "reliability_bins",
+    "smooth_ece",
     "top_label_confidence",
     "topk_accuracy",
     "uniformity",

@@ -126,13 +126,17 @@ def macro_f1(scores: Any, target: Any) -> float:
     return float(f1[present].mean())
 
 
-def nll(scores: Any, target: Any) -> float:
-    r"""Mean negative log-likelihood of the softmax of the logits,
-    :math:`-\frac1N\sum_i \log \mathrm{softmax}(z_i)_{y_i}`, computed in float64."""
-    s, t = _check(scores, target)
-    if t.size == 0:
+def nll(scores: Any, target: Any, *, input: str = "logits") -> float:
+    r"""Mean negative log-likelihood, :math:`-\frac1N\sum_i \log p_{i y_i}`, computed in
+    float64: ``p`` is the softmax of the logits, or the scores themselves with
+    ``input="probs"`` (``inf`` where a target has probability 0). Scores may be
+    ``(N, C, *)`` numpy arrays or torch tensors."""
+    from losslab.metrics._inputs import predictions
+
+    p = predictions("nll", scores, target, input=input)
+    if len(p) == 0:
         return float("nan")
-    return float(-log_softmax(s)[np.arange(len(t)), t].mean())
+    return float(-p.log_probs.gather(1, p.target.unsqueeze(1)).mean())
 
 
 def classification_metrics(scores: Any, target: Any, max_k: int = 5) -> dict[str, float]:
