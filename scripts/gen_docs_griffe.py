@@ -8,6 +8,9 @@ the family pages; griffe's Google parser reads a few of their sections different
 * ``Forward:`` (a module's ``forward`` inputs) and ``Properties:`` are admonitions whose
   bodies are Markdown: the ``name: text`` entries become a list, and a list gets the
   blank line before it that Markdown needs.
+* Sphinx roles (``:func:`~losslab.heads.HeadOptions` ``) and the reST literal-block
+  marker ``::`` of hand-written docstrings would show as typed; the role becomes a code
+  span of the name (its last part for ``~``), the marker a colon.
 * An attribute read by importing the package (``stateful = False``) would carry the
   docstring of its value's type (``bool``); that docstring is dropped.
 """
@@ -21,11 +24,21 @@ from typing import Any
 import griffe
 
 _SECTION = re.compile(r"^([A-Z][A-Za-z ]*):\s*$")
+_ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|exc|obj):`(~?)([\w.]+)(?:\(\))?`")
+_LITERAL_MARKER = re.compile(r"(?<=\S)::$", re.M)
+
+
+def _role(m: re.Match[str]) -> str:
+    name = m.group(2).rsplit(".", 1)[-1] if m.group(1) else m.group(2)
+    return f"`{name}`"
+
+
 _ENTRY = re.compile(r"^    (\w+): (.*)$")
 
 
 def rewrite(doc: str) -> str:
     """The docstring with the sections above rewritten for griffe."""
+    doc = _LITERAL_MARKER.sub(":", _ROLE.sub(_role, doc))
     out: list[str] = []
     section = None
     for line in doc.splitlines():

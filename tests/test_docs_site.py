@@ -85,6 +85,10 @@ def test_griffe_rewrite_of_registry_docstrings() -> None:
     fn_doc = gen_docs_griffe.rewrite(spec.function.__doc__)
     # Markdown needs the blank line between the sentence and the list of properties.
     assert "(`losslab.properties.verify`):\n\n    - `classification_calibrated`" in fn_doc
+    # Hand-written module docstrings use Sphinx roles and reST literal blocks.
+    assert gen_docs_griffe.rewrite(
+        "See :func:`register` and :class:`~losslab.heads.HeadOptions`::\n\n    code"
+    ) == ("See `register` and `HeadOptions`:\n\n    code")
 
 
 @pytest.mark.skipif(bool(_missing("latex2mathml")), reason="latex2mathml (docs extra) missing")
