@@ -30,7 +30,20 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-test-all: $(RAY_STAMP)
+# The docs site and the integration examples; torch is named so that installing them
+# keeps the pinned CPU wheel.
+DOCS_STAMP := $(VENV)/.installed-docs
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e ".[bench,dev,docs]" torch==2.13.0
+	touch $(DOCS_STAMP)
+
+INTEGRATIONS_STAMP := $(VENV)/.installed-integrations
+$(INTEGRATIONS_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e ".[bench,dev,integrations]" torch==2.13.0
+	touch $(INTEGRATIONS_STAMP)
+
+# Also the slow tests: the integration examples and the strict docs build.
+test-all: $(RAY_STAMP) $(DOCS_STAMP) $(INTEGRATIONS_STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "slow or not slow"
 
 data: $(STAMP)
@@ -50,7 +63,10 @@ generate: $(STAMP)
 	$(BIN)/python scripts/gen_loss_table.py
 	$(BIN)/python scripts/gen_stubs.py
 
-docs: generate
+# The docs site, built offline in strict mode into site/ (open site/index.html, or
+# serve it with `python -m http.server -d site` for the search box).
+docs: generate $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench-overhead: $(STAMP)
 	$(BIN)/python benchmarks/loss_overhead.py

@@ -1,6 +1,6 @@
 """Publish a finished benchmark grid as a docs page (see losslab.bench.report.write_results_page).
 
-    python scripts/results_doc.py --store /work/ldr_run/ldr.duckdb --grid ldr \
+    python scripts/results_doc.py --store ldr.duckdb --grid ldr \
         --out docs/results-ldr.md --note "Command: ... Machine: ... Budget: ..."
 
 Writes the page and its figures under ``docs/<page name>/``: the run record read from the store,
