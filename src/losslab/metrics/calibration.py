@@ -60,7 +60,9 @@ class ReliabilityBins:
 
     def __add__(self, other: ReliabilityBins) -> ReliabilityBins:
         if not np.array_equal(self.edges, other.edges):
-            raise ValueError("other: expected bins with the same edges")
+            raise ValueError(
+                "ReliabilityBins: other expected bins with the same edges, got other edges"
+            )
         return ReliabilityBins(
             self.edges,
             self.count + other.count,
@@ -96,13 +98,17 @@ def top_label_confidence(scores: Any, target: Any) -> tuple[np.ndarray, np.ndarr
 def reliability_bins(confidence: Any, correct: Any, n_bins: int = 15) -> ReliabilityBins:
     """Bin confidences into ``n_bins`` equal-width bins, right-closed ``(lo, hi]``."""
     if not isinstance(n_bins, int) or n_bins < 1:
-        raise ValueError(f"n_bins: expected a positive int, got {n_bins!r}")
+        raise ValueError(f"reliability_bins: n_bins expected a positive int, got {n_bins!r}")
     c = _as_numpy(confidence, "confidence").astype(np.float64).ravel()
     a = _as_numpy(correct, "correct").astype(np.float64).ravel()
     if c.shape != a.shape:
-        raise ValueError(f"correct: expected shape {c.shape} like confidence, got {a.shape}")
+        raise ValueError(
+            f"reliability_bins: correct expected shape {c.shape} like confidence, got {a.shape}"
+        )
     if c.size and (np.nanmin(c) < 0 or np.nanmax(c) > 1 or np.isnan(c).any()):
-        raise ValueError("confidence: expected values in [0, 1]")
+        raise ValueError(
+            "reliability_bins: confidence expected values in [0, 1], got values outside or NaN"
+        )
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     # (lo, hi] membership: ceil(c * M) - 1, clipped so that c = 0 joins the first bin.
     idx = np.clip(np.ceil(c * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
