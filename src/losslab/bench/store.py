@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import socket
 import sys
@@ -253,7 +254,8 @@ class ResultStore:
             except duckdb.Error as exc:
                 msg = _first_line(exc)
                 if "Could not set lock" not in msg:
-                    found = msg.replace(f'"{self.path.resolve()}"', "it").replace("IO Error: ", "")
+                    # the path is already named; DuckDB's quoted copy of it is noise
+                    found = re.sub(r'\s*"[^"]*"', "", msg).replace("IO Error: ", "")
                     raise self._fail("a DuckDB result file", found) from None
                 holder = _holder(msg)
                 if time.monotonic() >= deadline:

@@ -1,0 +1,242 @@
+"""A grid survives what users do to it: a diverging cell, an outside reader holding the
+store open, several runs on one store, and a killed parallel run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from losslab.bench.cli import main
+from losslab.bench.store import ResultStore, claimer_id
+
+runner = CliRunner()
+CLI = [sys.executable, "-m", "losslab.bench.cli"]
+
+
+def _grid_file(tmp_path: Path, extra: str = "", name: str = "g.yaml") -> Path:
+    g = tmp_path / name
+    g.write_text(
+        "datasets: [digits]\ncorruptions: [clean, 'uniform:0.3']\nlosses: [ce]\n"
+        "seeds: 2\nepochs: 2\nbatch_size: 256\n" + extra
+    )
+    return g
+
+
+def test_diverging_cell_is_recorded_and_the_grid_goes_on(tmp_path):
+    g = _grid_file(tmp_path, "optimizer: sgd\nlr: [1.0e+8, 0.01]\n")
+    db, out = tmp_path / "r.duckdb", tmp_path / "rep"
+    res = runner.invoke(main, ["bench", "run", "-c", str(g), "--store", str(db)])
+    assert res.exit_code == 0, res.output
+    rows = ResultStore(db).rows()
+    # 2 corruptions x 2 lrs tuned on seed 0, then the selected lr for seed 1
+    assert len(rows) == 6
+    diverged = [r for r in rows if r["diverged"]]
+    assert len(diverged) == 2 and all(r["lr"] == 1e8 for r in diverged)
+    assert all(r["diverged_epoch"] == 0 and r["test_acc"] is None for r in diverged)
+    # selection never picks the diverged candidate
+    finals = [r for r in rows if r["seed"] == 1]
+    assert len(finals) == 2 and all(r["lr"] == 0.01 for r in finals)
+    again = runner.invoke(main, ["bench", "run", "-c", str(g), "--store", str(db)])
+    assert again.exit_code == 0 and "0 cells run, 6 already stored" in " ".join(
+        again.output.split()
+    )
+    status = runner.invoke(main, ["bench", "status", "--store", str(db)])
+    assert status.exit_code == 0 and "6/6" in status.output
+    rep = runner.invoke(main, ["report", "--store", str(db), "--out", str(out)])
+    assert rep.exit_code == 0, rep.output
+    md = (out / "report.md").read_text()
+    assert "2 diverged cells (0 of them final)" in md and "## Diverged cells" in md
+    assert md.count("| tune |") == 2
+
+
+def _hold_open(db: Path, seconds: float) -> subprocess.Popen:
+    """An outside program (not losslab) holding the store open read-only."""
+    code = (
+        "import duckdb, sys, time\n"
+        "while True:\n"
+        "    try:\n"
+        "        c = duckdb.connect(sys.argv[1], read_only=True)\n"
+        "        break\n"
+        "    except duckdb.IOException:\n"
+        "        time.sleep(0.01)\n"
+        "print('open', flush=True)\n"
+        "time.sleep(float(sys.argv[2]))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(db), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "open"
+    return proc
+
+
+def test_outside_reader_delays_a_run_instead_of_killing_it(tmp_path):
+    g = _grid_file(tmp_path, "epochs: 20\n")
+    db = tmp_path / "r.duckdb"
+    run = subprocess.Popen(
+        [*CLI, "bench", "run", "-c", str(g), "--store", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    store = ResultStore(db)
+    while run.poll() is None and not (db.exists() and store.count() >= 1):
+        time.sleep(0.2)
+    reader = _hold_open(db, 4)  # mid-grid
+    try:
+        _, err = run.communicate(timeout=300)
+    finally:
+        reader.wait(30)
+    assert run.returncode == 0, err
+    assert "Traceback" not in err and "held open by" in err
+    assert store.count() == 4
+
+
+def test_outside_reader_past_the_timeout_is_one_line(tmp_path):
+    g = _grid_file(tmp_path)
+    db = tmp_path / "r.duckdb"
+    ResultStore(db).add_grid("x", "x", {})
+    reader = _hold_open(db, 30)
+    try:
+        run = subprocess.run(
+            [*CLI, "bench", "run", "-c", str(g), "--store", str(db), "--lock-timeout", "2"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        reader.kill()
+        reader.wait()
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"store: {str(db)!r} expected no other program holding it open")
+    assert "PID" in last and "losslab bench export" in last
+
+
+def test_export_gives_a_snapshot_outside_programs_can_read(tmp_path):
+    import duckdb
+
+    g = _grid_file(tmp_path)
+    db, snap = tmp_path / "r.duckdb", tmp_path / "snap"
+    assert runner.invoke(main, ["bench", "run", "-c", str(g), "--store", str(db)]).exit_code == 0
+    res = runner.invoke(main, ["bench", "export", "--store", str(db), "--out", str(snap)])
+    assert res.exit_code == 0, res.output
+    con = duckdb.connect()
+    (n,) = con.execute(f"SELECT count(*) FROM '{snap / 'results.parquet'}'").fetchone()
+    assert n == 4
+    # the snapshot is not the store: a writer is not blocked by a reader of it
+    reader = duckdb.connect()
+    reader.execute(f"SELECT * FROM '{snap / 'grids.parquet'}'").fetchall()
+    ResultStore(db).add_grid("y", "y", {})
+
+
+def test_leases_expire_and_dead_local_claimers_free_their_cells(tmp_path):
+    store = ResultStore(tmp_path / "r.duckdb")
+    keys = ["a", "b", "c"]
+    remote = "elsewhere.invalid:1:ffff"
+    assert store.claim(keys, remote, lease_s=0.5) == ["a"]
+    me = claimer_id()
+    assert store.claim(keys, me, lease_s=60, limit=5) == ["b", "c"]
+    assert store.claim(keys, me, lease_s=60) == []
+    time.sleep(0.6)
+    assert store.claim(keys, me, lease_s=60) == ["a"]  # the remote lease expired
+    store.release(me)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    host = claimer_id().split(":")[0]
+    assert store.claim(keys, f"{host}:{dead}:0000", lease_s=600, limit=3) == keys
+    # that process has exited: its claims are free at once, not after 600 s
+    assert store.claim(keys, me, lease_s=60, limit=3) == keys
+    store.insert({"key": "a", "dataset": "d", "loss": "ce"})
+    assert store.claimed() == {"b": me, "c": me}
+
+
+@pytest.mark.distributed
+def test_three_runs_on_one_store_train_each_cell_once(tmp_path):
+    g = _grid_file(tmp_path, "lr: [0.003, 0.03]\n")
+    db = tmp_path / "r.duckdb"
+    procs = [
+        subprocess.Popen(
+            [*CLI, "bench", "run", "-c", str(g), "--store", str(db)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "COLUMNS": "300"},
+        )
+        for _ in range(3)
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
+    ran = []
+    for out, _ in outs:
+        summary = next(line for line in out.splitlines() if " cells run, " in line)
+        ran.append(int(summary.split()[0]))
+    # 2 corruptions x 2 lrs tuned on seed 0 + the selected lr for seed 1
+    assert sum(ran) == 6, outs
+    rows = ResultStore(db).rows()
+    assert len(rows) == 6 and len({r["key"] for r in rows}) == 6
+
+
+def _children(pid: int) -> set[int]:
+    """Every live descendant of ``pid`` (read from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    out, frontier = set(), {pid}
+    while frontier:
+        frontier = {c for c, p in parents.items() if p in frontier} - out
+        out |= frontier
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.distributed
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
+def test_pool_workers_die_with_their_parent(tmp_path):
+    g = _grid_file(tmp_path, "epochs: 200\n")
+    parent = subprocess.Popen(
+        [
+            *CLI,
+            "bench",
+            "run",
+            "-c",
+            str(g),
+            "--store",
+            str(tmp_path / "r.duckdb"),
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    kids: set[int] = set()
+    while time.time() < deadline and len(kids) < 2:  # the two workers
+        time.sleep(0.5)
+        kids = _children(parent.pid)
+    assert len(kids) >= 2, kids
+    time.sleep(2)  # the workers are training now
+    kids = _children(parent.pid)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    time.sleep(5)
+    assert [k for k in kids if _alive(k)] == []
