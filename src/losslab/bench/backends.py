@@ -22,6 +22,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
+import torch
+
 from losslab.bench.cell import run_cell
 from losslab.bench.grid import Cell
 from losslab.bench.protocol import problem
@@ -70,8 +72,6 @@ def _exit_with_parent() -> None:
 
 
 def _init_worker(worker_init: WorkerInit) -> None:
-    import torch
-
     threading.Thread(target=_exit_with_parent, name="exit-with-parent", daemon=True).start()
     torch.set_num_threads(1)
     if worker_init is not None:
@@ -135,8 +135,6 @@ class PoolBackend:
 
 
 def _ray_task(cell: dict[str, Any], worker_init: WorkerInit) -> dict[str, Any]:
-    import torch
-
     torch.set_num_threads(1)
     if worker_init is not None:
         worker_init()

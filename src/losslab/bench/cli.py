@@ -27,7 +27,7 @@ from rich.table import Table
 from losslab.bench.backends import WorkerDiedError, make_backend
 from losslab.bench.grid import GridError, GridSpec, make_grid, merge, spec_from_file
 from losslab.bench.plan import Plan
-from losslab.bench.protocol import problem
+from losslab.bench.protocol import DEFAULT_PROTOCOL, PROTOCOLS, problem
 from losslab.bench.report import final_frame, leaderboard, resolve_grid, write_report
 from losslab.bench.report import progress as grid_progress
 from losslab.bench.runner import execute
@@ -214,7 +214,9 @@ def run(
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Override the number of epochs.")] = None,
     model: Annotated[str | None, typer.Option(help="auto | mlp | cnn | ldr_mlp.")] = None,
-    protocol: Annotated[str | None, typer.Option(help="tuned (default) | ldr-faithful.")] = None,
+    protocol: Annotated[
+        str | None, typer.Option(help=f"{' | '.join(PROTOCOLS)} (default {DEFAULT_PROTOCOL}).")
+    ] = None,
     store: Annotated[Path, typer.Option(help="DuckDB result file.")] = DEFAULT_STORE,
     workers: Annotated[
         int, typer.Option(help="Local worker processes (>1 uses a process pool).")

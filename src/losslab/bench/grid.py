@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import itertools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 import losslab
 from losslab._validate import describe
 from losslab.bench.protocol import (
+    DEFAULT_PROTOCOL,
     MODEL_KINDS,
     PROTOCOLS,
     TrainConfig,
@@ -129,7 +133,7 @@ class Cell:
     model: str
     seed: int
     train: Mapping[str, Any]
-    protocol: str = "tuned"
+    protocol: str = DEFAULT_PROTOCOL
     val_fraction: float = 0.2
     standardize: bool = True
 
@@ -184,7 +188,7 @@ class GridSpec:
     lrs: list[float] | None = None
     loss_grids: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     model: str = "auto"
-    protocol: str = "tuned"
+    protocol: str = DEFAULT_PROTOCOL
     train: dict[str, Any] = field(default_factory=dict)
     val_fraction: float = 0.2
     tune_seed: int | None = None
@@ -225,7 +229,7 @@ class GridSpec:
             out.append(
                 problem(where, "protocol", f"one of {list(PROTOCOLS)}", describe(self.protocol))
             )
-            proto = PROTOCOLS["tuned"]
+            proto = PROTOCOLS[DEFAULT_PROTOCOL]
         if self.lrs is None:
             self.lrs = list(proto.lrs)
         elif isinstance(self.lrs, (str, int, float)) or not self.lrs:
@@ -338,8 +342,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": "mlp",
     },
 }
-#: the protocol the presets' training settings were chosen for
-PRESET_PROTOCOL = "tuned"
 _TRAINING_KEYS = ("train", "model", "lrs")
 
 
@@ -361,7 +363,7 @@ def _preset_spec(preset_name: str, protocol: Any) -> dict[str, Any]:
     if preset_name not in PRESETS:
         raise GridError([problem("grid", "preset", f"one of {sorted(PRESETS)}", repr(preset_name))])
     spec = {**PRESETS[preset_name], "name": preset_name}
-    if protocol not in (None, PRESET_PROTOCOL):
+    if protocol not in (None, DEFAULT_PROTOCOL):
         # a preset's schedule, model and lr grid belong to the protocol they were chosen
         # for; another protocol brings its own
         for k in _TRAINING_KEYS:
@@ -408,8 +410,6 @@ def _as_float(v: Any) -> Any:
 def _loss_grid(where: str, name: str, grid: Any, out: list[str]) -> list[dict[str, Any]] | None:
     """A loss grid is a list of configs or a mapping ``param -> value | [values]`` whose
     product is taken; ``None``/``{}`` keeps the default grid."""
-    import itertools
-
     arg = f"losses.{name}"
     if grid is None:
         return None
@@ -516,8 +516,6 @@ def _read_document(path: Path) -> Any:
             [problem(where, "grid file", "a readable text file", _reason(exc))]
         ) from None
     if path.suffix in (".yaml", ".yml"):
-        import yaml
-
         try:
             return yaml.safe_load(text)
         except yaml.YAMLError as exc:

@@ -1,5 +1,5 @@
 """Benchmark models: an MLP for feature vectors, a small CNN for 28x28 images, and the
-LDR code's tanh MLP for ``--protocol ldr-faithful``."""
+LDR code's tanh MLP (the model of the protocol that reproduces that code)."""
 
 from __future__ import annotations
 

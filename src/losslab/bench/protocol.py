@@ -19,6 +19,7 @@ import numpy as np
 from losslab._validate import describe
 
 __all__ = [
+    "DEFAULT_PROTOCOL",
     "MODEL_KINDS",
     "OPTIMIZERS",
     "PROTOCOLS",
@@ -195,6 +196,10 @@ PROTOCOLS: dict[str, Protocol] = {
         ),
     )
 }
+
+
+#: the protocol of a grid that names none, and the one the presets were chosen for
+DEFAULT_PROTOCOL = "tuned"
 
 
 def get_protocol(name: str) -> Protocol:

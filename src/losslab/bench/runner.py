@@ -5,6 +5,7 @@ split the work."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -14,7 +15,7 @@ from typing import Any
 
 from losslab.bench.grid import Cell, GridSpec, validate_grid
 from losslab.bench.plan import Plan, Selection
-from losslab.bench.store import ResultStore, claimer_id
+from losslab.bench.store import ResultStore, StoreError, claimer_id
 
 __all__ = ["DEFAULT_LEASE_S", "GridRun", "execute", "run_grid"]
 
@@ -55,10 +56,15 @@ class _Claims:
         self._renewer.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *_: object) -> None:
         self._stop.set()
         self._renewer.join()
-        self.store.release(self.owner)
+        try:
+            self.store.release(self.owner)
+        except StoreError:
+            # the error that ended the wave matters more; the leases expire anyway
+            if exc_type is None:
+                raise
 
     def __iter__(self) -> Iterator[Cell]:
         while True:
@@ -79,7 +85,10 @@ class _Claims:
         while not self._stop.wait(self.lease_s / 3):
             with self._guard:
                 keys = list(self.in_flight)
-            self.store.renew(self.owner, keys, self.lease_s)
+            # a store fault shows in the main thread's next access; here it would only
+            # end the renewals
+            with contextlib.suppress(StoreError):
+                self.store.renew(self.owner, keys, self.lease_s)
 
 
 def execute(

@@ -167,9 +167,6 @@ class ResultStore:
     def lock_path(self) -> Path:
         return self.path.with_name(self.path.name + ".lock")
 
-    def exists(self) -> bool:
-        return self.path.exists()
-
     # ------------------------------------------------------------------ access
 
     def _fail(self, expected: str, got: str, path: Path | None = None) -> StoreError:
