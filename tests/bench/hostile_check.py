@@ -182,7 +182,7 @@ def is_alive(pid: int) -> bool:
 
 def reader_kills(work: Path) -> int:
     g = work / "reader.yaml"
-    g.write_text(TINY.replace("epochs: 2", "epochs: 20"))
+    g.write_text(TINY.replace("epochs: 2", "epochs: 30"))
     db = work / "reader.duckdb"
     run = subprocess.Popen(
         [*CLI, "bench", "run", "-c", str(g), "--store", str(db)],
@@ -193,11 +193,11 @@ def reader_kills(work: Path) -> int:
     )
     while run.poll() is None and not db.exists():
         time.sleep(0.1)
-    time.sleep(2)
+    time.sleep(3)  # mid-grid
     code = (
         "import duckdb, sys, time\nwhile True:\n    try:\n        c = duckdb.connect("
         "sys.argv[1], read_only=True); break\n    except duckdb.IOException:\n"
-        "        time.sleep(0.01)\ntime.sleep(4)\n"
+        "        time.sleep(0.01)\ntime.sleep(15)\n"
     )
     reader = subprocess.Popen([sys.executable, "-c", code, str(db)])
     _, err = run.communicate(timeout=600)
