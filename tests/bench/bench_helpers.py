@@ -13,3 +13,12 @@ TINY = dict(
     model="mlp",
     train={"epochs": 2, "batch_size": 256, "patience": None},
 )
+
+
+def mark_worker_up() -> None:
+    """A pool ``worker_init``: leaves ``<pid>.up`` in ``$LOSSLAB_TEST_MARKS`` once the
+    worker has started (its parent watch runs from then on)."""
+    import os
+    from pathlib import Path
+
+    Path(os.environ["LOSSLAB_TEST_MARKS"], f"{os.getpid()}.up").touch()

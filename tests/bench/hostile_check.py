@@ -6,7 +6,8 @@ Only the command line is used (``python -m losslab.bench.cli`` with ``PYTHONPATH
 so the same script measures any version of the engine. Counts: tracebacks over every
 store fault x command and every bad grid file or option; grids stopped by a diverging
 cell; trainings beyond one per cell with three runs on one store; workers (and their
-resource tracker) alive 5 s after ``kill -9`` of a ``--workers 2`` run; runs killed by
+resource tracker) alive 5 s after ``kill -9`` of a running ``--workers 2`` run (its
+workers started up); runs killed by
 an outside read-only reader; reads of a store in a read-only location that failed.
 """
 
@@ -142,13 +143,14 @@ def orphans(work: Path) -> int:
         stderr=subprocess.DEVNULL,
         env=ENV,
     )
+    # kill a running pool: both workers started up (torch loaded) and a few seconds on
     kids: set[int] = set()
-    for _ in range(240):
+    for _ in range(1200):
         time.sleep(0.5)
         kids = descendants(parent.pid)
-        if len(kids) >= 2:
+        if len([k for k in kids if loaded_torch(k)]) >= 2:
             break
-    time.sleep(3)
+    time.sleep(5)
     kids = descendants(parent.pid)
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
@@ -171,6 +173,13 @@ def descendants(pid: int) -> set[int]:
         frontier = {c for c, p in parents.items() if p in frontier} - out
         out |= frontier
     return out
+
+
+def loaded_torch(pid: int) -> bool:
+    try:
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
 
 
 def is_alive(pid: int) -> bool:

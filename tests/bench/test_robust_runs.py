@@ -57,7 +57,8 @@ def test_diverging_cell_is_recorded_and_the_grid_goes_on(tmp_path):
 
 
 def _hold_open(db: Path, seconds: float) -> subprocess.Popen:
-    """An outside program (not losslab) holding the store open read-only."""
+    """An outside program (not losslab) holding the store open read-only, for
+    ``seconds`` or, with ``seconds=0``, until its stdin closes."""
     code = (
         "import duckdb, sys, time\n"
         "while True:\n"
@@ -67,10 +68,13 @@ def _hold_open(db: Path, seconds: float) -> subprocess.Popen:
         "    except duckdb.IOException:\n"
         "        time.sleep(0.01)\n"
         "print('open', flush=True)\n"
-        "time.sleep(float(sys.argv[2]))\n"
+        "time.sleep(float(sys.argv[2])) if float(sys.argv[2]) else sys.stdin.read()\n"
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(db), str(seconds)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", code, str(db), str(seconds)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "open"
     return proc
@@ -81,20 +85,24 @@ def test_outside_reader_delays_a_run_instead_of_killing_it(tmp_path):
     db = tmp_path / "r.duckdb"
     run = subprocess.Popen(
         [*CLI, "bench", "run", "-c", str(g), "--store", str(db)],
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     store = ResultStore(db)
     while run.poll() is None and not (db.exists() and store.count() >= 1):
         time.sleep(0.2)
-    reader = _hold_open(db, 4)  # mid-grid
-    try:
-        _, err = run.communicate(timeout=300)
-    finally:
-        reader.wait(30)
-    assert run.returncode == 0, err
-    assert "Traceback" not in err and "held open by" in err
+    reader = _hold_open(db, 0)  # mid-grid, until the run says it is waiting for it
+    assert run.stderr is not None
+    told = run.stderr.readline()
+    assert reader.stdin is not None
+    reader.stdin.close()
+    reader.wait(30)
+    rest = run.stderr.read()
+    run.wait(300)
+    assert run.returncode == 0, told + rest
+    assert "held open by" in told and "PID" in told
+    assert "Traceback" not in rest
     assert store.count() == 4
 
 
@@ -102,7 +110,7 @@ def test_outside_reader_past_the_timeout_is_one_line(tmp_path):
     g = _grid_file(tmp_path)
     db = tmp_path / "r.duckdb"
     ResultStore(db).add_grid("x", "x", {})
-    reader = _hold_open(db, 30)
+    reader = _hold_open(db, 0)  # until the run has given up
     try:
         run = subprocess.run(
             [*CLI, "bench", "run", "-c", str(g), "--store", str(db), "--lock-timeout", "2"],
@@ -140,12 +148,12 @@ def test_leases_expire_and_dead_local_claimers_free_their_cells(tmp_path):
     store = ResultStore(tmp_path / "r.duckdb")
     keys = ["a", "b", "c"]
     remote = "elsewhere.invalid:1:ffff"
-    assert store.claim(keys, remote, lease_s=0.5) == ["a"]
+    assert store.claim(keys, remote, lease_s=600) == ["a"]
     me = claimer_id()
     assert store.claim(keys, me, lease_s=60, limit=5) == ["b", "c"]
     assert store.claim(keys, me, lease_s=60) == []
-    time.sleep(0.6)
-    assert store.claim(keys, me, lease_s=60) == ["a"]  # the remote lease expired
+    store.renew(remote, ["a"], lease_s=-1)  # the remote claimer stopped renewing: expired
+    assert store.claim(keys, me, lease_s=60) == ["a"]
     store.release(me)
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
@@ -209,33 +217,31 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+DRIVER = """
+import bench_helpers
+from losslab.bench.backends import PoolBackend
+from losslab.bench.grid import grid_from_file
+from losslab.bench.runner import run_grid
+run_grid(grid_from_file({g!r}), {db!r}, PoolBackend(2, worker_init=bench_helpers.mark_worker_up))
+"""
+
+
 @pytest.mark.distributed
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
 def test_pool_workers_die_with_their_parent(tmp_path):
-    g = _grid_file(tmp_path, "epochs: 200\n")
+    g = _grid_file(tmp_path, "epochs: 300\n")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    code = DRIVER.format(g=str(g), db=str(tmp_path / "r.duckdb"))
     parent = subprocess.Popen(
-        [
-            *CLI,
-            "bench",
-            "run",
-            "-c",
-            str(g),
-            "--store",
-            str(tmp_path / "r.duckdb"),
-            "--workers",
-            "2",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [sys.executable, "-c", code], env={**os.environ, "LOSSLAB_TEST_MARKS": str(marks)}
     )
-    deadline = time.time() + 120
-    kids: set[int] = set()
-    while time.time() < deadline and len(kids) < 2:  # the two workers
-        time.sleep(0.5)
-        kids = _children(parent.pid)
-    assert len(kids) >= 2, kids
-    time.sleep(2)  # the workers are training now
-    kids = _children(parent.pid)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(marks.iterdir())) < 2:
+        time.sleep(0.2)
+    workers = {int(p.stem) for p in marks.iterdir()}
+    assert len(workers) == 2 and workers <= _children(parent.pid)
+    kids = _children(parent.pid)  # the workers and, if started, the resource tracker
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
     time.sleep(5)

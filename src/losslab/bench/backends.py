@@ -14,8 +14,11 @@ result.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
+import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -71,7 +74,20 @@ def _exit_with_parent() -> None:
         os._exit(1)
 
 
+def _kill_with_parent() -> None:
+    # Linux: the kernel kills the worker the moment its parent dies, even while a
+    # loaded machine would leave the watching thread unscheduled for seconds
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+
+
 def _init_worker(worker_init: WorkerInit) -> None:
+    _kill_with_parent()
     threading.Thread(target=_exit_with_parent, name="exit-with-parent", daemon=True).start()
     torch.set_num_threads(1)
     if worker_init is not None:
