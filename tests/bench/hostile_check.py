@@ -124,7 +124,7 @@ def duplicated_trainings(work: Path) -> tuple[int, int]:
     return ran - total, total
 
 
-def orphans(work: Path) -> int:
+def orphans(work: Path) -> tuple[int, int, float]:
     g = work / "orphan.yaml"
     g.write_text(TINY.replace("epochs: 2", "epochs: 300"))
     parent = subprocess.Popen(
@@ -154,11 +154,16 @@ def orphans(work: Path) -> int:
     kids = descendants(parent.pid)
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
+    killed = time.time()
     time.sleep(5)
+    at_5s = len([k for k in kids if is_alive(k)])
+    # a worker still starting up exits when its start-up ends: how long that took
+    while any(is_alive(k) for k in kids) and time.time() - killed < 120:
+        time.sleep(0.5)
     alive = [k for k in kids if is_alive(k)]
     for k in alive:  # clean up after a failing engine
         os.kill(k, signal.SIGKILL)
-    return len(alive)
+    return at_5s, len(alive), time.time() - killed
 
 
 def descendants(pid: int) -> set[int]:
@@ -256,6 +261,11 @@ if __name__ == "__main__":
         print(f"diverged cells stopping a grid (run + re-run): {diverged_stops(work)}", flush=True)
         dup, total = duplicated_trainings(work)
         print(f"duplicated trainings with 3 concurrent runs: {dup} (grid of {total})", flush=True)
-        print(f"orphan workers 5 s after kill -9: {orphans(work)}", flush=True)
+        at_5s, at_120s, took = orphans(work)
+        print(
+            f"orphan workers after kill -9: {at_5s} at 5 s, {at_120s} at 120 s "
+            f"(all gone after {took:.0f} s)",
+            flush=True,
+        )
         print(f"runs killed by an outside read-only reader: {reader_kills(work)}", flush=True)
         print(f"failed reads of a store in a read-only location: {read_only_failures(work)}")

@@ -46,14 +46,14 @@ def _kill_and_resume(tmp_path: Path, pool: bool) -> None:
     db = tmp_path / "r.duckdb"
     store = ResultStore(db)
     proc = _run_driver(db, pool)
-    deadline = time.time() + 120
+    deadline = time.time() + 600  # generous: shared machines can be very loaded
     victim = None
     while time.time() < deadline and proc.poll() is None:
-        if db.exists() and store.done_keys() and store.count() >= 2:
+        if db.exists() and store.count() >= 2:
             victim = int(store.rows()[0]["worker"].rsplit(":", 1)[1])
             break
         time.sleep(0.2)
-    assert victim is not None, "no cell finished in time"
+    assert victim is not None, f"no cell finished in time: {proc.poll()} {proc.stderr.read()}"
     os.kill(victim, signal.SIGKILL)  # the process training cells, mid-grid
     proc.wait(120)
     assert proc.returncode != 0, "the driver should fail when its worker dies"
