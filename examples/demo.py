@@ -29,9 +29,9 @@ if __name__ == "__main__":
     _fetch_missing(PRESETS["demo"]["datasets"])
     workers = str(min(2, os.cpu_count() or 1))
     for argv in (["bench", "run", "--preset", "demo", "--workers", workers], ["report"]):
-        try:
-            main(argv, standalone_mode=False)
-        except SystemExit as exc:  # typer.Exit on a bad grid
-            if exc.code:
-                sys.exit(exc.code)
+        # without standalone mode a failing command returns its exit status (its error
+        # is already on stderr) instead of exiting
+        status = main(argv, standalone_mode=False)
+        if isinstance(status, int) and status:
+            sys.exit(status)
     print(f"demo finished in {time.perf_counter() - t0:.0f} s")

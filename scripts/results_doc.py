@@ -1,12 +1,13 @@
 """Publish a finished benchmark grid as a docs page (see losslab.bench.report.write_results_page).
 
-    python scripts/results_doc.py --store ldr.duckdb --grid ldr \
+    python scripts/results_doc.py --store results/ldr.duckdb --grid ldr \
         --out docs/results-ldr.md --note "Command: ... Machine: ... Budget: ..."
 
 Writes the page and its figures under ``docs/<page name>/``: the run record read from the store,
 the note, then the body of ``losslab report`` (leaderboard with the mean rank per loss, mean +-
 std test top-1 per loss x corruption for each dataset, under-fitting check, selected
-configurations). Exits 1 on a grid with unfinished cells: only finished tables go in docs.
+configurations). A grid with unfinished cells, or a store that cannot be read, is one line
+on stderr and exit status 2: only finished tables go in docs.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ def main() -> int:
     try:
         page = write_results_page(args.store, args.out, args.grid, args.note)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        print(exc, file=sys.stderr)
+        return 2
     print(f"wrote {page} and {page.with_suffix('')}/")
     return 0
 

@@ -10,16 +10,10 @@ if str(HERE) not in sys.path:
 
 import bench_helpers  # noqa: E402
 
-bench_helpers.install()
-# spawned pool workers copy sys.path; Ray workers inherit the environment
+# spawned pool workers and subprocesses import the helpers and the package from here
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(HERE), str(HERE.parents[1] / "src"), os.environ.get("PYTHONPATH", "")]
 )
-
-
-@pytest.fixture
-def worker_init():
-    return bench_helpers.install
 
 
 @pytest.fixture

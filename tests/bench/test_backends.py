@@ -23,20 +23,20 @@ def reference(tmp_path_factory):
 
 
 @pytest.mark.distributed
-def test_pool_equals_inprocess(reference, tiny_grid, tmp_path, worker_init):
+def test_pool_equals_inprocess(reference, tiny_grid, tmp_path):
     store = ResultStore(tmp_path / "pool.duckdb")
-    run_grid(tiny_grid, store, PoolBackend(2, worker_init=worker_init))
+    run_grid(tiny_grid, store, PoolBackend(2))
     assert len(reference) == 8
     assert _results(store) == reference
 
 
 @pytest.mark.distributed
 @pytest.mark.slow  # starting Ray and its workers takes ~30-50 s on a busy 2-core machine
-def test_ray_equals_inprocess(reference, tiny_grid, tmp_path, worker_init):
+def test_ray_equals_inprocess(reference, tiny_grid, tmp_path):
     ray = pytest.importorskip("ray")
     store = ResultStore(tmp_path / "ray.duckdb")
     try:
-        run_grid(tiny_grid, store, RayBackend(num_cpus=2, worker_init=worker_init))
+        run_grid(tiny_grid, store, RayBackend(num_cpus=2))
     finally:
         ray.shutdown()
     assert _results(store) == reference
@@ -48,5 +48,8 @@ def test_make_backend():
     assert isinstance(make_backend("ray", workers=2), RayBackend)
     with pytest.raises(ValueError, match="backend"):
         make_backend("dask")
-    with pytest.raises(ValueError, match="workers"):
-        PoolBackend(0)
+    for bad in (0, -2, True):
+        with pytest.raises(ValueError, match="workers expected a positive int"):
+            PoolBackend(bad)
+        with pytest.raises(ValueError, match="workers expected a positive int"):
+            make_backend("inprocess", workers=bad)

@@ -9,21 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from losslab.bench.grid import GridSpec, count_cells
+from losslab.bench.grid import GridSpec
+from losslab.bench.plan import Plan
 from losslab.bench.store import ResultStore
 
-HERE = Path(__file__).resolve().parent
-
 DRIVER = """
-import sys
-sys.path.insert(0, {here!r})
-import bench_helpers
-bench_helpers.install()
 from losslab.bench.backends import InProcessBackend, PoolBackend
 from losslab.bench.grid import GridSpec
 from losslab.bench.runner import run_grid
 grid = GridSpec(**{spec!r})
-backend = PoolBackend(2, worker_init=bench_helpers.install) if {pool!r} else InProcessBackend()
+backend = PoolBackend(2) if {pool!r} else InProcessBackend()
 run_grid(grid, {db!r}, backend)
 """
 
@@ -43,7 +38,7 @@ def _grid() -> GridSpec:
 
 
 def _run_driver(db: Path, pool: bool) -> subprocess.Popen:
-    code = DRIVER.format(here=str(HERE), spec=_grid().to_dict(), db=str(db), pool=pool)
+    code = DRIVER.format(spec=_grid().to_dict(), db=str(db), pool=pool)
     return subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
 
 
@@ -51,19 +46,20 @@ def _kill_and_resume(tmp_path: Path, pool: bool) -> None:
     db = tmp_path / "r.duckdb"
     store = ResultStore(db)
     proc = _run_driver(db, pool)
-    deadline = time.time() + 120
+    deadline = time.time() + 600  # generous: shared machines can be very loaded
     victim = None
     while time.time() < deadline and proc.poll() is None:
         if db.exists() and store.count() >= 2:
             victim = int(store.rows()[0]["worker"].rsplit(":", 1)[1])
             break
         time.sleep(0.2)
-    assert victim is not None, "no cell finished in time"
+    assert victim is not None, f"no cell finished in time: {proc.poll()} {proc.stderr.read()}"
     os.kill(victim, signal.SIGKILL)  # the process training cells, mid-grid
     proc.wait(120)
     assert proc.returncode != 0, "the driver should fail when its worker dies"
     partial = store.done_keys()
-    total = count_cells(_grid())
+    plan = Plan.of(_grid())
+    total = plan.total
     assert 2 <= len(partial) < total
 
     proc = _run_driver(db, pool)  # the same command again
@@ -74,13 +70,8 @@ def _kill_and_resume(tmp_path: Path, pool: bool) -> None:
     assert len(keys) == len(set(keys)) == total
     assert partial <= set(keys)
     # the resumed grid is exactly the grid run uninterrupted
-    from losslab.bench.grid import final_cells, tuning_cells
-    from losslab.bench.runner import select_configs
-
-    g = _grid()
-    by_key = {r["key"]: r for r in rows}
-    sel = select_configs(g, by_key)
-    expected = {c.key for c in tuning_cells(g)} | {c.key for c in final_cells(g, sel)}
+    sel = plan.select({r["key"]: r for r in rows})
+    expected = {c.key for c in plan.tuning} | {c.key for c in plan.finals(sel)}
     assert set(keys) == expected
 
 

@@ -44,3 +44,21 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     store = ResultStore(path)
     assert store.done_keys() == expected
     assert store.count() == len(expected)
+
+
+def test_store_written_before_new_columns_is_read_and_extended(tmp_path):
+    import duckdb
+
+    from losslab.bench.store import RESULT_COLUMNS
+
+    db = tmp_path / "old.duckdb"
+    old = [(c, t) for c, t in RESULT_COLUMNS if c != "diverged_epoch"]
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE results (" + ", ".join(f"{c} {t}" for c, t in old) + ")")
+    con.execute("INSERT INTO results (key, dataset, loss, diverged) VALUES ('a', 'd', 'ce', true)")
+    con.close()
+    store = ResultStore(db)
+    (row,) = store.rows()  # read-only: the file is not changed
+    assert row["diverged"] is True and row["diverged_epoch"] is None
+    assert store.insert({"key": "b", "dataset": "d", "loss": "ce", "diverged_epoch": 3})
+    assert {r["key"]: r["diverged_epoch"] for r in store.rows()} == {"a": None, "b": 3}

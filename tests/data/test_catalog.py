@@ -66,11 +66,11 @@ def test_synthetic_fully(ci_root: Path) -> None:
 
 
 def test_unknown_dataset_names_argument() -> None:
-    with pytest.raises(ValueError, match=r"name: expected one of \[.*'digits'.*received 'nope'"):
+    with pytest.raises(ValueError, match=r"name expected one of \[.*'digits'.*got 'nope'"):
         load_dataset("nope")
-    with pytest.raises(ValueError, match="received 'nope'"):
+    with pytest.raises(ValueError, match="got 'nope'"):
         fetch_dataset("nope")
-    with pytest.raises(TypeError, match="name: expected a dataset name"):
+    with pytest.raises(TypeError, match="name expected a dataset name"):
         load_dataset(3)  # type: ignore[arg-type]
 
 
@@ -122,11 +122,11 @@ def test_train_val_split_is_stratified_and_seeded() -> None:
         (
             {"val_fraction": 1.0, "seed": 0},
             ValueError,
-            r"val_fraction: expected a float in \(0, 1\)",
+            r"val_fraction expected a float in \(0, 1\)",
         ),
-        ({"val_fraction": 0.0, "seed": 0}, ValueError, "received 0.0"),
+        ({"val_fraction": 0.0, "seed": 0}, ValueError, "got 0.0"),
         ({"val_fraction": "0.2", "seed": 0}, TypeError, "val_fraction"),
-        ({"val_fraction": 0.2, "seed": 1.5}, TypeError, "seed: expected an int"),
+        ({"val_fraction": 0.2, "seed": 1.5}, TypeError, "seed expected an int"),
     ],
 )
 def test_train_val_split_bad_args(kwargs: dict, exc: type, match: str) -> None:
@@ -135,9 +135,9 @@ def test_train_val_split_bad_args(kwargs: dict, exc: type, match: str) -> None:
 
 
 def test_train_val_split_bad_labels() -> None:
-    with pytest.raises(ValueError, match=r"y: expected a 1-D label array, received shape \(2, 2\)"):
+    with pytest.raises(ValueError, match=r"y expected a 1-D label array, got shape \(2, 2\)"):
         train_val_split(np.zeros((2, 2), int), val_fraction=0.5, seed=0)
-    with pytest.raises(TypeError, match="y: expected integer labels"):
+    with pytest.raises(TypeError, match="y expected integer labels"):
         train_val_split(np.array([0.5, 1.0]), val_fraction=0.5, seed=0)
 
 

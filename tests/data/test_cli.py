@@ -28,4 +28,5 @@ def test_fetch_ci_safe(tmp_path: Path) -> None:
 def test_fetch_unknown_fails_with_names(tmp_path: Path) -> None:
     result = runner.invoke(app, ["fetch", "nope", "--root", str(tmp_path)])
     assert result.exit_code == 1
-    assert "received 'nope'" in result.output and "digits" in result.output
+    flat = " ".join(result.output.split())
+    assert "name expected one of" in flat and "got 'nope'" in flat and "digits" in flat

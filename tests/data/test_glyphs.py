@@ -38,11 +38,11 @@ def test_small_render_slice() -> None:
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="num_classes: expected an int >= 2, received 1"):
+    with pytest.raises(ValueError, match="num_classes expected an int >= 2, got 1"):
         glyphs.glyph_classes(1)
-    with pytest.raises(ValueError, match="train_renders: expected an int >= 1, received 0"):
+    with pytest.raises(ValueError, match="train_renders expected an int >= 1, got 0"):
         glyphs.make_glyphs(5, train_renders=0)
-    with pytest.raises(ValueError, match="num_classes: expected at most"):
+    with pytest.raises(ValueError, match="num_classes expected at most"):
         glyphs.glyph_classes(5000)
 
 

@@ -89,7 +89,7 @@ def test_fashion_mnist_idx_files(tmp_path: Path, monkeypatch) -> None:
 def test_read_idx_rejects_other_formats(tmp_path: Path) -> None:
     p = tmp_path / "x.gz"
     p.write_bytes(gzip.compress(b"\x00\x00\x0d\x01\x00\x00\x00\x01abcd"))
-    with pytest.raises(ValueError, match="path: expected an unsigned-byte IDX file"):
+    with pytest.raises(ValueError, match="path expected an unsigned-byte IDX file"):
         images.read_idx(p)
 
 

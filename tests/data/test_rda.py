@@ -33,5 +33,5 @@ def test_reads_data_frame_with_factor_and_na(tmp_path: Path) -> None:
 def test_rejects_non_rda(tmp_path: Path) -> None:
     path = tmp_path / "bad.rda"
     path.write_bytes(b"hello world")
-    with pytest.raises(ValueError, match="path: expected an XDR-format R data file"):
+    with pytest.raises(ValueError, match="path expected an XDR-format R data file"):
         read_rda(path)

@@ -1,6 +1,7 @@
-"""Command line: ``app`` holds ``run`` and ``status`` (mounted as ``losslab bench``),
-``report`` is the ``losslab report`` command. ``python -m losslab.bench.cli`` gives both
-without the top-level CLI."""
+"""Command line: ``app`` holds ``run``, ``status`` and ``export`` (mounted as ``losslab
+bench``), ``report`` is the ``losslab report`` command. A user's mistake or a store fault
+is one line per problem on stderr and exit status 2, never a traceback.
+``python -m losslab.bench.cli`` gives all of them without the top-level CLI."""
 
 from __future__ import annotations
 
@@ -23,41 +24,95 @@ from rich.progress import (
 )
 from rich.table import Table
 
-__all__ = ["app", "build_grid", "main", "report", "run", "status"]
+from losslab.bench.backends import WorkerDiedError, make_backend
+from losslab.bench.grid import GridError, GridSpec, make_grid, merge, spec_from_file
+from losslab.bench.plan import Plan
+from losslab.bench.protocol import DEFAULT_PROTOCOL, PROTOCOLS, problem
+from losslab.bench.report import final_frame, leaderboard, resolve_grid, write_report
+from losslab.bench.report import progress as grid_progress
+from losslab.bench.runner import execute
+from losslab.bench.store import ResultStore
+
+__all__ = ["app", "build_grid", "export", "main", "report", "run", "status"]
 
 DEFAULT_STORE = Path("results/bench.duckdb")
 DEFAULT_REPORT = Path("results/report")
+DEFAULT_EXPORT = Path("results/export")
+WHERE = "bench run"
 
 app = typer.Typer(help="Run and inspect loss-benchmark grids.", no_args_is_help=True)
 console = Console()
 
-_LIVE_KEYS = ("dataset", "corruption", "loss", "seed", "test_acc", "test_ece", "test_nll",
-              "test_macro_f1", "train_clean_acc", "val_acc", "val_nll")  # fmt: skip
+_LIVE_KEYS = (
+    "dataset",
+    "corruption",
+    "loss",
+    "seed",
+    "test_acc",
+    "test_ece",
+    "test_nll",
+    "test_macro_f1",
+    "train_clean_acc",
+    "val_acc",
+    "val_nll",
+)
 
 
 def _board_table(board: pd.DataFrame, title: str, limit: int = 25) -> Table:
     t = Table(title=title, title_justify="left", show_edge=False)
-    for col, just in (("#", "right"), ("loss", "left"), ("mean rank", "right"),
-                      ("test acc", "right"), ("ECE", "right"), ("NLL", "right"),
-                      ("clean-train acc", "right"), ("cells", "right")):  # fmt: skip
+    for col, just in (
+        ("#", "right"),
+        ("loss", "left"),
+        ("mean rank", "right"),
+        ("test acc", "right"),
+        ("ECE", "right"),
+        ("NLL", "right"),
+        ("clean-train acc", "right"),
+        ("cells", "right"),
+    ):
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     for i, r in enumerate(board.head(limit).itertuples(index=False), 1):
-        t.add_row(str(i), r.loss, f"{r.mean_rank:.2f}", f"{r.test_acc:.3f}",
-                  f"{r.test_ece:.3f}", f"{r.test_nll:.3f}", f"{r.train_clean_acc:.3f}",
-                  str(r.cells))  # fmt: skip
+        t.add_row(
+            str(i),
+            r.loss,
+            f"{r.mean_rank:.2f}",
+            f"{r.test_acc:.3f}",
+            f"{r.test_ece:.3f}",
+            f"{r.test_nll:.3f}",
+            f"{r.train_clean_acc:.3f}",
+            str(r.cells),
+        )
     return t
 
 
 def _provisional_board(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Leaderboard over the current validation leader of every group (what the selection
     would pick now), so tuning candidates are not averaged together."""
-    from losslab.bench.report import leaderboard
-
     if not rows:
         return leaderboard([])
     df = pd.DataFrame(rows)
     df = df.sort_values(["val_acc", "val_nll"], ascending=[False, True], na_position="last")
     return leaderboard(df.drop_duplicates(["dataset", "corruption", "loss", "seed"]))
+
+
+def _fail(exc: BaseException | str, code: int = 2) -> typer.Exit:
+    """Print an error, one line per problem, on stderr; the exit to raise."""
+    for line in str(exc).splitlines() or [type(exc).__name__]:
+        typer.echo(line, err=True)
+    return typer.Exit(code)
+
+
+def _parse_seeds(seeds: str, out: list[str]) -> list[int] | None:
+    expected = "a count like '3' (= 0,1,2) or a list like '0,1' ('5,' = seed 5 only)"
+    try:
+        parts = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        parts = []
+    seed_list = list(range(parts[0])) if len(parts) == 1 and "," not in seeds else parts
+    if not seed_list or any(s < 0 for s in seed_list):
+        out.append(problem(WHERE, "--seeds", expected, repr(seeds)))
+        return None
+    return seed_list
 
 
 def build_grid(
@@ -71,54 +126,66 @@ def build_grid(
     epochs: int | None = None,
     model: str | None = None,
     protocol: str | None = None,
-) -> Any:
-    """A grid from a preset or a YAML/TOML file, with command-line overrides."""
-    from losslab.bench.grid import GridSpec, grid_from_file
-    from losslab.bench.grid import preset as make_preset
-
+) -> GridSpec:
+    """A grid from a preset, a YAML/TOML file or options, with command-line overrides.
+    Raises :class:`GridError` listing every problem (names and data included)."""
+    problems: list[str] = []
     if preset and config:
-        raise ValueError("--preset and --config: expected one of them, got both")
-    seed_list: list[int] | None = None
-    if seeds is not None:
-        try:
-            parts = [int(s) for s in seeds.split(",") if s.strip()]
-        except ValueError:
-            raise ValueError(
-                f"--seeds: expected '0,1,2' or a count like '3', got {seeds!r}"
-            ) from None
-        seed_list = list(range(parts[0])) if len(parts) == 1 and "," not in seeds else parts
-        if not seed_list:
-            raise ValueError(
-                f"--seeds: expected a positive count or a list like '0,1', got {seeds!r}"
-            )
+        problems.append(problem(WHERE, "--preset and --config", "one of them", "both"))
     overrides: dict[str, Any] = {
         "datasets": datasets or None,
         "corruptions": corruptions or None,
         "losses": losses or None,
-        "seeds": seed_list,
+        "seeds": None if seeds is None else _parse_seeds(seeds, problems),
         "lrs": lrs or None,
         "model": model,
         "protocol": protocol,
-        "train": {"epochs": epochs} if epochs else None,
+        "train": {"epochs": epochs} if epochs is not None else None,
     }
+    where = WHERE
     if config is not None:
-        base = grid_from_file(config).to_dict()
-        name = base.pop("name")
-        if protocol and protocol != base["protocol"]:
-            raise ValueError("--protocol: set 'protocol' in the grid file instead")
-        for k, v in overrides.items():
-            if v is not None:
-                base[k] = {**base["train"], **v} if k == "train" else v
-        return GridSpec(name=name, **base)
-    if preset:
-        return make_preset(preset, **overrides)
-    missing = [f"--{k.rstrip('s')}" for k in ("datasets", "corruptions", "losses")
-               if not overrides[k]]  # fmt: skip
-    if missing:
-        raise ValueError(f"grid: give --preset, --config, or all of {missing}")
-    spec = {k: v for k, v in overrides.items() if v is not None}
-    spec.setdefault("seeds", [0])
-    return GridSpec(**spec)
+        where = str(config)
+        try:
+            spec, file_problems = spec_from_file(config)
+        except GridError as exc:
+            raise GridError(problems + exc.problems) from None
+        problems += file_problems
+        if protocol and protocol != spec.get("protocol", protocol):
+            problems.append(
+                problem(
+                    WHERE,
+                    "--protocol",
+                    "the grid file's protocol (set 'protocol' in the file)",
+                    repr(protocol),
+                )
+            )
+        spec = merge(spec, overrides)
+    elif preset:
+        spec = merge({"preset": preset}, overrides)
+    else:
+        spec = merge({"seeds": [0]}, overrides)
+        for key, flag in (
+            ("datasets", "--dataset"),
+            ("corruptions", "--corruption"),
+            ("losses", "--loss"),
+        ):
+            if not spec.get(key):
+                problems.append(
+                    problem(WHERE, flag, "at least one value (or --preset or --config)", "none")
+                )
+        if problems:
+            raise GridError(problems)
+    return make_grid(spec, where=where, check_names=True, check_data=True, problems=problems)
+
+
+def _header(grid: GridSpec, plan: Plan) -> str:
+    c = plan.counts
+    return (
+        f"grid {grid.grid_id}: {len(grid.datasets)} datasets x {len(grid.corruptions)} "
+        f"corruptions x {len(grid.losses)} losses x {len(grid.seeds)} seeds, {plan.total} cells "
+        f"({c['tuning']} tuning, {c['fixed']} untuned finals, {c['selected']} finals after "
+        f"selection), protocol {grid.protocol}"
+    )
 
 
 @app.command("run")
@@ -147,7 +214,9 @@ def run(
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Override the number of epochs.")] = None,
     model: Annotated[str | None, typer.Option(help="auto | mlp | cnn | ldr_mlp.")] = None,
-    protocol: Annotated[str | None, typer.Option(help="tuned (default) | ldr-faithful.")] = None,
+    protocol: Annotated[
+        str | None, typer.Option(help=f"{' | '.join(PROTOCOLS)} (default {DEFAULT_PROTOCOL}).")
+    ] = None,
     store: Annotated[Path, typer.Option(help="DuckDB result file.")] = DEFAULT_STORE,
     workers: Annotated[
         int, typer.Option(help="Local worker processes (>1 uses a process pool).")
@@ -157,33 +226,35 @@ def run(
         str | None, typer.Option(help="Ray cluster address (with --backend ray).")
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Validate and count cells only.")
+        bool, typer.Option("--dry-run", metavar="", help="Validate and count cells only.")
     ] = False,
+    lock_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the store's lock before giving up.")
+    ] = 600.0,
 ) -> None:
-    """Run a grid; finished cells are skipped, so re-running resumes."""
-    from losslab.bench.backends import make_backend
-    from losslab.bench.grid import count_cells, validate_grid
-    from losslab.bench.report import final_frame, leaderboard
-    from losslab.bench.runner import run_grid
-    from losslab.bench.store import ResultStore
-
+    """Run a grid; finished cells are skipped, so re-running resumes, and several runs
+    on one store share the work."""
     try:
-        grid = build_grid(preset, config, dataset, corruption, loss, seeds, lr, epochs, model,
-                          protocol)  # fmt: skip
-        validate_grid(grid)
         engine = make_backend(backend, workers=workers, address=address)
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    total = count_cells(grid)
-    console.print(
-        f"grid [bold]{grid.grid_id}[/bold]: {len(grid.datasets)} datasets x "
-        f"{len(grid.corruptions)} corruptions x {len(grid.losses)} losses x "
-        f"{len(grid.seeds)} seeds, {total} cells (tuning included), protocol {grid.protocol}"
-    )
+        engine_problem: str | None = str(exc)
+    else:
+        engine_problem = None
+    try:
+        grid = build_grid(
+            preset, config, dataset, corruption, loss, seeds, lr, epochs, model, protocol
+        )
+    except GridError as exc:
+        raise _fail(
+            "\n".join(([engine_problem] if engine_problem else []) + exc.problems)
+        ) from None
+    if engine_problem:
+        raise _fail(engine_problem)
+    plan = Plan.of(grid)
+    console.print(_header(grid, plan), markup=False, highlight=False)
     if dry_run:
         return
-    results = ResultStore(store)
+    results = ResultStore(store, timeout_s=lock_timeout)
     rows: list[dict[str, Any]] = []
     progress = Progress(
         TextColumn("[bold]cells"),
@@ -195,32 +266,49 @@ def run(
         TextColumn("{task.fields[last]}"),
         console=console,
     )
-    task = progress.add_task("cells", total=total, last="")
+    task = progress.add_task("cells", total=plan.total, last="")
     t0 = time.perf_counter()
-    with Live(Group(progress), console=console, refresh_per_second=4) as live:
+    try:
+        with Live(Group(progress), console=console, refresh_per_second=4) as live:
 
-        def on_start(n: int, done: int) -> None:
-            progress.update(task, total=n, completed=done)
+            def on_start(n: int, done: int) -> None:
+                progress.update(task, total=n, completed=done)
 
-        def on_result(row: Mapping[str, Any]) -> None:
-            rows.append({k: row.get(k) for k in _LIVE_KEYS})
-            progress.update(task, advance=1,
-                            last=f"{row['dataset']}/{row['corruption']}/{row['loss']}")  # fmt: skip
-            board = _provisional_board(rows)
-            live.update(Group(progress, _board_table(board, "live leaderboard (this run)", 10)))
+            def on_result(row: Mapping[str, Any]) -> None:
+                rows.append({k: row.get(k) for k in _LIVE_KEYS})
+                where = f"{row['dataset']}/{row['corruption']}/{row['loss']}"
+                where += " (diverged)" if row.get("diverged") else ""
+                progress.update(task, advance=1, last=where)
+                board = _provisional_board(rows)
+                live.update(Group(progress, _board_table(board, "live leaderboard (this run)", 10)))
 
-        try:
-            outcome = run_grid(grid, results, engine, on_start=on_start, on_result=on_result,
-                               validate=False)  # fmt: skip
-        except ValueError as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from None
-    board = leaderboard(final_frame(results, grid.grid_id))
+            def on_wait(left: int) -> None:
+                progress.update(
+                    task,
+                    completed=plan.total - left,
+                    last=f"waiting for {left} cells claimed by other runs",
+                )
+
+            outcome = execute(
+                plan, results, engine, on_start=on_start, on_result=on_result, on_wait=on_wait
+            )
+        board = leaderboard(final_frame(results, grid.grid_id))
+    except WorkerDiedError as exc:
+        raise _fail(exc, 1) from None
+    except ValueError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        raise _fail(
+            "bench run: interrupted; finished cells are stored, re-run to resume", 130
+        ) from None
     console.print()
     console.print(_board_table(board, f"leaderboard: {grid.name} (final cells, all seeds)"))
+    others = f", {outcome.by_others} by other runs" if outcome.by_others else ""
     console.print(
-        f"{outcome.ran} cells run, {outcome.skipped} already stored, "
-        f"{time.perf_counter() - t0:.1f} s; results in {results.path}"
+        f"{outcome.ran} cells run, {outcome.skipped} already stored{others}, "
+        f"{time.perf_counter() - t0:.1f} s; results in {results.path}",
+        markup=False,
+        highlight=False,
     )
 
 
@@ -229,27 +317,39 @@ def status(
     store: Annotated[Path, typer.Option(help="DuckDB result file.")] = DEFAULT_STORE,
     grid: Annotated[str | None, typer.Option(help="Grid id or name (default: newest).")] = None,
 ) -> None:
-    """Grids in the store, their progress, and the newest grid's leaderboard."""
-    from losslab.bench.report import final_frame, leaderboard, resolve_grid
-    from losslab.bench.store import ResultStore
-
-    if not store.exists():
-        console.print(f"[red]error:[/red] store {str(store)!r} does not exist")
-        raise typer.Exit(2)
+    """Grids in the store, their progress, and the newest grid's leaderboard (reads only)."""
     results = ResultStore(store)
-    t = Table(title=f"grids in {store}", title_justify="left")
-    for col in ("grid", "name", "started", "cells done"):
-        t.add_column(col)
-    for g in results.grids():
-        t.add_row(g["grid"], g["name"], str(g["created_at"])[:19], f"{g['done']}/{g['cells']}")
-    console.print(t)
     try:
+        grids = results.grids()
         info = resolve_grid(results, grid)
+        board = leaderboard(final_frame(results, info["grid"]))
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    board = leaderboard(final_frame(results, info["grid"]))
+        raise _fail(exc) from None
+    t = Table(title=f"grids in {store}", title_justify="left")
+    for col in ("grid", "name", "started", "cells done", "diverged"):
+        t.add_column(col)
+    for g in grids:
+        done, total = grid_progress(g)
+        t.add_row(
+            g["grid"], g["name"], str(g["created_at"])[:19], f"{done}/{total}", str(g["diverged"])
+        )
+    console.print(t)
     console.print(_board_table(board, f"leaderboard: {info['grid']} (finished final cells)"))
+
+
+@app.command("export")
+def export(
+    store: Annotated[Path, typer.Option(help="DuckDB result file.")] = DEFAULT_STORE,
+    out: Annotated[Path, typer.Option(help="Folder for the Parquet files.")] = DEFAULT_EXPORT,
+) -> None:
+    """Snapshot the store as Parquet files (results, grid_cells, grids) that any program
+    can read without blocking a running grid."""
+    try:
+        files = ResultStore(store).export(out)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    for f in files:
+        console.print(str(f), markup=False, highlight=False)
 
 
 def report(
@@ -257,15 +357,14 @@ def report(
     out: Annotated[Path, typer.Option(help="Output folder.")] = DEFAULT_REPORT,
     grid: Annotated[str | None, typer.Option(help="Grid id or name (default: newest).")] = None,
 ) -> None:
-    """Write report.md and a self-contained report.html with figures."""
-    from losslab.bench.report import write_report
-
+    """Write report.md and a self-contained report.html with figures (reads the store only)."""
     try:
         files = write_report(store, out, grid)
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    console.print(f"report: {files.markdown}\n        {files.html.resolve()}")
+        raise _fail(exc) from None
+    console.print(
+        f"report: {files.markdown}\n        {files.html.resolve()}", markup=False, highlight=False
+    )
 
 
 main = typer.Typer(help="losslab benchmark (standalone entry point).", no_args_is_help=True)

@@ -1,47 +1,59 @@
-"""Benchmark grids: cells with deterministic keys, presets, YAML/TOML/CLI parsing and
-validation of everything that can be checked before training starts.
+"""Benchmark grids: cells with deterministic keys, presets, YAML/TOML/command-line
+parsing, and checks of everything that can be checked before training starts.
 
-A grid is datasets x corruptions x (loss, config) x model x seeds. Hyperparameters are
-chosen per (dataset, corruption, loss): every (loss config, learning rate) candidate is
-trained once on ``tune_seed`` and scored on the noisy validation split; the winner is
-then run for every seed. A cell's key hashes everything that influences its result, so
-the tuning run of the winner *is* its final run for ``tune_seed``.
+A grid is datasets x corruptions x (loss, config) x model x seeds, trained under one
+:class:`~losslab.bench.protocol.Protocol`. Every problem of a grid is collected and
+reported at once (:class:`GridError`, one line per problem, in the library's error
+format), never only the first one.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import itertools
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from losslab.bench.models import MODEL_KINDS
-from losslab.bench.trainer import TrainConfig
+import yaml
+
+import losslab
+from losslab._validate import describe
+from losslab.bench.protocol import (
+    DEFAULT_PROTOCOL,
+    MODEL_KINDS,
+    PROTOCOLS,
+    TrainConfig,
+    get_protocol,
+    problem,
+    train_problems,
+)
+from losslab.data import get_info, list_datasets
+from losslab.data.corrupt import parse_corruption
 
 __all__ = [
     "KEY_VERSION",
     "LDR_LOSS_GRIDS",
     "PRESETS",
-    "PROTOCOLS",
     "Cell",
+    "GridError",
     "GridSpec",
     "canonical_corruption",
+    "check_grid",
     "corruption_rate",
-    "count_cells",
-    "final_cells",
     "grid_from_file",
     "grid_from_mapping",
+    "make_grid",
+    "merge",
     "preset",
-    "tuning_cells",
     "validate_grid",
 ]
 
 #: bump when the meaning of a stored result changes, so old cells are not reused.
 KEY_VERSION = 1
-PROTOCOLS = ("tuned", "ldr-faithful")
 
 #: Hyperparameter grids of the LDR code (``experiment.py`` l.128-144; ldr_benchmark.md §2),
 #: translated to losslab's names. Losses absent from that code get a small grid around
@@ -79,30 +91,40 @@ LDR_LOSS_GRIDS: dict[str, list[dict[str, Any]]] = {
     "z_loss": [{}],
 }
 
-FOUNDATION_LOSSES = list(LDR_LOSS_GRIDS)
+
+class GridError(ValueError):
+    """Every problem of a grid, one line each (``str`` joins them with newlines)."""
+
+    def __init__(self, problems: Iterable[str]):
+        self.problems = list(dict.fromkeys(problems))
+        super().__init__("\n".join(self.problems))
+
+
+def _reason(exc: Exception) -> str:
+    """An error's message without its leading ``where:``, to nest it in another."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    head, sep, rest = text.partition(": ")
+    return rest if sep and " " not in head else text
 
 
 def canonical_corruption(spec: str) -> str:
     """The data module's canonical spelling (``Uniform-0.40`` -> ``uniform:0.4``,
     ``none`` -> ``clean``), so equal corruptions share cell keys. Invalid specs (unknown
-    kind, a rate outside its range) raise ``ValueError`` here, before any training."""
-    from losslab.data.corrupt import parse_corruption
-
+    kind, a rate outside its range) raise ``ValueError``."""
     return str(parse_corruption(spec))
 
 
 def corruption_rate(spec: str) -> tuple[str, float]:
     """(kind, rate) of a corruption; clean is ("clean", 0.0). The rate is the noise rate
     or, for imbalance kinds, the imbalance ratio."""
-    from losslab.data.corrupt import parse_corruption
-
     parsed = parse_corruption(spec)
     return ("clean", 0.0) if parsed.kind == "none" else (parsed.kind, float(parsed.rate))
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One training run. ``key`` hashes every field, so equal cells share a result."""
+    """One training run. ``key`` hashes every field, so equal cells share a result.
+    ``standardize`` mirrors the protocol's feature scaling (part of the key)."""
 
     dataset: str
     corruption: str
@@ -111,7 +133,7 @@ class Cell:
     model: str
     seed: int
     train: Mapping[str, Any]
-    protocol: str = "tuned"
+    protocol: str = DEFAULT_PROTOCOL
     val_fraction: float = 0.2
     standardize: bool = True
 
@@ -144,56 +166,120 @@ class Cell:
         return f"{self.dataset}/{self.corruption}/{self.loss}({cfg})/lr={self.lr:g}/s{self.seed}"
 
 
+def _is_seed(s: object) -> bool:
+    return isinstance(s, int) and not isinstance(s, bool) and s >= 0
+
+
+def _is_lr(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf")
+
+
 @dataclass
 class GridSpec:
     """What to run. ``loss_grids[name]`` lists the loss's candidate configs (missing:
-    ``LDR_LOSS_GRIDS`` or else the defaults); ``lrs`` the candidate learning rates."""
+    ``LDR_LOSS_GRIDS`` or else the defaults); ``lrs`` the candidate learning rates
+    (``None``: the protocol's). Construction checks the structure and raises
+    :class:`GridError` listing every problem; :func:`check_grid` checks names and data."""
 
     datasets: list[str]
     corruptions: list[str]
     losses: list[str]
     seeds: list[int]
-    lrs: list[float] = field(default_factory=lambda: [1e-3])
+    lrs: list[float] | None = None
     loss_grids: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     model: str = "auto"
-    protocol: str = "tuned"
+    protocol: str = DEFAULT_PROTOCOL
     train: dict[str, Any] = field(default_factory=dict)
     val_fraction: float = 0.2
     tune_seed: int | None = None
     name: str = "custom"
 
     def __post_init__(self) -> None:
-        self.corruptions = [canonical_corruption(c) for c in self.corruptions]
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"protocol: expected one of {PROTOCOLS}, got {self.protocol!r}")
-        if self.protocol == "ldr-faithful":
-            self.train = {**LDR_FAITHFUL_TRAIN, **self.train}
-            if self.model == "auto":
-                self.model = "ldr_mlp"
-        else:
-            self.train = {**TUNED_TRAIN, **self.train}
-        for what, seq in (("datasets", self.datasets), ("losses", self.losses)):
-            if not seq:
-                raise ValueError(f"{what}: expected at least one entry, got none")
-        if not self.corruptions:
-            raise ValueError("corruptions: expected at least one entry, got none")
-        if not self.seeds or not all(isinstance(s, int) and s >= 0 for s in self.seeds):
-            raise ValueError(f"seeds: expected non-negative ints, got {self.seeds!r}")
-        if not self.lrs or not all(isinstance(v, (int, float)) and v > 0 for v in self.lrs):
-            raise ValueError(f"lrs: expected positive learning rates, got {self.lrs!r}")
-        if self.model not in MODEL_KINDS:
-            raise ValueError(f"model: expected one of {list(MODEL_KINDS)}, got {self.model!r}")
-        if not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction: expected a number in (0, 1), got {self.val_fraction}")
-        if self.tune_seed is None:
-            self.tune_seed = self.seeds[0]
-        unknown = sorted(set(self.train) - set(TrainConfig.__dataclass_fields__) - {"lr"})
-        if unknown or "seed" in self.train:
-            raise ValueError(
-                f"train: unknown or reserved options {unknown or ['seed']}; "
-                f"expected some of {sorted(set(TrainConfig.__dataclass_fields__) - {'seed'})}"
+        where = f"grid {self.name}"
+        out: list[str] = []
+        for key in ("datasets", "corruptions", "losses", "seeds"):
+            value = getattr(self, key)
+            if isinstance(value, (str, int)) or not isinstance(value, Iterable) or not value:
+                out.append(problem(where, key, "a non-empty list", describe(value)))
+                setattr(self, key, [])
+            else:
+                setattr(self, key, list(value))
+        for key in ("datasets", "losses"):
+            bad = [v for v in getattr(self, key) if not isinstance(v, str)]
+            out += [problem(where, key, "names (strings)", describe(v)) for v in bad]
+        corruptions = []
+        for c in self.corruptions:
+            try:
+                corruptions.append(canonical_corruption(c))
+            except (TypeError, ValueError) as exc:
+                out.append(
+                    problem(
+                        where, "corruptions", "'clean' or 'KIND:RATE'", f"{c!r} ({_reason(exc)})"
+                    )
+                )
+                corruptions.append(c)
+        self.corruptions = corruptions
+        out += [
+            problem(where, "seeds", "non-negative ints", describe(s))
+            for s in self.seeds
+            if not _is_seed(s)
+        ]
+        proto = PROTOCOLS.get(self.protocol) if isinstance(self.protocol, str) else None
+        if proto is None:
+            out.append(
+                problem(where, "protocol", f"one of {list(PROTOCOLS)}", describe(self.protocol))
             )
-        TrainConfig(**{**self.train, "lr": self.lrs[0]})  # fail early on bad values
+            proto = PROTOCOLS[DEFAULT_PROTOCOL]
+        if self.lrs is None:
+            self.lrs = list(proto.lrs)
+        elif isinstance(self.lrs, (str, int, float)) or not self.lrs:
+            out.append(
+                problem(where, "lrs", "a non-empty list of positive numbers", describe(self.lrs))
+            )
+        else:
+            self.lrs = list(self.lrs)
+            out += [
+                problem(where, "lr", "a positive number", describe(v))
+                for v in self.lrs
+                if not _is_lr(v)
+            ]
+        if self.model not in MODEL_KINDS:
+            out.append(problem(where, "model", f"one of {list(MODEL_KINDS)}", describe(self.model)))
+        elif self.model == "auto":
+            self.model = proto.model
+        if not isinstance(self.val_fraction, (int, float)) or not 0 < self.val_fraction < 1:
+            out.append(
+                problem(where, "val_fraction", "a number in (0, 1)", describe(self.val_fraction))
+            )
+        if self.tune_seed is None and self.seeds:
+            self.tune_seed = self.seeds[0]
+        elif self.tune_seed is not None and not _is_seed(self.tune_seed):
+            out.append(problem(where, "tune_seed", "a non-negative int", describe(self.tune_seed)))
+        if not isinstance(self.train, Mapping):
+            out.append(
+                problem(where, "train", "a mapping of training options", describe(self.train))
+            )
+            self.train = {}
+        if "seed" in self.train:
+            out.append(
+                problem(where, "train.seed", "no value (use seeds)", repr(self.train["seed"]))
+            )
+        out += train_problems({k: v for k, v in self.train.items() if k != "seed"}, where)
+        self.train = {**proto.train, **self.train}
+        if not isinstance(self.loss_grids, Mapping):
+            out.append(problem(where, "loss_grids", "a mapping", describe(self.loss_grids)))
+            self.loss_grids = {}
+        for loss, cfgs in self.loss_grids.items():
+            if not isinstance(cfgs, list) or not all(isinstance(c, Mapping) for c in cfgs):
+                out.append(
+                    problem(where, f"losses.{loss}", "a list of config mappings", describe(cfgs))
+                )
+        if out:
+            raise GridError(out)
+
+    @property
+    def protocol_spec(self) -> Any:
+        return get_protocol(self.protocol)
 
     def configs(self, loss: str) -> list[dict[str, Any]]:
         return [dict(c) for c in self.loss_grids.get(loss, LDR_LOSS_GRIDS.get(loss, [{}]))]
@@ -208,8 +294,9 @@ class GridSpec:
         h = hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
         return f"{self.name}-{h[:10]}"
 
-    def cell(self, dataset: str, corruption: str, loss: str, cfg: Mapping[str, Any],
-             lr: float, seed: int) -> Cell:  # fmt: skip
+    def cell(
+        self, dataset: str, corruption: str, loss: str, cfg: Mapping[str, Any], lr: float, seed: int
+    ) -> Cell:
         return Cell(
             dataset=dataset,
             corruption=corruption,
@@ -220,78 +307,8 @@ class GridSpec:
             train={**self.train, "lr": float(lr)},
             protocol=self.protocol,
             val_fraction=self.val_fraction,
-            standardize=self.protocol != "ldr-faithful",
+            standardize=self.protocol_spec.standardize,
         )
-
-    def groups(self) -> list[tuple[str, str, str]]:
-        return list(itertools.product(self.datasets, self.corruptions, self.losses))
-
-
-# Default ("tuned") protocol: Adam + cosine, early stopping on the noisy validation split.
-TUNED_TRAIN: dict[str, Any] = {
-    "optimizer": "adam",
-    "weight_decay": 0.0,
-    "batch_size": 128,
-    "epochs": 40,
-    "schedule": "cosine",
-    "shuffle": True,
-    "patience": 10,
-}
-
-# The LDR code's protocol (ldr_benchmark.md §3.3-3.4): tanh MLP, SGD momentum 0.9 with
-# coupled weight decay 5e-3, batch 64 in a fixed order, 100 epochs, lr / 10 at 50 and 75.
-LDR_FAITHFUL_TRAIN: dict[str, Any] = {
-    "optimizer": "sgd",
-    "momentum": 0.9,
-    "weight_decay": 5e-3,
-    "batch_size": 64,
-    "epochs": 100,
-    "schedule": "step",
-    "milestones": [50, 75],
-    "gamma": 0.1,
-    "shuffle": False,
-    "patience": None,
-}
-
-
-def tuning_cells(grid: GridSpec) -> list[Cell]:
-    """Every (loss config, lr) candidate of every (dataset, corruption, loss) on
-    ``grid.tune_seed``; a group with a single candidate skips tuning (empty here)."""
-    cells = []
-    seed = grid.seeds[0] if grid.tune_seed is None else grid.tune_seed
-    for d, c, loss in grid.groups():
-        cands = list(itertools.product(grid.configs(loss), grid.lrs))
-        if len(cands) > 1:
-            cells += [grid.cell(d, c, loss, cfg, lr, seed) for cfg, lr in cands]
-    return cells
-
-
-def final_cells(
-    grid: GridSpec, selection: Mapping[tuple[str, str, str], tuple[Mapping[str, Any], float]]
-) -> list[Cell]:
-    """The selected (config, lr) of every group, for every seed. Groups with a single
-    candidate need no entry in ``selection``."""
-    cells = []
-    for group in grid.groups():
-        cfgs = grid.configs(group[2])
-        if group in selection:
-            cfg, lr = selection[group]
-        elif len(cfgs) == 1 and len(grid.lrs) == 1:
-            cfg, lr = cfgs[0], grid.lrs[0]
-        else:
-            raise ValueError(f"selection: no selected configuration for {group}")
-        cells += [grid.cell(*group, cfg, lr, s) for s in grid.seeds]
-    return cells
-
-
-def count_cells(grid: GridSpec) -> int:
-    """Number of distinct cells the grid runs (tuning + final, without double counts)."""
-    n = len(tuning_cells(grid))
-    extra_seeds = len([s for s in grid.seeds if s != grid.tune_seed])
-    for _d, _c, loss in grid.groups():
-        single = len(grid.configs(loss)) * len(grid.lrs) == 1
-        n += len(grid.seeds) if single else extra_seeds
-    return n
 
 
 # ---------------------------------------------------------------------------- presets
@@ -318,164 +335,349 @@ PRESETS: dict[str, dict[str, Any]] = {
             "class_dependent:0.3",
             "class_dependent:0.5",
         ],
-        "losses": FOUNDATION_LOSSES,
+        "losses": list(LDR_LOSS_GRIDS),
         "seeds": [0, 1, 2],
         "lrs": [1e-3, 1e-2],
         "train": {"epochs": 40, "batch_size": 128, "patience": 10},
         "model": "mlp",
     },
 }
+_TRAINING_KEYS = ("train", "model", "lrs")
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``overrides`` on top of ``base``: ``None`` keeps the base value, ``train`` is
+    merged option by option. The one way grids are combined (presets, files, flags)."""
+    out = dict(base)
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        if k == "train" and isinstance(v, Mapping) and isinstance(out.get("train"), Mapping):
+            out["train"] = {**out["train"], **v}
+        else:
+            out[k] = v
+    return out
+
+
+def _preset_spec(preset_name: str, protocol: Any) -> dict[str, Any]:
+    if preset_name not in PRESETS:
+        raise GridError([problem("grid", "preset", f"one of {sorted(PRESETS)}", repr(preset_name))])
+    spec = {**PRESETS[preset_name], "name": preset_name}
+    if protocol not in (None, DEFAULT_PROTOCOL):
+        # a preset's schedule, model and lr grid belong to the protocol they were chosen
+        # for; another protocol brings its own
+        for k in _TRAINING_KEYS:
+            spec.pop(k, None)
+    return spec
 
 
 def preset(preset_name: str, /, **overrides: Any) -> GridSpec:
     """A named grid (``demo`` or ``ldr``) with fields overridden (``None`` = keep)."""
-    if preset_name not in PRESETS:
-        raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {preset_name!r}")
-    spec = {**PRESETS[preset_name], "name": preset_name}
-    if overrides.get("protocol") == "ldr-faithful":
-        # the preset's schedule, model and lr grid belong to the tuned protocol; the LDR
-        # code trains with its default lr 0.01
-        spec.pop("train", None)
-        spec["model"] = "auto"
-        spec["lrs"] = [0.01]
-    for k, v in overrides.items():
-        if v is None:
-            continue
-        spec[k] = {**spec.get("train", {}), **v} if k == "train" else v
-    return GridSpec(**spec)
+    return GridSpec(**merge(_preset_spec(preset_name, overrides.get("protocol")), overrides))
 
 
 # ------------------------------------------------------------------------ file parsing
 
-_TRAIN_KEYS = set(TrainConfig.__dataclass_fields__) - {"seed", "lr"}
+_TRAIN_KEYS = {f.name for f in fields(TrainConfig)} - {"seed", "lr"}
+_FILE_KEYS = {
+    "preset",
+    "datasets",
+    "corruptions",
+    "losses",
+    "seeds",
+    "lr",
+    "lrs",
+    "model",
+    "protocol",
+    "val_fraction",
+    "tune_seed",
+    "train",
+    "name",
+} | _TRAIN_KEYS
+_FLOAT_KEYS = {"momentum", "weight_decay", "gamma", "val_fraction"}
 
 
-def _expand_loss_grid(name: str, grid: Any) -> list[dict[str, Any]]:
-    """A loss grid is a list of configs or a mapping ``param -> value | [values]``
-    whose product is taken."""
+def _as_float(v: Any) -> Any:
+    """YAML 1.1 reads ``1e-3`` as a string: accept numeric strings for real-valued keys."""
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
+
+
+def _loss_grid(where: str, name: str, grid: Any, out: list[str]) -> list[dict[str, Any]] | None:
+    """A loss grid is a list of configs or a mapping ``param -> value | [values]`` whose
+    product is taken; ``None``/``{}`` keeps the default grid."""
+    arg = f"losses.{name}"
     if grid is None:
-        return LDR_LOSS_GRIDS.get(name, [{}])
+        return None
     if isinstance(grid, list):
-        if not all(isinstance(c, Mapping) for c in grid):
-            raise TypeError(f"losses.{name}: expected a list of mappings, got {grid!r}")
+        bad = [c for c in grid if not isinstance(c, Mapping)]
+        if bad:
+            out.append(
+                problem(
+                    where,
+                    arg,
+                    "a list of hyperparameter mappings",
+                    f"{describe(bad[0])} in the list",
+                )
+            )
+            return None
         return [dict(c) for c in grid] or [{}]
     if isinstance(grid, Mapping):
         keys = sorted(grid)
         values = [v if isinstance(v, list) else [v] for v in (grid[k] for k in keys)]
         return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
-    raise TypeError(f"losses.{name}: expected a mapping or a list of mappings, got {grid!r}")
+    out.append(
+        problem(
+            where, arg, "a mapping of hyperparameter values or a list of mappings", describe(grid)
+        )
+    )
+    return None
 
 
 def grid_from_mapping(spec: Mapping[str, Any], name: str = "custom") -> GridSpec:
-    """Build a grid from a parsed YAML/TOML document.
+    """Build a grid from a parsed YAML/TOML document (every problem reported at once).
 
     Keys: ``preset`` (start from a preset), ``datasets``, ``corruptions``, ``losses``
-    (a list of names, or a mapping name -> grid), ``seeds``, ``lr`` (number or list),
-    ``model``, ``protocol``, ``val_fraction``, ``tune_seed``, and any ``TrainConfig``
-    field (``epochs``, ``optimizer``, ...) at top level or under ``train``.
+    (a list of names, or a mapping name -> grid), ``seeds`` (a count or a list), ``lr``
+    (number or list), ``model``, ``protocol``, ``val_fraction``, ``tune_seed``, and any
+    ``TrainConfig`` field (``epochs``, ``optimizer``, ...) at top level or under ``train``.
     """
-    spec = dict(spec)
-    allowed = {"preset", "datasets", "corruptions", "losses", "seeds", "lr", "lrs", "model",
-               "protocol", "val_fraction", "tune_seed", "train", "name"} | _TRAIN_KEYS  # fmt: skip
-    unknown = sorted(set(spec) - allowed)
-    if unknown:
-        raise ValueError(f"grid file: unknown keys {unknown}; expected some of {sorted(allowed)}")
-    out: dict[str, Any] = {}
-    train = dict(spec.pop("train", {}) or {})
-    train.update({k: spec.pop(k) for k in list(spec) if k in _TRAIN_KEYS})
+    spec, problems = spec_from_mapping(spec, where=name)
+    return make_grid(spec, where=name, default_name=name, problems=problems)
+
+
+def spec_from_mapping(doc: Mapping[str, Any], where: str) -> tuple[dict[str, Any], list[str]]:
+    """The keyword arguments of :class:`GridSpec` (plus ``preset``) from a grid document,
+    and a problem for every value that cannot be read (left out of the arguments)."""
+    out: list[str] = []
+    doc = dict(doc)
+    for k in sorted(set(doc) - _FILE_KEYS, key=str):
+        close = difflib.get_close_matches(str(k), sorted(_FILE_KEYS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        out.append(
+            problem(where, "keys", f"grid keys ({', '.join(sorted(_FILE_KEYS))})", f"{k!r}{hint}")
+        )
+        doc.pop(k)
+    spec: dict[str, Any] = {}
+    train = doc.pop("train", None) or {}
+    if not isinstance(train, Mapping):
+        out.append(problem(where, "train", "a mapping of training options", describe(train)))
+        train = {}
+    train = {**train, **{k: doc.pop(k) for k in list(doc) if k in _TRAIN_KEYS}}
+    train = {k: _as_float(v) if k in _FLOAT_KEYS else v for k, v in train.items()}
     if train:
-        out["train"] = train
-    losses = spec.pop("losses", None)
+        spec["train"] = train
+    losses = doc.pop("losses", None)
     if isinstance(losses, Mapping):
-        out["losses"] = list(losses)
-        out["loss_grids"] = {k: _expand_loss_grid(k, v) for k, v in losses.items()}
+        spec["losses"] = list(losses)
+        grids = {k: _loss_grid(where, k, v, out) for k, v in losses.items()}
+        spec["loss_grids"] = {k: v for k, v in grids.items() if v is not None}
     elif losses is not None:
-        out["losses"] = [losses] if isinstance(losses, str) else list(losses)
-    lr = spec.pop("lr", spec.pop("lrs", None))
+        spec["losses"] = [losses] if isinstance(losses, str) else losses
+    lr = doc.pop("lr", None)
+    lr = doc.pop("lrs", None) if lr is None else lr
     if lr is not None:
-        out["lrs"] = [float(v) for v in (lr if isinstance(lr, list) else [lr])]
-    seeds = spec.pop("seeds", None)
-    if seeds is not None:
-        out["seeds"] = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+        values = [_as_float(v) for v in (lr if isinstance(lr, list) else [lr])]
+        bad = [v for v in values if not _is_lr(v)]
+        if bad:
+            out.append(
+                problem(where, "lr", "a positive number or a list of them", describe(bad[0]))
+            )
+        else:
+            spec["lrs"] = [float(v) for v in values]
+    seeds = doc.pop("seeds", None)
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        spec["seeds"] = list(range(seeds))
+    elif seeds is not None:
+        spec["seeds"] = seeds
     for k in ("datasets", "corruptions"):
-        if k in spec:
-            v = spec.pop(k)
-            out[k] = [v] if isinstance(v, str) else list(v)
-    name = spec.pop("name", name)
-    base = spec.pop("preset", None)
-    out.update(spec)
-    if base is not None:
-        return preset(base, name=name, **out)
-    missing = [k for k in ("datasets", "corruptions", "losses", "seeds") if k not in out]
-    if missing:
-        raise ValueError(f"grid file: missing keys {missing} (or give 'preset')")
-    return GridSpec(name=name, **out)
+        if k in doc:
+            v = doc.pop(k)
+            spec[k] = [v] if isinstance(v, str) else v
+    if "val_fraction" in doc:
+        doc["val_fraction"] = _as_float(doc["val_fraction"])
+    spec.update(doc)
+    return spec, out
 
 
-def grid_from_file(path: str | Path) -> GridSpec:
-    """Read a grid from a ``.yaml``/``.yml`` or ``.toml`` file (see ``grid_from_mapping``)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"grid file: {str(p)!r} does not exist")
-    text = p.read_text()
-    if p.suffix in (".yaml", ".yml"):
-        import yaml
-
-        doc = yaml.safe_load(text)
-    elif p.suffix == ".toml":
+def _read_document(path: Path) -> Any:
+    where = str(path)
+    if not path.is_file():
+        got = "a directory" if path.is_dir() else "no such file"
+        raise GridError([problem(where, "grid file", "a .yaml, .yml or .toml file", got)])
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GridError(
+            [problem(where, "grid file", "a readable text file", _reason(exc))]
+        ) from None
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            what = getattr(exc, "problem", None) or type(exc).__name__
+            raise GridError(
+                [problem(where, "grid file", "valid YAML", f"a syntax error{at} ({what})")]
+            ) from None
+    if path.suffix == ".toml":
         try:
             import tomllib
         except ModuleNotFoundError:  # Python 3.10
             import tomli as tomllib
 
-        doc = tomllib.loads(text)
-    else:
-        raise ValueError(f"grid file: expected a .yaml, .yml or .toml file, got {p.name!r}")
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise GridError([problem(where, "grid file", "valid TOML", f"{exc}")]) from None
+    raise GridError([problem(where, "grid file", "a .yaml, .yml or .toml file", repr(path.name))])
+
+
+def spec_from_file(path: str | Path) -> tuple[dict[str, Any], list[str]]:
+    """:func:`spec_from_mapping` of a ``.yaml``/``.yml`` or ``.toml`` file, named after
+    the file's stem. An unreadable file raises :class:`GridError`."""
+    p = Path(path)
+    doc = _read_document(p)
     if not isinstance(doc, Mapping):
-        raise ValueError(f"grid file: expected a mapping at the top of {p.name!r}")
-    return grid_from_mapping(doc, name=p.stem)
+        raise GridError([problem(str(p), "grid file", "a mapping of grid keys", describe(doc))])
+    spec, problems = spec_from_mapping(doc, where=str(p))
+    return {"name": p.stem, **spec}, problems
+
+
+def grid_from_file(path: str | Path) -> GridSpec:
+    """Read a grid from a ``.yaml``/``.yml`` or ``.toml`` file (see ``grid_from_mapping``)."""
+    spec, problems = spec_from_file(path)
+    return make_grid(spec, where=str(path), problems=problems)
+
+
+def make_grid(
+    spec: Mapping[str, Any],
+    *,
+    where: str = "grid",
+    default_name: str = "custom",
+    check_names: bool = False,
+    check_data: bool = False,
+    problems: Iterable[str] = (),
+) -> GridSpec:
+    """A :class:`GridSpec` from keyword arguments (``preset`` starts from a preset).
+    Raises :class:`GridError` listing every structural problem and, with
+    ``check_names``, every unknown loss, bad loss config and unknown or (with
+    ``check_data``) unfetched dataset, all at once, after ``problems`` found earlier."""
+    spec = dict(spec)
+    base = spec.pop("preset", None)
+    problems = list(problems)
+    if base is not None:
+        try:
+            spec = merge(_preset_spec(base, spec.get("protocol")), spec)
+        except GridError as exc:
+            problems += [p.replace("grid:", f"{where}:", 1) for p in exc.problems]
+    spec.setdefault("name", default_name)
+    missing = [k for k in ("datasets", "corruptions", "losses", "seeds") if k not in spec]
+    if base is None:
+        problems += [
+            problem(where, k, "a value (or a preset that sets it)", "none") for k in missing
+        ]
+    grid = None
+    if not missing:
+        try:
+            grid = GridSpec(**{k: v for k, v in spec.items() if k in GridSpec.__dataclass_fields__})
+        except GridError as exc:
+            problems += [p.replace(f"grid {spec['name']}:", f"{where}:", 1) for p in exc.problems]
+        except TypeError as exc:  # a key of the wrong kind, e.g. a non-string name
+            problems.append(problem(where, "grid", "valid grid keys", _reason(exc)))
+    if check_names:
+        raw = spec.get("loss_grids")
+        grids: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+        problems += _name_problems(
+            where, spec.get("losses"), grids, spec.get("datasets"), check_data=check_data
+        )
+    if problems or grid is None:
+        raise GridError(problems)
+    return grid
 
 
 # -------------------------------------------------------------------------- validation
 
 
 def _close(name: str, known: Iterable[str]) -> str:
-    import difflib
-
     hint = difflib.get_close_matches(name, list(known), n=1)
     return f" (did you mean {hint[0]!r}?)" if hint else ""
 
 
-def validate_grid(grid: GridSpec, *, check_data: bool = True) -> None:
-    """Check names, corruptions, loss configs and data availability, so that a bad grid
-    fails with one clear ``ValueError`` before any cell trains."""
-    import losslab
-
-    problems: list[str] = []
+def _name_problems(
+    where: str, losses: Any, loss_grids: Mapping[str, Any], datasets: Any, *, check_data: bool
+) -> list[str]:
+    """Unknown losses, configs a loss rejects, unknown and unfetched datasets. Tolerates
+    malformed values (the structural checks report those)."""
+    out: list[str] = []
     known_losses = losslab.list_losses()
-    for loss in grid.losses:
+    for loss in losses if isinstance(losses, list) else []:
+        if not isinstance(loss, str):
+            continue
         if loss not in known_losses:
-            problems.append(
-                f"loss {loss!r} is unknown{_close(loss, known_losses)}; known: {known_losses}"
+            out.append(
+                problem(
+                    where,
+                    "losses",
+                    "registered loss names",
+                    f"{loss!r}{_close(loss, known_losses)}",
+                )
             )
             continue
-        info = losslab.loss_info(loss)
-        extra = {"num_samples": 8} if getattr(info, "stateful", False) else {}
-        for cfg in grid.configs(loss):
+        spec = losslab.loss_info(loss)
+        cfgs = loss_grids.get(loss, LDR_LOSS_GRIDS.get(loss, [{}]))
+        for i, cfg in enumerate(cfgs if isinstance(cfgs, list) else []):
+            if not isinstance(cfg, Mapping):
+                continue
             try:
-                losslab.build_loss(loss, **cfg, **extra)
+                spec.build(num_samples=8, **cfg)
             except (TypeError, ValueError) as exc:
-                problems.append(f"loss {loss!r} with config {cfg}: {exc}")
-    from losslab.data import list_datasets, load_dataset
-
-    known_data = [str(getattr(d, "name", d)) for d in list_datasets()]
-    for d in grid.datasets:
+                out.append(
+                    problem(
+                        where,
+                        f"losses.{loss}[{i}]",
+                        f"a valid {loss} config",
+                        f"{dict(cfg)} ({_reason(exc)})",
+                    )
+                )
+    known_data = [d.name for d in list_datasets()]
+    for d in datasets if isinstance(datasets, list) else []:
+        if not isinstance(d, str):
+            continue
         if d not in known_data:
-            problems.append(f"dataset {d!r} is unknown{_close(d, known_data)}; known: {known_data}")
-        elif check_data:
-            try:
-                load_dataset(d)
-            except ValueError as exc:  # DataNotAvailableError is a ValueError
-                problems.append(f"dataset {d!r} is not available: {exc}")
+            out.append(
+                problem(
+                    where, "datasets", "catalogued dataset names", f"{d!r}{_close(d, known_data)}"
+                )
+            )
+        elif check_data and not get_info(d).is_available():
+            out.append(
+                problem(
+                    where,
+                    "datasets",
+                    "fetched datasets",
+                    f"{d!r}, not fetched (run `losslab data fetch {d}`)",
+                )
+            )
+    return out
+
+
+def check_grid(grid: GridSpec, *, check_data: bool = True) -> list[str]:
+    """Every problem with the grid's names: unknown losses or datasets, loss configs the
+    loss rejects, and (``check_data``) datasets that are not fetched."""
+    grids = {loss: grid.configs(loss) for loss in grid.losses}
+    return _name_problems(
+        f"grid {grid.name}", grid.losses, grids, grid.datasets, check_data=check_data
+    )
+
+
+def validate_grid(grid: GridSpec, *, check_data: bool = True) -> None:
+    """Raise :class:`GridError` listing every problem of :func:`check_grid`."""
+    problems = check_grid(grid, check_data=check_data)
     if problems:
-        raise ValueError("invalid grid:\n  - " + "\n  - ".join(problems))
+        raise GridError(problems)

@@ -1,5 +1,5 @@
 """Benchmark models: an MLP for feature vectors, a small CNN for 28x28 images, and the
-LDR code's tanh MLP for ``--protocol ldr-faithful``."""
+LDR code's tanh MLP (the model of the protocol that reproduces that code)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["LDRMLP", "MLP", "MODEL_KINDS", "SmallCNN", "build_model", "resolve_model_kind"]
+from losslab.bench.protocol import MODEL_KINDS, problem
 
-MODEL_KINDS = ("auto", "mlp", "cnn", "ldr_mlp")
+__all__ = ["LDRMLP", "MLP", "SmallCNN", "build_model", "resolve_model_kind"]
 
 
 class MLP(nn.Module):
@@ -64,7 +64,9 @@ class SmallCNN(nn.Module):
         elif len(input_shape) == 3:
             c, h, w = (int(v) for v in input_shape)
         else:
-            raise ValueError(f"input_shape: expected (H, W) or (C, H, W), got {tuple(input_shape)}")
+            raise ValueError(
+                problem("SmallCNN", "input_shape", "(H, W) or (C, H, W)", tuple(input_shape))
+            )
         self.input_shape = (c, h, w)
         self.features = nn.Sequential(
             nn.Conv2d(c, 32, 3, padding=1),
@@ -89,7 +91,7 @@ def resolve_model_kind(kind: str, modality: str, input_shape: Sequence[int]) -> 
     """``auto`` picks the CNN for images of at least 16x16 pixels and the MLP otherwise
     (8x8 ``digits`` is too small for two pooling stages)."""
     if kind not in MODEL_KINDS:
-        raise ValueError(f"model: expected one of {list(MODEL_KINDS)}, got {kind!r}")
+        raise ValueError(problem("build_model", "kind", f"one of {list(MODEL_KINDS)}", repr(kind)))
     if kind != "auto":
         return kind
     spatial = [int(v) for v in input_shape][-2:]
@@ -104,14 +106,13 @@ def build_model(
     num_classes: int,
     *,
     modality: str = "tabular",
-    hidden: Sequence[int] = (256, 256),
 ) -> nn.Module:
     """Build a model for inputs of ``input_shape`` (without the batch axis). Seed torch
     before calling: the initialisation draws from the global generator."""
     kind = resolve_model_kind(kind, modality, input_shape)
     in_features = math.prod(int(v) for v in input_shape)
     if kind == "mlp":
-        return MLP(in_features, num_classes, hidden)
+        return MLP(in_features, num_classes)
     if kind == "ldr_mlp":
         return LDRMLP(in_features, num_classes)
     return SmallCNN(input_shape, num_classes)

@@ -15,13 +15,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from losslab.bench.grid import GridError, GridSpec, corruption_rate
+from losslab.bench.plan import Plan
+from losslab.bench.protocol import problem
 from losslab.bench.store import ResultStore
 from losslab.metrics import ReliabilityBins
 
 __all__ = [
     "ReportFiles",
+    "diverged_frame",
     "final_frame",
+    "grid_plan",
     "leaderboard",
+    "progress",
     "resolve_grid",
     "run_record",
     "write_report",
@@ -42,14 +48,36 @@ def resolve_grid(store: ResultStore, grid: str | None = None) -> dict[str, Any]:
     """The grid called ``grid`` (an id, or a name: its newest run), else the newest."""
     grids = store.grids()
     if not grids:
-        raise ValueError(f"store: no grid has been run into {str(store.path)!r}")
+        raise ValueError(
+            problem(
+                "store",
+                repr(str(store.path)),
+                "a grid that has been run",
+                "none (run `losslab bench run` first)",
+            )
+        )
     if grid is None:
         return grids[0]
     for g in grids:
         if grid in (g["grid"], g["name"]):
             return g
     known = sorted({g["grid"] for g in grids} | {g["name"] for g in grids})
-    raise ValueError(f"grid: expected one of {known}, got {grid!r}")
+    raise ValueError(problem("store", "--grid", f"one of {known}", repr(grid)))
+
+
+def grid_plan(info: Mapping[str, Any]) -> Plan | None:
+    """The plan of a stored grid (``None`` if its stored spec no longer builds)."""
+    try:
+        return Plan.of(GridSpec(**info["spec"]))
+    except (GridError, TypeError, KeyError):
+        return None
+
+
+def progress(info: Mapping[str, Any]) -> tuple[int, int]:
+    """(cells done, cells the grid trains in all): the total comes from the plan, so it
+    counts final cells that selection has not named yet."""
+    plan = grid_plan(info)
+    return int(info["done"]), plan.total if plan is not None else int(info["cells"])
 
 
 def final_frame(store: ResultStore, grid_id: str) -> pd.DataFrame:
@@ -58,10 +86,36 @@ def final_frame(store: ResultStore, grid_id: str) -> pd.DataFrame:
     return pd.DataFrame(store.rows(keys))
 
 
+def diverged_frame(store: ResultStore, grid_id: str) -> pd.DataFrame:
+    """The grid's diverged cells: where, when, and which epoch is reported (if any)."""
+    roles = {m["key"]: m["role"] for m in store.members(grid_id)}
+    rows = [r for r in store.rows(roles) if r.get("diverged")]
+    cols = [
+        "dataset",
+        "corruption",
+        "loss",
+        "loss_config",
+        "lr",
+        "seed",
+        "role",
+        "diverged_epoch",
+        "reported_epoch",
+    ]
+    out = [
+        {
+            **{k: r[k] for k in cols[:6]},
+            "role": roles[r["key"]],
+            "diverged_epoch": r.get("diverged_epoch"),
+            "reported_epoch": "none" if r.get("best_epoch") is None else r["best_epoch"],
+            "loss_config": json.dumps(r["loss_config"], sort_keys=True),
+        }
+        for r in rows
+    ]
+    return pd.DataFrame(out, columns=cols).sort_values(cols[:6]).reset_index(drop=True)
+
+
 def _corruption_order(values: Iterable[str]) -> list[str]:
     """clean first, then each kind by increasing rate (uniform before class-dependent)."""
-    from losslab.bench.grid import corruption_rate
-
     kinds = {"clean": 0, "uniform": 1, "class_dependent": 2}
 
     def key(c: str) -> tuple[int, str, float]:
@@ -71,25 +125,39 @@ def _corruption_order(values: Iterable[str]) -> list[str]:
     return sorted(set(values), key=key)
 
 
+_MEAN_COLS = ["test_acc", "test_ece", "test_nll", "test_macro_f1", "train_clean_acc"]
+
+
 def _group_means(df: pd.DataFrame) -> pd.DataFrame:
-    cols = ["test_acc", "test_ece", "test_nll", "test_macro_f1", "train_clean_acc"]
-    return df.groupby(["dataset", "corruption", "loss"], as_index=False)[cols].mean()
+    return df.groupby(["dataset", "corruption", "loss"], as_index=False)[_MEAN_COLS].mean()
 
 
 def leaderboard(rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Per loss: mean rank of its seed-averaged test accuracy within each
     (dataset, corruption) group (1 = best, ties averaged; only groups where every loss
-    has a result), and mean test accuracy/ECE/NLL/clean-train accuracy over groups."""
+    has a result; a loss whose every seed diverged without a finite epoch ranks last),
+    and mean test accuracy/ECE/NLL/clean-train accuracy over groups."""
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     if df.empty:
-        return pd.DataFrame(columns=["loss", "mean_rank", "test_acc", "test_ece", "test_nll",
-                                     "train_clean_acc", "groups", "cells"])  # fmt: skip
+        return pd.DataFrame(
+            columns=[
+                "loss",
+                "mean_rank",
+                "test_acc",
+                "test_ece",
+                "test_nll",
+                "train_clean_acc",
+                "groups",
+                "cells",
+            ]
+        )
+    df = df.astype({c: float for c in _MEAN_COLS if c in df})
     g = _group_means(df)
     n_losses = g["loss"].nunique()
     complete = g.groupby(["dataset", "corruption"])["loss"].transform("nunique") == n_losses
     ranked = g[complete].copy()
     ranked["rank"] = ranked.groupby(["dataset", "corruption"])["test_acc"].rank(
-        ascending=False, method="average"
+        ascending=False, method="average", na_option="bottom"
     )
     out = g.groupby("loss").agg(
         test_acc=("test_acc", "mean"),
@@ -101,8 +169,16 @@ def leaderboard(rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFram
     out["mean_rank"] = ranked.groupby("loss")["rank"].mean()
     out["cells"] = df.groupby("loss").size()
     out = out.reset_index().sort_values(["mean_rank", "test_acc"], ascending=[True, False])
-    cols = ["loss", "mean_rank", "test_acc", "test_ece", "test_nll", "train_clean_acc",
-            "groups", "cells"]  # fmt: skip
+    cols = [
+        "loss",
+        "mean_rank",
+        "test_acc",
+        "test_ece",
+        "test_nll",
+        "train_clean_acc",
+        "groups",
+        "cells",
+    ]
     return out[cols].reset_index(drop=True)
 
 
@@ -132,18 +208,30 @@ def _html_table(df: pd.DataFrame) -> str:
 
 
 def _accuracy_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Per dataset: loss x corruption, 'mean ± std' of test accuracy over seeds."""
+    """Per dataset: loss x corruption, 'mean ± std' of test accuracy over seeds
+    (``*``: one seed; ``†``: some seed diverged; ``diverged``: no seed has a finite epoch)."""
     out = {}
     order = _corruption_order(df["corruption"])
+    df = df.assign(diverged=df["diverged"].fillna(False).astype(bool))
     for ds, part in df.groupby("dataset", sort=False):
-        stats = part.groupby(["loss", "corruption"])["test_acc"].agg(["mean", "std", "size"])
+        stats = part.groupby(["loss", "corruption"]).agg(
+            mean=("test_acc", "mean"),
+            std=("test_acc", "std"),
+            size=("test_acc", "size"),
+            div=("diverged", "any"),
+        )
         table = pd.DataFrame(index=sorted(part["loss"].unique()))
         for c in [c for c in order if c in set(part["corruption"])]:
             col = []
             for loss in table.index:
                 if (loss, c) in stats.index:
-                    m, s, n = stats.loc[(loss, c)]
-                    col.append(f"{m:.3f} ± {0 if np.isnan(s) else s:.3f}" + ("" if n > 1 else "*"))
+                    m, s, n, div = stats.loc[(loss, c)]
+                    mark = ("" if n > 1 else "*") + ("†" if div else "")
+                    col.append(
+                        "diverged"
+                        if np.isnan(m)
+                        else f"{m:.3f} ± {0 if np.isnan(s) else s:.3f}{mark}"
+                    )
                 else:
                     col.append("")
             table[c] = col
@@ -152,8 +240,9 @@ def _accuracy_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def _clean_train_table(df: pd.DataFrame) -> pd.DataFrame:
-    t = df.pivot_table(index="loss", columns="corruption", values="train_clean_acc",
-                       aggfunc="mean")  # fmt: skip
+    t = df.astype({"train_clean_acc": float}).pivot_table(
+        index="loss", columns="corruption", values="train_clean_acc", aggfunc="mean", dropna=False
+    )
     order = [c for c in _corruption_order(df["corruption"]) if c in t.columns]
     return t[order].reset_index()
 
@@ -191,10 +280,18 @@ def _fig_accuracy_vs_noise(df: pd.DataFrame, path: Path) -> None:
             for kind in kinds:
                 seg = pd.concat([clean, lp[lp["noise_kind"] == kind]]).drop_duplicates()
                 seg = seg.sort_values("noise_rate")
-                ax.errorbar(seg["noise_rate"], seg["mean"], yerr=seg["std"].fillna(0),
-                            color=colors[loss], linestyle=KIND_STYLE.get(kind, ":"), marker="o",
-                            markersize=3, capsize=2, linewidth=1.3,
-                            label=loss if kind == kinds[0] else None)  # fmt: skip
+                ax.errorbar(
+                    seg["noise_rate"],
+                    seg["mean"],
+                    yerr=seg["std"].fillna(0),
+                    color=colors[loss],
+                    linestyle=KIND_STYLE.get(kind, ":"),
+                    marker="o",
+                    markersize=3,
+                    capsize=2,
+                    linewidth=1.3,
+                    label=loss if kind == kinds[0] else None,
+                )
         ax.set_title(f"{ds}  (solid: uniform, dashed: class-dependent)", fontsize=9)
         ax.set_xlabel("noise rate")
         ax.set_ylabel("test accuracy")
@@ -231,10 +328,23 @@ def _fig_reliability(df: pd.DataFrame, losses: list[str], path: Path) -> None:
         if total is not None:
             centers = (total.edges[:-1] + total.edges[1:]) / 2
             width = total.edges[1] - total.edges[0]
-            ax.bar(centers, np.nan_to_num(total.accuracy), width=width * 0.95,
-                   edgecolor="black", color="tab:blue", alpha=0.75, label="accuracy")  # fmt: skip
-            ax.plot(centers, total.mean_confidence, "o", color="tab:red", markersize=3,
-                    label="mean confidence")  # fmt: skip
+            ax.bar(
+                centers,
+                np.nan_to_num(total.accuracy),
+                width=width * 0.95,
+                edgecolor="black",
+                color="tab:blue",
+                alpha=0.75,
+                label="accuracy",
+            )
+            ax.plot(
+                centers,
+                total.mean_confidence,
+                "o",
+                color="tab:red",
+                markersize=3,
+                label="mean confidence",
+            )
             ax.set_title(f"{tag}: {loss}  (ECE {total.ece:.3f}, pooled test sets)", fontsize=9)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -248,28 +358,44 @@ def _fig_reliability(df: pd.DataFrame, losses: list[str], path: Path) -> None:
 # ------------------------------------------------------------------------------ report
 
 
-def _open_store(store: ResultStore | str | Path) -> ResultStore:
-    """The store itself, or the existing DuckDB file at that path (never a new one)."""
-    if isinstance(store, ResultStore):
-        return store
-    if not Path(store).exists():
-        raise ValueError(f"store: {str(store)!r} does not exist; run `losslab bench run`")
-    return ResultStore(store)
+DIVERGED_NOTE = (
+    "A cell diverges when its logits, loss or evaluation become non-finite; it is a "
+    "finished cell that reports its best finite epoch (none: no metrics, ranked last). "
+    "Selection prefers candidates that trained to the end. In the accuracy tables † "
+    "marks a result with a diverged seed."
+)
 
 
 def write_report(
     store: ResultStore | str | Path, out_dir: str | Path, grid: str | None = None
 ) -> ReportFiles:
-    """Write ``report.md``, ``report.html`` and the figures for one grid into ``out_dir``."""
+    """Write ``report.md``, ``report.html`` and the figures for one grid into ``out_dir``
+    (the store is only read)."""
+    out = Path(out_dir)
+    try:
+        return _write_report(store, out, grid)
+    except OSError as exc:
+        where = Path(exc.filename) if exc.filename else out
+        raise ValueError(
+            problem(
+                "report", repr(str(where)), "a writable output location", exc.strerror or str(exc)
+            )
+        ) from None
+
+
+def _write_report(store: ResultStore | str | Path, out: Path, grid: str | None) -> ReportFiles:
     import matplotlib
 
     matplotlib.use("Agg")
-    store = _open_store(store)
+    store = store if isinstance(store, ResultStore) else ResultStore(store)
     info = resolve_grid(store, grid)
     df = final_frame(store, info["grid"])
     if df.empty:
-        raise ValueError(f"grid {info['grid']!r}: no final cell has finished yet")
-    out = Path(out_dir)
+        raise ValueError(
+            problem("report", f"grid {info['grid']!r}", "a finished final cell", "none yet")
+        )
+    diverged = diverged_frame(store, info["grid"])
+    done, total = progress(info)
     out.mkdir(parents=True, exist_ok=True)
     board = leaderboard(df)
     figs = [out / "accuracy_vs_noise.png", out / "mean_rank.png", out / "reliability.png"]
@@ -284,11 +410,13 @@ def write_report(
     sel = _selection_table(df)
     versions = df["versions"].iloc[0] if "versions" in df else {}
     protocol = df["protocol"].iloc[0]
+    n_final_div = int((diverged["role"] == "final").sum())
     summary = (
-        f"grid `{info['grid']}` ({info['done']}/{info['cells']} cells done), protocol "
+        f"grid `{info['grid']}` ({done}/{total} cells done), protocol "
         f"`{protocol}`, {len(df)} final cells over {df['dataset'].nunique()} datasets x "
         f"{df['corruption'].nunique()} corruptions x {df['loss'].nunique()} losses x "
-        f"{df['seed'].nunique()} seeds; summed cell time {df['wall_time_s'].sum():.0f} s"
+        f"{df['seed'].nunique()} seeds; summed cell time {df['wall_time_s'].sum():.0f} s; "
+        f"{len(diverged)} diverged cells ({n_final_div} of them final)"
     )
     notes = (
         "Hyperparameters (learning rate and the loss's own) were selected per (dataset, "
@@ -298,16 +426,31 @@ def write_report(
         "labels: a low value under clean labels means the model under-fits, and the "
         "table then measures optimisation speed rather than robustness."
     )
-    md = [f"# losslab benchmark report: {info['name']}", "", summary, "", notes, "",
-          "## Leaderboard", "", _md_table(board), ""]  # fmt: skip
+    md = [
+        f"# losslab benchmark report: {info['name']}",
+        "",
+        summary,
+        "",
+        notes,
+        "",
+        "## Leaderboard",
+        "",
+        _md_table(board),
+        "",
+    ]
     md += ["![accuracy vs noise](accuracy_vs_noise.png)", "", "![mean rank](mean_rank.png)", ""]
     for ds, t in acc_tables.items():
         md += [f"## {ds}: test accuracy (mean ± std over seeds)", "", _md_table(t), ""]
-    md += ["## Clean-label training accuracy (under-fitting check)", "",
-           _md_table(clean_table), ""]  # fmt: skip
-    md += [f"## Reliability: best ({extremes[0]}) and worst ({extremes[-1]}) loss", "",
-           "![reliability](reliability.png)", ""]  # fmt: skip
+    md += ["## Clean-label training accuracy (under-fitting check)", "", _md_table(clean_table), ""]
+    md += [
+        f"## Reliability: best ({extremes[0]}) and worst ({extremes[-1]}) loss",
+        "",
+        "![reliability](reliability.png)",
+        "",
+    ]
     md += ["## Selected configurations", "", _md_table(sel), ""]
+    md += ["## Diverged cells", "", DIVERGED_NOTE, ""]
+    md += [_md_table(diverged) if len(diverged) else "None.", ""]
     md += ["## Versions", "", "`" + json.dumps(versions, sort_keys=True) + "`", ""]
     md_path = out / "report.md"
     md_path.write_text("\n".join(md))
@@ -325,13 +468,25 @@ def write_report(
         img(figs[1], "mean rank"),
     ]
     for ds, t in acc_tables.items():
-        parts += [f"<h2>{html.escape(ds)}: test accuracy (mean ± std over seeds)</h2>",
-                  _html_table(t)]  # fmt: skip
-    parts += ["<h2>Clean-label training accuracy (under-fitting check)</h2>",
-              _html_table(clean_table)]  # fmt: skip
-    parts += [f"<h2>Reliability: best ({html.escape(extremes[0])}) and worst "
-              f"({html.escape(extremes[-1])}) loss</h2>", img(figs[2], "reliability")]  # fmt: skip
+        parts += [
+            f"<h2>{html.escape(ds)}: test accuracy (mean ± std over seeds)</h2>",
+            _html_table(t),
+        ]
+    parts += [
+        "<h2>Clean-label training accuracy (under-fitting check)</h2>",
+        _html_table(clean_table),
+    ]
+    parts += [
+        f"<h2>Reliability: best ({html.escape(extremes[0])}) and worst "
+        f"({html.escape(extremes[-1])}) loss</h2>",
+        img(figs[2], "reliability"),
+    ]
     parts += ["<h2>Selected configurations</h2>", _html_table(sel)]
+    parts += [
+        "<h2>Diverged cells</h2>",
+        f"<p class=note>{html.escape(DIVERGED_NOTE)}</p>",
+        _html_table(diverged) if len(diverged) else "<p>None.</p>",
+    ]
     parts += ["<h2>Versions</h2>", f"<pre>{html.escape(json.dumps(versions, indent=1))}</pre>"]
     style = (
         "body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;color:#222}"
@@ -351,15 +506,8 @@ def write_report(
 
 def run_record(store: ResultStore, grid_id: str) -> dict[str, Any]:
     """Cells stored, first and last finish time, and summed cell time over the whole grid."""
-    keys = [m["key"] for m in store.members(grid_id)]
-    with store.connect() as con:
-        row = con.execute(
-            "SELECT min(finished_at), max(finished_at), sum(wall_time_s), count(*) "
-            "FROM results WHERE key IN (SELECT unnest(?))",
-            [keys],
-        ).fetchone()
-    first, last, total, n = row if row is not None else (None, None, 0.0, 0)
-    return {"cells": n, "first": first, "last": last, "cell_seconds": float(total or 0.0)}
+    first, last, total, n = store.run_record([m["key"] for m in store.members(grid_id)])
+    return {"cells": n, "first": first, "last": last, "cell_seconds": total}
 
 
 def write_results_page(
@@ -376,15 +524,17 @@ def write_results_page(
     ``docs/results-ldr/``). A grid with unfinished cells raises ``ValueError``: only finished
     tables are published.
     """
-    store = _open_store(store)
+    store = store if isinstance(store, ResultStore) else ResultStore(store)
     info = resolve_grid(store, grid)
-    # final cells are registered once tuning ends: a grid without them is not finished either
-    finals = store.members(info["grid"], "final")
-    if info["done"] < info["cells"] or not finals:
+    done, total = progress(info)
+    if done < total:
         raise ValueError(
-            f"grid {info['grid']!r}: {info['done']}/{info['cells']} cells done"
-            f"{'' if finals else ', final cells not started'}; re-run the grid's command "
-            "(it resumes) before publishing"
+            problem(
+                "results page",
+                f"grid {info['grid']!r}",
+                "every cell finished",
+                f"{done}/{total} cells done (re-run the grid's command, it resumes, then publish)",
+            )
         )
     rec = run_record(store, info["grid"])
     page = Path(page)

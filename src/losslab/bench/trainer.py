@@ -9,58 +9,18 @@ from __future__ import annotations
 
 import copy
 import math
-import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from losslab.bench.protocol import TrainConfig
 from losslab.metrics import classification_metrics, reliability_bins, top_label_confidence
 
 __all__ = ["SplitData", "TrainConfig", "TrainResult", "evaluate", "train"]
-
-OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("constant", "cosine", "step")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings of one training run (all JSON-able)."""
-
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    batch_size: int = 128
-    epochs: int = 30
-    schedule: str = "cosine"
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
-    shuffle: bool = True
-    patience: int | None = None  # epochs without validation improvement before stopping
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule: expected one of {SCHEDULES}, got {self.schedule!r}")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ValueError(f"lr: expected a positive number, got {self.lr!r}")
-        if not (isinstance(self.epochs, int) and self.epochs >= 1):
-            raise ValueError(f"epochs: expected a positive int, got {self.epochs!r}")
-        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
-            raise ValueError(f"batch_size: expected a positive int, got {self.batch_size!r}")
-        if self.patience is not None and self.patience < 1:
-            raise ValueError(f"patience: expected None or a positive int, got {self.patience!r}")
-        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["milestones"] = list(self.milestones)
-        return d
 
 
 @dataclass
@@ -80,13 +40,21 @@ class SplitData:
 
 @dataclass
 class TrainResult:
-    final: dict[str, Any]
+    """``final``: metrics of the reported weights, ``None`` when training diverged before
+    any epoch finished with finite outputs. ``best_epoch``: the reported epoch (0-based),
+    ``None`` in that case; ``diverged_epoch``: the epoch in which the loss, the logits or
+    the evaluation became non-finite (``None`` if never)."""
+
+    final: dict[str, Any] | None
     curves: dict[str, list[float]]
-    best_epoch: int
+    best_epoch: int | None
     epochs_run: int
-    diverged: bool
-    wall_time_s: float
+    diverged_epoch: int | None = None
     test_reliability: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_epoch is not None
 
 
 @torch.no_grad()
@@ -111,8 +79,13 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> dict[str, fl
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     # foreach: one fused update per step instead of a Python loop over parameters
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay, foreach=True)  # fmt: skip
+        return torch.optim.SGD(
+            model.parameters(),
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            foreach=True,
+        )
     return torch.optim.Adam(
         model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True
     )
@@ -126,31 +99,33 @@ def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
     return None
 
 
-def train(
-    model: nn.Module,
-    loss_fn: nn.Module,
-    data: SplitData,
-    cfg: TrainConfig,
-    *,
-    stateful: bool = False,
-) -> TrainResult:
+def _objective(loss_fn: nn.Module) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Any]:
+    """How the trainer calls a loss: stateful losses (per-example state, class attribute
+    ``stateful``) also get the dataset row indices of the batch."""
+    if getattr(loss_fn, "stateful", False):
+        return lambda logits, y, idx: loss_fn(logits, y, index=idx)
+    return lambda logits, y, idx: loss_fn(logits, y)
+
+
+def train(model: nn.Module, loss_fn: nn.Module, data: SplitData, cfg: TrainConfig) -> TrainResult:
     """Train ``model`` with ``loss_fn`` on ``data`` and evaluate every epoch.
 
-    Stateful losses get ``index=`` (row indices into ``data.X_train``). With
-    ``cfg.patience`` set, training stops once the noisy-validation accuracy has not
+    With ``cfg.patience`` set, training stops once the noisy-validation accuracy has not
     improved for that many epochs and the best-validation weights are restored;
-    otherwise the last epoch's weights are reported. A non-finite training loss stops
-    the run (``diverged=True``) and restores the best weights seen so far.
+    otherwise the last epoch's weights are reported. Non-finite logits, loss or
+    evaluation outputs end the run as diverged; the best finite epoch's weights are
+    then reported (none: ``final is None``).
     """
-    t0 = time.perf_counter()
+    objective = _objective(loss_fn)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = _optimizer(model, cfg)
     sched = _scheduler(opt, cfg)
     n = len(data.X_train)
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     curves: dict[str, list[float]] = {"train_loss": [], "lr": []}
-    best_acc, best_epoch, best_state = -math.inf, 0, None
-    diverged, epochs_run = False, 0
+    best_acc, best_epoch, best_state = -math.inf, -1, None
+    diverged_epoch: int | None = None
+    epochs_run = 0
     for epoch in range(cfg.epochs):
         model.train()
         order = torch.randperm(n, generator=gen) if cfg.shuffle else torch.arange(n)
@@ -160,10 +135,13 @@ def train(
             if has_bn and len(idx) < 2:
                 continue  # batch norm cannot train on a single row
             logits = model(data.X_train[idx])
-            extra = {"index": idx} if stateful else {}
-            loss = loss_fn(logits, data.y_train[idx], **extra)
+            # checked here, before the loss's own input check raises on them
+            if not bool(torch.isfinite(logits).all()):
+                diverged_epoch = epoch
+                break
+            loss = objective(logits, data.y_train[idx], idx)
             if not torch.isfinite(loss):
-                diverged = True
+                diverged_epoch = epoch
                 break
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -171,7 +149,7 @@ def train(
             total += float(loss.detach()) * len(idx)
             count += len(idx)
         curves["lr"].append(opt.param_groups[0]["lr"])
-        curves["train_loss"].append(total / max(count, 1) if not diverged else float("nan"))
+        curves["train_loss"].append(total / max(count, 1) if diverged_epoch is None else math.nan)
         if sched is not None:
             sched.step()
         epochs_run = epoch + 1
@@ -180,18 +158,23 @@ def train(
         for split, metrics in (("val", val), ("test", test)):
             for k, v in metrics.items():
                 curves.setdefault(f"{split}_{k}", []).append(v)
-        if diverged:
+        if diverged_epoch is None and math.isnan(val["acc"]):
+            diverged_epoch = epoch  # the last step of the epoch made the weights non-finite
+        if diverged_epoch is not None:
             break
-        acc = val["acc"]
-        if acc > best_acc:
-            best_acc, best_epoch = acc, epoch
-            if cfg.patience is not None:
-                best_state = copy.deepcopy(model.state_dict())
+        if val["acc"] > best_acc:
+            best_acc, best_epoch = val["acc"], epoch
+            # kept without early stopping too: a later divergence reports this epoch
+            best_state = copy.deepcopy(model.state_dict())
         elif cfg.patience is not None and epoch - best_epoch >= cfg.patience:
             break
-    if best_state is not None:
+    if cfg.patience is not None or diverged_epoch is not None:
+        if best_state is None:
+            return TrainResult(None, curves, None, epochs_run, diverged_epoch)
         model.load_state_dict(best_state)
-    reported_epoch = best_epoch if best_state is not None else epochs_run - 1
+        reported_epoch = best_epoch
+    else:
+        reported_epoch = epochs_run - 1
     final: dict[str, Any] = {}
     for split, (X, y) in {
         "val": (data.X_val, data.y_val),
@@ -205,12 +188,4 @@ def train(
     if np.isfinite(z).all():
         conf, correct = top_label_confidence(z, data.y_test.numpy())
         reliability = reliability_bins(conf, correct, 15).to_dict()
-    return TrainResult(
-        final=final,
-        curves=curves,
-        best_epoch=reported_epoch,
-        epochs_run=epochs_run,
-        diverged=diverged,
-        wall_time_s=time.perf_counter() - t0,
-        test_reliability=reliability,
-    )
+    return TrainResult(final, curves, reported_epoch, epochs_run, diverged_epoch, reliability)

@@ -31,6 +31,7 @@ from .catalog import (
     read_cache,
     save_cache,
 )
+from .registry import BUILDERS, INFOS
 from .split import train_val_split
 
 __all__ = [
@@ -64,19 +65,15 @@ class Dataset:
 
 def list_datasets() -> list[DatasetInfo]:
     """All catalogued datasets (CI-safe ones first)."""
-    from .registry import INFOS
-
     return list(INFOS.values())
 
 
 def get_info(name: str) -> DatasetInfo:
     """Catalogue entry of ``name``; ValueError naming the known names otherwise."""
-    from .registry import INFOS
-
     if not isinstance(name, str):
-        raise TypeError(f"name: expected a dataset name (str), received {name!r}")
+        raise TypeError(f"losslab.data: name expected a dataset name (str), got {name!r}")
     if name not in INFOS:
-        raise ValueError(f"name: expected one of {sorted(INFOS)}, received {name!r}")
+        raise ValueError(f"losslab.data: name expected one of {sorted(INFOS)}, got {name!r}")
     return INFOS[name]
 
 
@@ -110,7 +107,8 @@ def load_dataset(name: str, *, root: str | Path | None = None) -> Dataset:
         raw, meta = _build_and_save(info, data_root(root))
     else:
         raise DataNotAvailableError(
-            f"name: dataset {name!r} is not fetched under {data_root(root)}; "
+            f"losslab.data: dataset {name!r} expected in the cache, got nothing under "
+            f"{data_root(root)}; "
             f"run `losslab data fetch {name}` (or `make data`), or set ${'LOSSLAB_DATA'} "
             "to the cache that holds it"
         )
@@ -126,8 +124,6 @@ def standardize(X_train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, .
 
 
 def _build_and_save(info: DatasetInfo, root: Path) -> tuple[RawData, dict[str, Any]]:
-    from .registry import BUILDERS
-
     raw = BUILDERS[info.name](root)
     checksum = array_checksum(raw.X_train, raw.y_train, raw.X_test, raw.y_test)
     meta: dict[str, Any] = {
@@ -146,7 +142,7 @@ def _build_and_save(info: DatasetInfo, root: Path) -> tuple[RawData, dict[str, A
     }
     if info.expected_sha256 is not None and checksum != info.expected_sha256:
         warnings.warn(
-            f"dataset {info.name!r}: expected checksum {info.expected_sha256}, received "
+            f"losslab.data: dataset {info.name!r} expected checksum {info.expected_sha256}, got "
             f"{checksum} (a different package build or library version?)",
             stacklevel=3,
         )

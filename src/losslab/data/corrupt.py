@@ -46,7 +46,6 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -107,49 +106,48 @@ class CorruptionSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, str) or self.kind not in KINDS:
-            raise ValueError(f"kind: expected one of {list(KINDS)}, received {self.kind!r}")
+            raise ValueError(
+                f"CorruptionSpec: kind expected one of {list(KINDS)}, got {self.kind!r}"
+            )
         if isinstance(self.rate, bool) or not isinstance(self.rate, (int, float, np.number)):
-            raise TypeError(f"rate: expected a float, received {self.rate!r}")
+            raise TypeError(f"CorruptionSpec: rate expected a float, got {self.rate!r}")
         rate = float(self.rate)
         object.__setattr__(self, "rate", rate)
         if not math.isfinite(rate):
-            raise ValueError(f"rate: expected a finite float, received {self.rate!r}")
+            raise ValueError(f"CorruptionSpec: rate expected a finite float, got {self.rate!r}")
         if self.kind == "none" and rate != 0.0:
-            raise ValueError(f"rate: expected 0 for kind 'none', received {rate!r}")
+            raise ValueError(f"CorruptionSpec: rate expected 0 for kind 'none', got {rate!r}")
         if self.kind in NOISE_KINDS and not 0.0 <= rate <= 1.0:
             raise ValueError(
-                f"rate: expected a noise rate in [0, 1] for kind {self.kind!r}, received {rate!r}"
+                f"CorruptionSpec: rate expected a noise rate in [0, 1] for kind {self.kind!r}, "
+                f"got {rate!r}"
             )
         if self.kind in IMBALANCE_KINDS and rate < 1.0:
             raise ValueError(
-                f"rate: expected an imbalance ratio >= 1 (max/min class count) for kind "
-                f"{self.kind!r}, received {rate!r}"
+                "CorruptionSpec: rate expected an imbalance ratio >= 1 (max/min class count) "
+                "for kind "
+                f"{self.kind!r}, got {rate!r}"
             )
         if self.mapping is not None:
             if self.kind != "class_dependent":
                 raise ValueError(
-                    f"mapping: expected None for kind {self.kind!r} (only 'class_dependent' "
-                    f"takes a map), received {self.mapping!r}"
+                    f"CorruptionSpec: mapping expected None for kind {self.kind!r} (only "
+                    "'class_dependent' "
+                    f"takes a map), got {self.mapping!r}"
                 )
             try:
                 mapping = tuple(int(v) for v in self.mapping)
             except (TypeError, ValueError) as e:
                 raise TypeError(
-                    f"mapping: expected a sequence of class indices, received {self.mapping!r}"
+                    "CorruptionSpec: mapping expected a sequence of class indices, got "
+                    f"{self.mapping!r}"
                 ) from e
             if any(isinstance(v, bool) or v < 0 for v in mapping) or not mapping:
                 raise ValueError(
-                    f"mapping: expected non-negative class indices, received {self.mapping!r}"
+                    "CorruptionSpec: mapping expected non-negative class indices, got "
+                    f"{self.mapping!r}"
                 )
             object.__setattr__(self, "mapping", mapping)
-
-    @property
-    def is_noise(self) -> bool:
-        return self.kind in NOISE_KINDS
-
-    @property
-    def is_imbalance(self) -> bool:
-        return self.kind in IMBALANCE_KINDS
 
     def key(self) -> str:
         """Stable short string: ``clean``, ``uniform-0.4``, ``long_tail-100``,
@@ -179,11 +177,14 @@ def parse_corruption(text: str) -> CorruptionSpec:
     ``longtail``, ...). ``str(spec)`` parses back to an equal spec.
     """
     if not isinstance(text, str):
-        raise TypeError(f"corruption: expected a string like 'uniform:0.4', received {text!r}")
+        raise TypeError(
+            f"parse_corruption: corruption expected a string like 'uniform:0.4', got {text!r}"
+        )
     s = text.strip().lower()
     usage = (
-        f"corruption: expected 'clean' or 'KIND:RATE' with KIND in {list(KINDS[1:])} "
-        f"(e.g. 'uniform:0.4', 'class_dependent:0.3', 'long_tail:100'), received {text!r}"
+        "parse_corruption: corruption expected 'clean' or 'KIND:RATE' with KIND in "
+        f"{list(KINDS[1:])} "
+        f"(e.g. 'uniform:0.4', 'class_dependent:0.3', 'long_tail:100'), got {text!r}"
     )
     head, sep, rest = s.partition(":")
     if not sep:  # key form KIND-RATE (kind names contain no '-')
@@ -197,7 +198,7 @@ def parse_corruption(text: str) -> CorruptionSpec:
             raise ValueError(usage)
         return CorruptionSpec("none")
     if not sep or not rest.strip():
-        raise ValueError(f"{usage}: missing RATE after {kind!r}")
+        raise ValueError(usage.replace(", got", f" (RATE after {kind!r}), got"))
     rate_text, _, map_text = rest.partition(":")
     parts = [p.strip() for p in rate_text.split(",") if p.strip()]
     if map_text:
@@ -225,18 +226,6 @@ class CorruptionResult:
     actual_noise_rate: float
     transition: np.ndarray
 
-    def class_counts(self, num_classes: int | None = None) -> np.ndarray:
-        k = self.transition.shape[0] if num_classes is None else num_classes
-        return np.bincount(self.labels, minlength=k)
-
-    def to_record(self) -> dict[str, Any]:
-        """JSON-friendly summary for result stores."""
-        return {
-            "n_kept": len(self.indices),
-            "actual_noise_rate": self.actual_noise_rate,
-            "class_counts": self.class_counts().tolist(),
-        }
-
 
 def pair_map(
     num_classes: int, *, dataset: str | None = None, mapping: tuple[int, ...] | None = None
@@ -246,16 +235,16 @@ def pair_map(
         m = np.asarray(mapping, np.int64)
         if len(m) != num_classes or m.max() >= num_classes:
             raise ValueError(
-                f"mapping: expected {num_classes} class indices in [0, {num_classes}), "
-                f"received {tuple(mapping)!r}"
+                f"pair_map: mapping expected {num_classes} class indices in [0, {num_classes}), "
+                f"got {tuple(mapping)!r}"
             )
         return m
     if dataset in LDR_PAIR_MAPS:
         m = np.asarray(LDR_PAIR_MAPS[dataset], np.int64)
         if len(m) != num_classes:
             raise ValueError(
-                f"num_classes: expected {len(m)} for the LDR pair map of dataset "
-                f"{dataset!r}, received {num_classes}"
+                f"pair_map: num_classes expected {len(m)} for the LDR pair map of dataset "
+                f"{dataset!r}, got {num_classes}"
             )
         return m
     return (np.arange(num_classes) + 1) % num_classes
@@ -283,7 +272,8 @@ def expected_transition(
         t[np.arange(k), m] += r
         return t
     raise ValueError(
-        f"spec.kind: expected a kind with a fixed transition matrix, received {spec.kind!r}"
+        "expected_transition: spec.kind expected a kind with a fixed transition matrix, got "
+        f"{spec.kind!r}"
     )
 
 
@@ -299,16 +289,16 @@ def corrupt(
     """Apply ``spec`` to clean training labels ``y`` (deterministic given ``seed``)."""
     if not isinstance(spec, CorruptionSpec):
         raise TypeError(
-            f"spec: expected a CorruptionSpec (see parse_corruption), received {spec!r}"
+            f"corrupt: spec expected a CorruptionSpec (see parse_corruption), got {spec!r}"
         )
-    labels = check_labels(y)
+    labels = check_labels(y, where="corrupt")
     k = _check_k(num_classes)
     if labels.size and labels.max() >= k:
         raise ValueError(
-            f"y: expected labels in [0, {k}) for num_classes={k}, received max {labels.max()}"
+            f"corrupt: y expected labels in [0, {k}) for num_classes={k}, got max {labels.max()}"
         )
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed: expected an int, received {seed!r}")
+        raise TypeError(f"corrupt: seed expected an int, got {seed!r}")
     rng = np.random.default_rng(int(seed))
     n = len(labels)
     keep = np.arange(n, dtype=np.int64)
@@ -351,9 +341,9 @@ def empirical_transition(clean: np.ndarray, noisy: np.ndarray, num_classes: int)
 
 def _check_k(num_classes: int) -> int:
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
-        raise TypeError(f"num_classes: expected an int >= 2, received {num_classes!r}")
+        raise TypeError(f"corrupt: num_classes expected an int >= 2, got {num_classes!r}")
     if num_classes < 2:
-        raise ValueError(f"num_classes: expected an int >= 2, received {num_classes!r}")
+        raise ValueError(f"corrupt: num_classes expected an int >= 2, got {num_classes!r}")
     return int(num_classes)
 
 
@@ -362,11 +352,11 @@ def _instance_noise(
 ) -> np.ndarray:
     if X is None:
         raise ValueError(
-            "X: expected the (n, d) training features for kind 'instance', received None"
+            "corrupt: X expected the (n, d) training features for kind 'instance', got None"
         )
     feats = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
     if len(feats) != len(y):
-        raise ValueError(f"X: expected {len(y)} rows (one per label), received {len(feats)}")
+        raise ValueError(f"corrupt: X expected {len(y)} rows (one per label), got {len(feats)}")
     n = len(y)
     if rate == 0.0 or n == 0:
         return y.copy()

@@ -59,8 +59,8 @@ def font_dir() -> Path:
         import matplotlib
     except ImportError as e:  # pragma: no cover - matplotlib is a bench dependency
         raise DataNotAvailableError(
-            "dataset 'glyphs' needs matplotlib (its bundled fonts), Pillow and fontTools: "
-            "pip install matplotlib"
+            "glyphs: fonts expected matplotlib's bundled fonts, got matplotlib missing "
+            "(pip install matplotlib)"
         ) from e
     return Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf"
 
@@ -145,12 +145,13 @@ def distinct_characters() -> tuple[str, ...]:
 def glyph_classes(num_classes: int = DEFAULT_CLASSES) -> tuple[str, ...]:
     """The first ``num_classes`` distinct, non-blank characters (see the module docstring)."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes: expected an int >= 2, received {num_classes!r}")
+        raise ValueError(f"glyph_classes: num_classes expected an int >= 2, got {num_classes!r}")
     chars = distinct_characters()
     if num_classes > len(chars):
         raise ValueError(
-            f"num_classes: expected at most {len(chars)} (distinct glyphs in the bundled "
-            f"fonts), received {num_classes}"
+            f"glyph_classes: num_classes expected at most {len(chars)} (distinct glyphs in the "
+            "bundled "
+            f"fonts), got {num_classes}"
         )
     return chars[:num_classes]
 
@@ -167,11 +168,11 @@ def make_glyphs(
     """Render the glyph dataset; X arrays are uint8 of shape (n, 28 * 28)."""
     for name, val in (("train_renders", train_renders), ("test_renders", test_renders)):
         if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-            raise ValueError(f"{name}: expected an int >= 1, received {val!r}")
+            raise ValueError(f"make_glyphs: {name} expected an int >= 1, got {val!r}")
     if not available():
         raise DataNotAvailableError(
-            "dataset 'glyphs' needs matplotlib's bundled fonts, Pillow and fontTools "
-            "(pip install matplotlib)"
+            "make_glyphs: renderer expected matplotlib's bundled fonts, Pillow and fontTools, "
+            "got some missing (pip install matplotlib)"
         )
     chars = glyph_classes(num_classes)
     rng = np.random.default_rng(seed)

@@ -94,7 +94,9 @@ class _Reader:
                 has_attr = bool(flags & (1 << 9))
                 has_tag = bool(flags & (1 << 10))
             if kind != _NILVALUE:
-                raise ValueError(f"rda: unsupported pairlist terminator type {kind}")
+                raise ValueError(
+                    f"read_rda: pairlist terminator expected NILVALUE, got SEXP type {kind}"
+                )
             return out
         if kind in (10, 13):  # LGLSXP, INTSXP
             value: Any = self.array(">i4", self.length())
@@ -103,7 +105,9 @@ class _Reader:
         elif kind in (16, 19):  # STRSXP, VECSXP
             value = [self.item() for _ in range(self.length())]
         else:
-            raise ValueError(f"rda: unsupported SEXP type {kind} at byte {self.pos - 4}")
+            raise ValueError(
+                f"read_rda: SEXP type expected a supported type, got {kind} at byte {self.pos - 4}"
+            )
         attrs = self.item() if has_attr else None
         return RObject(value, attrs)
 
@@ -123,7 +127,8 @@ def read_rda(path: str | Path) -> dict[str, Any]:
     data = _decompress(Path(path).read_bytes())
     if data[:5] not in (b"RDX2\n", b"RDX3\n") or data[5:7] != b"X\n":
         raise ValueError(
-            f"path: expected an XDR-format R data file (RDX2/RDX3 header), received {data[:7]!r}"
+            "read_rda: path expected an XDR-format R data file (RDX2/RDX3 header), got "
+            f"{data[:7]!r}"
         )
     reader = _Reader(data[7:])
     version = reader.read_int()
@@ -133,7 +138,10 @@ def read_rda(path: str | Path) -> dict[str, Any]:
         reader.pos += reader.read_int()  # native encoding name
     top = reader.item()
     if not isinstance(top, dict):
-        raise ValueError(f"path: expected a pairlist of named objects in {path}")
+        raise ValueError(
+            f"read_rda: {str(path)!r} expected a pairlist of named objects, got "
+            f"{type(top).__name__}"
+        )
     return top
 
 
@@ -144,7 +152,10 @@ def data_frame_columns(obj: RObject) -> dict[str, np.ndarray | tuple[np.ndarray,
     """
     names = obj.attributes.get("names")
     if names is None or not isinstance(obj.value, list):
-        raise ValueError("obj: expected an R data frame (a named list of columns)")
+        raise ValueError(
+            "data_frame_columns: obj expected an R data frame (a named list of columns), got "
+            f"{obj!r}"
+        )
     cols: dict[str, np.ndarray | tuple[np.ndarray, list[str]]] = {}
     for name, col in zip(names.value, obj.value, strict=True):
         levels = col.attributes.get("levels")

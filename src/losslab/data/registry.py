@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from .catalog import Builder, DatasetInfo
 from .glyphs import DEFAULT_CLASSES, TEST_FACES, TRAIN_FACES, build_glyphs
 from .glyphs import available as glyphs_available
@@ -9,6 +11,11 @@ from .loaders.images import FASHION_PKG, build_digits, build_fashion_mnist
 from .loaders.synthetic import build_synthetic
 from .loaders.tabular import KEEL_PKG, MLBENCH_PKG, build_letter, build_shuttle, build_vowel
 from .loaders.text import BROWN_PKG, CHUNK_SENTENCES, N_FEATURES, build_brown_genre
+
+
+def _sklearn_importable() -> bool:
+    return importlib.util.find_spec("sklearn") is not None
+
 
 _ENTRIES: tuple[tuple[DatasetInfo, Builder], ...] = (
     (
@@ -22,6 +29,7 @@ _ENTRIES: tuple[tuple[DatasetInfo, Builder], ...] = (
             split="stratified 75/25 split of the 1,797 images, seed 0 (1,347 / 450)",
             input_shape=(1, 8, 8),
             description="8x8 handwritten digits, intensities 0..16 scaled to [0, 1]",
+            buildable=_sklearn_importable,
             expected_sha256="sha256:d8dacaa76e21d8c4db1b25c3f4a12e51db1d9b67f4d289627b8604f0a21087c7",
         ),
         build_digits,
@@ -37,6 +45,7 @@ _ENTRIES: tuple[tuple[DatasetInfo, Builder], ...] = (
             split="first 2,000 generated rows train, last 1,000 test",
             input_shape=(20,),
             description="Gaussian clusters, 20 features, for tests and smoke runs",
+            buildable=_sklearn_importable,
         ),
         build_synthetic,
     ),
@@ -54,6 +63,7 @@ _ENTRIES: tuple[tuple[DatasetInfo, Builder], ...] = (
             ),
             input_shape=(1, 28, 28),
             description="500 distinct characters (Latin, Greek, Cyrillic, IPA, symbols)",
+            buildable=glyphs_available,
         ),
         build_glyphs,
     ),
@@ -144,14 +154,3 @@ _ENTRIES: tuple[tuple[DatasetInfo, Builder], ...] = (
 
 INFOS: dict[str, DatasetInfo] = {info.name: info for info, _ in _ENTRIES}
 BUILDERS: dict[str, Builder] = {info.name: build for info, build in _ENTRIES}
-
-
-def ci_safe_ready(name: str) -> bool:
-    """Whether a CI-safe dataset can be built right now (its libraries are importable)."""
-    if name == "glyphs":
-        return glyphs_available()
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:  # pragma: no cover
-        return False
-    return True

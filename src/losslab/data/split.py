@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 
-def check_labels(y: np.ndarray, name: str = "y") -> np.ndarray:
+def check_labels(y: np.ndarray, name: str = "y", where: str = "train_val_split") -> np.ndarray:
     """Return ``y`` as a 1-D int64 array, or raise naming the argument."""
     arr = np.asarray(y)
     if arr.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D label array, received shape {arr.shape}")
+        raise ValueError(f"{where}: {name} expected a 1-D label array, got shape {arr.shape}")
     if arr.size and arr.dtype.kind not in "iu":
-        raise TypeError(f"{name}: expected integer labels, received dtype {arr.dtype}")
+        raise TypeError(f"{where}: {name} expected integer labels, got dtype {arr.dtype}")
     if arr.size and arr.min() < 0:
-        raise ValueError(f"{name}: expected labels >= 0, received minimum {arr.min()}")
+        raise ValueError(f"{where}: {name} expected labels >= 0, got minimum {arr.min()}")
     return arr.astype(np.int64, copy=False)
 
 
@@ -28,11 +28,15 @@ def train_val_split(
     """
     labels = check_labels(y)
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)):
-        raise TypeError(f"val_fraction: expected a float in (0, 1), received {val_fraction!r}")
+        raise TypeError(
+            f"train_val_split: val_fraction expected a float in (0, 1), got {val_fraction!r}"
+        )
     if not 0.0 < float(val_fraction) < 1.0:
-        raise ValueError(f"val_fraction: expected a float in (0, 1), received {val_fraction!r}")
+        raise ValueError(
+            f"train_val_split: val_fraction expected a float in (0, 1), got {val_fraction!r}"
+        )
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed: expected an int, received {seed!r}")
+        raise TypeError(f"train_val_split: seed expected an int, got {seed!r}")
     rng = np.random.default_rng(int(seed))
     held: list[np.ndarray] = []
     for c in np.unique(labels):

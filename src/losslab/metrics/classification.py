@@ -30,7 +30,9 @@ def _as_numpy(x: Any, name: str) -> np.ndarray:
         try:
             x = np.asarray(x)
         except Exception as exc:  # pragma: no cover - defensive
-            raise TypeError(f"{name}: expected an array or tensor, got {type(x).__name__}") from exc
+            raise TypeError(
+                f"losslab.metrics: {name} expected an array or tensor, got {type(x).__name__}"
+            ) from exc
     return x
 
 
@@ -38,14 +40,14 @@ def _check(scores: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
     s = _as_numpy(scores, "scores")
     t = _as_numpy(target, "target")
     if s.ndim != 2:
-        raise ValueError(f"scores: expected shape (N, C), got {s.shape}")
+        raise ValueError(f"losslab.metrics: scores expected shape (N, C), got {s.shape}")
     if t.ndim != 1 or t.shape[0] != s.shape[0]:
-        raise ValueError(f"target: expected shape ({s.shape[0]},), got {t.shape}")
+        raise ValueError(f"losslab.metrics: target expected shape ({s.shape[0]},), got {t.shape}")
     if not np.issubdtype(t.dtype, np.integer):
-        raise TypeError(f"target: expected an integer dtype, got {t.dtype}")
+        raise TypeError(f"losslab.metrics: target expected an integer dtype, got {t.dtype}")
     if t.size and (t.min() < 0 or t.max() >= s.shape[1]):
         raise ValueError(
-            f"target: expected class indices in [0, {s.shape[1] - 1}], "
+            f"losslab.metrics: target expected class indices in [0, {s.shape[1] - 1}], "
             f"got values in [{t.min()}, {t.max()}]"
         )
     return s.astype(np.float64, copy=False), t.astype(np.int64, copy=False)
@@ -68,7 +70,7 @@ def topk_accuracy(scores: Any, target: Any, k: int = 1) -> float:
     """
     s, t = _check(scores, target)
     if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k: expected a positive int, got {k!r}")
+        raise ValueError(f"topk_accuracy: k expected a positive int, got {k!r}")
     if t.size == 0:
         return float("nan")
     target_score = s[np.arange(len(t)), t][:, None]

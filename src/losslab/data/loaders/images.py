@@ -42,7 +42,9 @@ def read_idx(path: Path) -> np.ndarray:
     """Read a (gzipped) IDX file (the MNIST format: magic, dims, big-endian sizes, data)."""
     raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     if raw[:2] != b"\x00\x00" or raw[2] != 0x08:
-        raise ValueError(f"path: expected an unsigned-byte IDX file, received header {raw[:4]!r}")
+        raise ValueError(
+            f"read_idx: path expected an unsigned-byte IDX file, got header {raw[:4]!r}"
+        )
     nd = raw[3]
     shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(nd)]
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * nd).reshape(shape)
