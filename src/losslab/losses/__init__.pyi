@@ -130,6 +130,64 @@ class CompSumLoss(LossModule):
         self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
     ) -> Tensor: ...
 
+class DCOLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        n: float = 16,
+        min_factor: float = 0.0,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self,
+        logits: Tensor,
+        target: Tensor,
+        lengths: Tensor | None = None,
+        sample_weight: Tensor | None = None,
+    ) -> Tensor: ...
+
+class EISLLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        ngrams: tuple[int, ...] = ...,
+        tau: float = 1.0,
+        gumbel: bool = False,
+        min_log_prob: float = -20.0,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self,
+        logits: Tensor,
+        target: Tensor,
+        lengths: Tensor | None = None,
+        sample_weight: Tensor | None = None,
+    ) -> Tensor: ...
+
+class EMOLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        embedding: Tensor | None = None,
+        mode: int = 0,
+        max_ratio: float | None = 3.0,
+        exclude_target: bool = False,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self,
+        logits: Tensor,
+        target: Tensor,
+        lengths: Tensor | None = None,
+        sample_weight: Tensor | None = None,
+    ) -> Tensor: ...
+
 class FocalLoss(LossModule):
     def __init__(
         self,
@@ -407,6 +465,9 @@ __all__ = [
     "CELoss",
     "CSSVMLoss",
     "CompSumLoss",
+    "DCOLoss",
+    "EISLLoss",
+    "EMOLoss",
     "FocalLoss",
     "GCELoss",
     "JSCLoss",
