@@ -115,6 +115,20 @@ def dco(
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor: ...
+def dhkd(
+    student: Tensor,
+    teacher: Tensor,
+    target: Tensor | None = None,
+    *,
+    temperature: float = 2.0,
+    alpha: float = 1.0,
+    normalize: bool = True,
+    teacher_format: str = "logits",
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor: ...
 def eisl(
     logits: Tensor,
     target: Tensor,
@@ -274,6 +288,18 @@ def nce_rce(
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor: ...
+def pld(
+    student: Tensor,
+    teacher: Tensor,
+    target: Tensor | None = None,
+    *,
+    temperature: float = 1.0,
+    teacher_format: str = "logits",
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor: ...
 def rce(
     logits: Tensor,
     target: Tensor,
@@ -366,6 +392,7 @@ __all__ = [
     "comp_sum",
     "cs_svm",
     "dco",
+    "dhkd",
     "eisl",
     "emo",
     "focal",
@@ -379,6 +406,7 @@ __all__ = [
     "nce_agce",
     "nce_aul",
     "nce_rce",
+    "pld",
     "rce",
     "rll",
     "sce",

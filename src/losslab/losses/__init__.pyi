@@ -148,6 +148,26 @@ class DCOLoss(LossModule):
         sample_weight: Tensor | None = None,
     ) -> Tensor: ...
 
+class DHKDLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        temperature: float = 2.0,
+        alpha: float = 1.0,
+        normalize: bool = True,
+        teacher_format: str = "logits",
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self,
+        student: Tensor,
+        teacher: Tensor,
+        target: Tensor | None = None,
+        sample_weight: Tensor | None = None,
+    ) -> Tensor: ...
+
 class EISLLoss(LossModule):
     def __init__(
         self,
@@ -355,6 +375,24 @@ class NCERCELoss(LossModule):
         self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
     ) -> Tensor: ...
 
+class PLDLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        temperature: float = 1.0,
+        teacher_format: str = "logits",
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self,
+        student: Tensor,
+        teacher: Tensor,
+        target: Tensor | None = None,
+        sample_weight: Tensor | None = None,
+    ) -> Tensor: ...
+
 class RCELoss(LossModule):
     def __init__(
         self,
@@ -466,6 +504,7 @@ __all__ = [
     "CSSVMLoss",
     "CompSumLoss",
     "DCOLoss",
+    "DHKDLoss",
     "EISLLoss",
     "EMOLoss",
     "FocalLoss",
@@ -480,6 +519,7 @@ __all__ = [
     "NCEAULLoss",
     "NCELoss",
     "NCERCELoss",
+    "PLDLoss",
     "RCELoss",
     "RLLLoss",
     "SCELoss",
