@@ -15,9 +15,10 @@ for _family in _pkgutil.iter_modules(__path__):
         _importlib.import_module(f"{__name__}.{_family.name}")
 
 from losslab.functional.ldr import aldr_kl_temperature as aldr_kl_temperature  # noqa: E402
+from losslab.functional.regression_bins import RegressionBins as RegressionBins  # noqa: E402
 
 #: Public helpers of the families that are not losses.
-HELPERS = ("aldr_kl_temperature",)
+HELPERS = ("aldr_kl_temperature", "RegressionBins")
 
 globals().update({name: spec.function for name, spec in _registered().items()})
 __all__ = sorted([*_registered(), *HELPERS])  # pyright: ignore[reportUnsupportedDunderAll]

@@ -3,6 +3,7 @@
 from torch import Tensor
 
 from losslab.functional.ldr import aldr_kl_temperature as aldr_kl_temperature
+from losslab.functional.regression_bins import RegressionBins as RegressionBins
 
 HELPERS: tuple[str, ...]
 
@@ -174,6 +175,17 @@ def gce(
     target: Tensor,
     *,
     q: float = 0.7,
+    weight: Tensor | None = None,
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor: ...
+def hl_gauss(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    sigma: float = 0.75,
     weight: Tensor | None = None,
     sample_weight: Tensor | None = None,
     ignore_index: int | None = None,
@@ -355,6 +367,16 @@ def tgce(
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor: ...
+def two_hot(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    weight: Tensor | None = None,
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor: ...
 def ww_svm(
     logits: Tensor,
     target: Tensor,
@@ -382,6 +404,7 @@ def z_loss(
 ) -> Tensor: ...
 
 __all__ = [
+    "RegressionBins",
     "agce",
     "aldr_kl",
     "aldr_kl_temperature",
@@ -397,6 +420,7 @@ __all__ = [
     "emo",
     "focal",
     "gce",
+    "hl_gauss",
     "jsc",
     "kd",
     "ldr_kl",
@@ -412,6 +436,7 @@ __all__ = [
     "sce",
     "sum_exp",
     "tgce",
+    "two_hot",
     "ww_svm",
     "z_loss",
 ]

@@ -237,6 +237,20 @@ class GCELoss(LossModule):
         self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
     ) -> Tensor: ...
 
+class HLGaussLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        sigma: float = 0.75,
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor: ...
+
 class JSCLoss(LossModule):
     def __init__(
         self,
@@ -463,6 +477,19 @@ class TGCELoss(LossModule):
         self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
     ) -> Tensor: ...
 
+class TwoHotLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor: ...
+
 class WWSVMLoss(LossModule):
     def __init__(
         self,
@@ -509,6 +536,7 @@ __all__ = [
     "EMOLoss",
     "FocalLoss",
     "GCELoss",
+    "HLGaussLoss",
     "JSCLoss",
     "KDLoss",
     "LDRKLLoss",
@@ -525,6 +553,7 @@ __all__ = [
     "SCELoss",
     "SumExpLoss",
     "TGCELoss",
+    "TwoHotLoss",
     "WWSVMLoss",
     "ZLoss",
 ]
