@@ -72,6 +72,19 @@ class BCELoss(LossModule):
         self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
     ) -> Tensor: ...
 
+class BagLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        task: str = "binary",
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self, scores: Tensor, bag_index: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor: ...
+
 class BinaryFocalLoss(LossModule):
     def __init__(
         self,
@@ -249,6 +262,33 @@ class HLGaussLoss(LossModule):
     ) -> None: ...
     def forward(
         self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor: ...
+
+class InstanceLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        task: str = "binary",
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self, scores: Tensor, bag_index: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor: ...
+
+class InterpolatedAggregateLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        task: str = "binary",
+        rho: float = 0.5,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self, scores: Tensor, bag_index: Tensor, target: Tensor, sample_weight: Tensor | None = None
     ) -> Tensor: ...
 
 class JSCLoss(LossModule):
@@ -526,6 +566,7 @@ __all__ = [
     "ALDRKLLoss",
     "AULLoss",
     "BCELoss",
+    "BagLoss",
     "BinaryFocalLoss",
     "CELoss",
     "CSSVMLoss",
@@ -537,6 +578,8 @@ __all__ = [
     "FocalLoss",
     "GCELoss",
     "HLGaussLoss",
+    "InstanceLoss",
+    "InterpolatedAggregateLoss",
     "JSCLoss",
     "KDLoss",
     "LDRKLLoss",
