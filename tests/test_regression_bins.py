@@ -130,3 +130,9 @@ def test_helper_errors():
         with pytest.raises(exc, match=rf"^RegressionBins[.\w]*: {msg}"):
             make()
     assert repr(RegressionBins(0, 2, 3)) == "RegressionBins(v_min=0.0, v_max=2.0, num_bins=3)"
+
+
+def test_helper_docstring_example_runs():
+    from tests.test_contract_common import _run_doctests
+
+    _run_doctests(RegressionBins, "losslab.functional.RegressionBins")

@@ -7,14 +7,18 @@
   each hold a slice of the vocabulary.
 * :class:`SphericalOutput`: factored output layer with exact O(D^2) updates of the spherical
   loss family (squared error, spherical softmax, the Z-loss), independent of the class count.
+* :class:`FourierHead`: hidden vector -> smooth Fourier density on [-1, 1] -> logits over
+  bins, with its frequency regulariser (Gillman et al., ICLR 2025).
 """
 
 from ._engine import HeadOptions
+from .fourier import FourierHead
 from .linear_ce import LinearCrossEntropy, auto_chunk_size, linear_cross_entropy
 from .spherical import SphericalOutput, spherical_loss_from_stats
 from .vocab_parallel import vocab_parallel_linear_cross_entropy, vocab_slice
 
 __all__ = [
+    "FourierHead",
     "HeadOptions",
     "LinearCrossEntropy",
     "SphericalOutput",
