@@ -19,7 +19,8 @@ Variants:
 
 Usage::
 
-    python benchmarks/sequence_memory.py                       # all variants, the issue's shape
+    python benchmarks/sequence_memory.py --out seq.jsonl       # all variants, the issue's shape
+    python benchmarks/sequence_memory.py --table seq.jsonl     # print the table of a run
     python benchmarks/sequence_memory.py --batch 2 --length 64 --vocab 4096 --dim 64  # quick
 """
 
@@ -61,7 +62,9 @@ def _official_emo(logits: Any, labels: Any, cost_embedding: Any) -> Any:
     y = labels.reshape(-1)
     mle = torch.nn.functional.cross_entropy(z, y, reduction="none")
     one_hot = torch.nn.functional.one_hot(y, num_classes=v).to(z.dtype)
-    stable = (one_hot + 1e-15) / torch.linalg.vector_norm(one_hot + 1e-15, ord=1, dim=-1, keepdim=True)
+    stable = (one_hot + 1e-15) / torch.linalg.vector_norm(
+        one_hot + 1e-15, ord=1, dim=-1, keepdim=True
+    )
     emb = cost_embedding / torch.linalg.vector_norm(cost_embedding, ord=2, dim=1, keepdim=True)
     p_repr = stable @ emb
     q_repr = torch.log_softmax(z, dim=-1).exp() @ emb
@@ -149,11 +152,17 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=32000)
     ap.add_argument("--dim", type=int, default=768, help="cost-embedding width D (EMO)")
     ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--out", help="append each variant's JSON line to this file")
+    ap.add_argument("--table", help="only print the table of the JSON lines in this file")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     shape = (args.batch, args.length, args.vocab, args.dim)
     if args.one:
         print(json.dumps(run_one(args.one, *shape)))
+        return
+    if args.table:
+        with open(args.table) as f:
+            print_table([json.loads(line) for line in f if line.strip()])
         return
     rows = []
     for variant in args.variants.split(","):
@@ -165,15 +174,24 @@ def main() -> None:
             print(f"{variant}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
             continue
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        print(json.dumps(rows[-1]), file=sys.stderr)
-    b, t, v, d = shape
-    print(f"\nB={b}, T={t}, V={v}, D={d}, float32 logits ({rows[0]['logits_MiB']:.0f} MiB)\n")
-    print("| variant | peak extra MiB | x logits | wall s | loss |")
-    print("|---|---|---|---|---|")
+        if args.out:
+            with open(args.out, "a") as f:
+                f.write(json.dumps(rows[-1]) + "\n")
+    print_table(rows)
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    r0 = rows[0]
+    print(
+        f"\nB={r0['B']}, T={r0['T']}, V={r0['V']}, D={r0['D']}, float32 logits "
+        f"({r0['logits_MiB']:.0f} MiB), torch {r0['torch']}, {r0['threads']} threads\n"
+    )
+    print("| variant | peak extra MiB | x logits | CPU s | wall s | loss |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['variant']} | {r['peak_extra_MiB']:.0f} | {r['x_logits']:.2f} | "
-            f"{r['wall_s']:.1f} | {r['loss']:.4f} |"
+            f"{r['cpu_s']:.1f} | {r['wall_s']:.1f} | {r['loss']:.4f} |"
         )
 
 
