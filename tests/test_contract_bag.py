@@ -227,3 +227,11 @@ def test_bad_bag_inputs(bag_config):
     spec.function(scores, bag_index, torch.full_like(target, 7.0), **cfg, validate=False)
     with pytest.raises(ValueError):
         spec.function(scores, bag_index[:-1], target, **cfg, validate=False)
+
+
+def test_no_bags_is_attached_zero(bag_config):
+    spec, cfg = bag_config
+    s = torch.zeros(0, 2, dtype=F64, requires_grad=True)
+    out = spec.function(s, torch.zeros(0, dtype=torch.long), torch.zeros(0, 2, dtype=F64), **cfg)
+    out.backward()
+    assert out.item() == 0.0 and out.requires_grad

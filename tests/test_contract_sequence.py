@@ -191,3 +191,11 @@ def test_bad_sequence_inputs(seq_config):
     spec.function(torch.full_like(z, float("nan")), y, **cfg, validate=False)
     with pytest.raises(ValueError):
         spec.function(z, y[:, :3], **cfg, validate=False)
+
+
+def test_empty_batch_is_attached_zero(seq_config):
+    spec, cfg = seq_config
+    z = torch.zeros(0, 3, 4, dtype=F64, requires_grad=True)
+    out = spec.function(z, torch.zeros(0, 3, dtype=torch.long), **cfg)
+    out.backward()
+    assert out.item() == 0.0 and z.grad.shape == z.shape

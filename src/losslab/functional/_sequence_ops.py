@@ -40,7 +40,7 @@ class _GatheredLogSoftmax(torch.autograd.Function):
     def forward(ctx: Any, z: Tensor, idx: Tensor) -> Tensor:
         shape = z.shape
         zf = z.reshape(-1, shape[-1])
-        idf = idx.reshape(zf.shape[0], -1)
+        idf = idx.reshape(zf.shape[0], idx.shape[-1])
         rows = _rows(shape[-1])
         lse = _log_partition(zf, rows)
         ctx.save_for_backward(z, idx, lse)
@@ -51,14 +51,14 @@ class _GatheredLogSoftmax(torch.autograd.Function):
         z, idx, lse = ctx.saved_tensors
         v = z.shape[-1]
         zf = z.reshape(-1, v)
-        g = grad_out.reshape(zf.shape[0], -1)
+        g = grad_out.reshape(zf.shape[0], grad_out.shape[-1])
         g_total = g.sum(dim=1, keepdim=True)
         grad = torch.empty_like(zf)
         rows = _rows(v)
         for s in range(0, zf.shape[0], rows):
             e = slice(s, s + rows)
             grad[e] = torch.exp(zf[e] - lse[e, None]).mul_(g_total[e]).neg_()
-        grad.scatter_add_(1, idx.reshape(zf.shape[0], -1), g)
+        grad.scatter_add_(1, idx.reshape(g.shape), g)
         return grad.reshape(z.shape), None
 
 
