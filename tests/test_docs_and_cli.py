@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 import losslab
@@ -33,7 +34,11 @@ def test_type_stubs_are_up_to_date():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_cli_list_shows_every_loss():
+def test_cli_list_shows_every_loss(monkeypatch):
+    # The CLI's rich console reads COLUMNS when losslab.cli is imported, so the env below
+    # alone does not widen it; without a terminal (pytest-xdist workers) it is 80 columns
+    # wide and shortens long names such as interpolated_aggregate_loss.
+    monkeypatch.setattr("losslab.cli.console", Console(width=200))
     out = CliRunner().invoke(app, ["list"], env={"COLUMNS": "200"})
     assert out.exit_code == 0, out.output
     for name in losslab.list_losses():

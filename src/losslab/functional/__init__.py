@@ -33,6 +33,7 @@ from losslab.functional.ldr import aldr_kl_temperature as aldr_kl_temperature  #
 from losslab.functional.metric_learning import (  # noqa: E402
     MultiSimilarityMiner as MultiSimilarityMiner,
 )
+from losslab.functional.regression_bins import RegressionBins as RegressionBins  # noqa: E402
 from losslab.functional.retrieval import soft_topk_probs as soft_topk_probs  # noqa: E402
 
 #: Public helpers of the families that are not losses, ordered by module (the generated
@@ -45,6 +46,7 @@ HELPERS = (
     "post_hoc_logit_adjust",
     "aldr_kl_temperature",
     "MultiSimilarityMiner",
+    "RegressionBins",
     "soft_topk_probs",
 )
 

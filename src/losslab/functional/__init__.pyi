@@ -11,6 +11,7 @@ from losslab.functional.imbalance import class_balanced_weights as class_balance
 from losslab.functional.imbalance import post_hoc_logit_adjust as post_hoc_logit_adjust
 from losslab.functional.ldr import aldr_kl_temperature as aldr_kl_temperature
 from losslab.functional.metric_learning import MultiSimilarityMiner as MultiSimilarityMiner
+from losslab.functional.regression_bins import RegressionBins as RegressionBins
 from losslab.functional.retrieval import soft_topk_probs as soft_topk_probs
 
 HELPERS: tuple[str, ...]
@@ -94,6 +95,17 @@ def aul(
     a: float = 5.5,
     q: float = 3.0,
     weight: Tensor | None = None,
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor: ...
+def bag_loss(
+    scores: Tensor,
+    bag_index: Tensor,
+    target: Tensor,
+    *,
+    task: str = "binary",
     sample_weight: Tensor | None = None,
     ignore_index: int | None = None,
     reduction: str = "mean",
@@ -298,12 +310,38 @@ def cwcl(
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor: ...
+def dco(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    n: float = 16,
+    min_factor: float = 0.0,
+    lengths: Tensor | None = None,
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor: ...
 def decoupled_softmax(
     logits: Tensor,
     target: Tensor,
     *,
     temperature: float = 0.05,
     weight: Tensor | None = None,
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor: ...
+def dhkd(
+    student: Tensor,
+    teacher: Tensor,
+    target: Tensor | None = None,
+    *,
+    temperature: float = 2.0,
+    alpha: float = 1.0,
+    normalize: bool = True,
+    teacher_format: str = "logits",
     sample_weight: Tensor | None = None,
     ignore_index: int | None = None,
     reduction: str = "mean",
@@ -316,6 +354,34 @@ def dice(
     smooth: float = 1.0,
     square: bool = True,
     weight: Tensor | None = None,
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor: ...
+def eisl(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    ngrams: tuple[int, ...] = ...,
+    tau: float = 1.0,
+    gumbel: bool = False,
+    min_log_prob: float = -20.0,
+    lengths: Tensor | None = None,
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor: ...
+def emo(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    embedding: Tensor | None = None,
+    mode: int = 0,
+    max_ratio: float | None = 3.0,
+    exclude_target: bool = False,
+    lengths: Tensor | None = None,
     sample_weight: Tensor | None = None,
     ignore_index: int | None = None,
     reduction: str = "mean",
@@ -358,6 +424,17 @@ def gce(
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor: ...
+def hl_gauss(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    sigma: float = 0.75,
+    weight: Tensor | None = None,
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor: ...
 def icnn(
     embeddings: Tensor,
     labels: Tensor | None = None,
@@ -383,6 +460,29 @@ def infonce(
     reduction: str = "mean",
     validate: bool = True,
 ) -> Any: ...
+def instance_loss(
+    scores: Tensor,
+    bag_index: Tensor,
+    target: Tensor,
+    *,
+    task: str = "binary",
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor: ...
+def interpolated_aggregate_loss(
+    scores: Tensor,
+    bag_index: Tensor,
+    target: Tensor,
+    *,
+    task: str = "binary",
+    rho: float = 0.5,
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor: ...
 def jsc(
     logits: Tensor,
     target: Tensor,
@@ -544,6 +644,18 @@ def ntxent(
     reduction: str = "mean",
     validate: bool = True,
 ) -> Any: ...
+def pld(
+    student: Tensor,
+    teacher: Tensor,
+    target: Tensor | None = None,
+    *,
+    temperature: float = 1.0,
+    teacher_format: str = "logits",
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor: ...
 def poly1(
     logits: Tensor,
     target: Tensor,
@@ -717,6 +829,16 @@ def tversky(
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor: ...
+def two_hot(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    weight: Tensor | None = None,
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor: ...
 def unpg(
     logits: Tensor,
     target: Tensor,
@@ -762,6 +884,7 @@ def z_loss(
 
 __all__ = [
     "MultiSimilarityMiner",
+    "RegressionBins",
     "agce",
     "aldr_kl",
     "aldr_kl_temperature",
@@ -770,6 +893,7 @@ __all__ = [
     "arcface",
     "arcface_logits",
     "aul",
+    "bag_loss",
     "balanced_mse",
     "balanced_softmax",
     "barlow_twins",
@@ -788,13 +912,20 @@ __all__ = [
     "cosface_logits",
     "cs_svm",
     "cwcl",
+    "dco",
     "decoupled_softmax",
+    "dhkd",
     "dice",
+    "eisl",
+    "emo",
     "ensloss",
     "focal",
     "gce",
+    "hl_gauss",
     "icnn",
     "infonce",
+    "instance_loss",
+    "interpolated_aggregate_loss",
     "jsc",
     "kd",
     "ldr_kl",
@@ -808,6 +939,7 @@ __all__ = [
     "nce_aul",
     "nce_rce",
     "ntxent",
+    "pld",
     "poly1",
     "post_hoc_logit_adjust",
     "proto_triplet",
@@ -825,6 +957,7 @@ __all__ = [
     "tgce_stateless",
     "tri_bce",
     "tversky",
+    "two_hot",
     "unpg",
     "ww_svm",
     "z_loss",

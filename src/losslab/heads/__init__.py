@@ -12,11 +12,14 @@
 * :class:`EquiangularHead` / :func:`equiangular_basis` and :class:`SimplexETFHead` /
   :func:`simplex_etf`: fixed classifiers.
 * :class:`BalancedMSE`: Balanced MSE with its learnable noise scale.
+* :class:`FourierHead`: hidden vector -> smooth Fourier density on [-1, 1] -> logits over
+  bins, with its frequency regulariser (Gillman et al., ICLR 2025).
 """
 
 from ._engine import HeadOptions
 from .balanced_mse import BalancedMSE
 from .fixed import EquiangularHead, SimplexETFHead, equiangular_basis, simplex_etf
+from .fourier import FourierHead
 from .linear_ce import LinearCrossEntropy, auto_chunk_size, linear_cross_entropy
 from .margin import ClipHead, MarginHead
 from .spherical import SphericalOutput, spherical_loss_from_stats
@@ -26,6 +29,7 @@ __all__ = [
     "BalancedMSE",
     "ClipHead",
     "EquiangularHead",
+    "FourierHead",
     "HeadOptions",
     "LinearCrossEntropy",
     "MarginHead",

@@ -135,6 +135,19 @@ class BCELoss(LossModule):
         self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
     ) -> Tensor: ...
 
+class BagLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        task: str = "binary",
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self, scores: Tensor, bag_index: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor: ...
+
 class BalancedMSELoss(LossModule):
     def __init__(
         self,
@@ -372,6 +385,44 @@ class CosFaceLoss(LossModule):
         self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
     ) -> Tensor: ...
 
+class DCOLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        n: float = 16,
+        min_factor: float = 0.0,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self,
+        logits: Tensor,
+        target: Tensor,
+        lengths: Tensor | None = None,
+        sample_weight: Tensor | None = None,
+    ) -> Tensor: ...
+
+class DHKDLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        temperature: float = 2.0,
+        alpha: float = 1.0,
+        normalize: bool = True,
+        teacher_format: str = "logits",
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self,
+        student: Tensor,
+        teacher: Tensor,
+        target: Tensor | None = None,
+        sample_weight: Tensor | None = None,
+    ) -> Tensor: ...
+
 class DecoupledSoftmaxLoss(LossModule):
     def __init__(
         self,
@@ -399,6 +450,46 @@ class DiceLoss(LossModule):
     ) -> None: ...
     def forward(
         self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor: ...
+
+class EISLLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        ngrams: tuple[int, ...] = ...,
+        tau: float = 1.0,
+        gumbel: bool = False,
+        min_log_prob: float = -20.0,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self,
+        logits: Tensor,
+        target: Tensor,
+        lengths: Tensor | None = None,
+        sample_weight: Tensor | None = None,
+    ) -> Tensor: ...
+
+class EMOLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        embedding: Tensor | None = None,
+        mode: int = 0,
+        max_ratio: float | None = 3.0,
+        exclude_target: bool = False,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self,
+        logits: Tensor,
+        target: Tensor,
+        lengths: Tensor | None = None,
+        sample_weight: Tensor | None = None,
     ) -> Tensor: ...
 
 class EnsLoss(LossModule):
@@ -447,6 +538,20 @@ class GCELoss(LossModule):
         self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
     ) -> Tensor: ...
 
+class HLGaussLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        sigma: float = 0.75,
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor: ...
+
 class ICNNLoss(LossModule):
     def __init__(
         self,
@@ -485,6 +590,33 @@ class InfoNCELoss(LossModule):
         *,
         return_components: bool = False,
     ) -> Any: ...
+
+class InstanceLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        task: str = "binary",
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self, scores: Tensor, bag_index: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor: ...
+
+class InterpolatedAggregateLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        task: str = "binary",
+        rho: float = 0.5,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self, scores: Tensor, bag_index: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor: ...
 
 class JSCLoss(LossModule):
     def __init__(
@@ -700,6 +832,24 @@ class NTXentLoss(LossModule):
         *,
         return_components: bool = False,
     ) -> Any: ...
+
+class PLDLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        temperature: float = 1.0,
+        teacher_format: str = "logits",
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self,
+        student: Tensor,
+        teacher: Tensor,
+        target: Tensor | None = None,
+        sample_weight: Tensor | None = None,
+    ) -> Tensor: ...
 
 class Poly1Loss(LossModule):
     def __init__(
@@ -933,6 +1083,19 @@ class TverskyLoss(LossModule):
         self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
     ) -> Tensor: ...
 
+class TwoHotLoss(LossModule):
+    def __init__(
+        self,
+        *,
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor: ...
+
 class UNPGLoss(LossModule):
     def __init__(
         self,
@@ -996,6 +1159,7 @@ __all__ = [
     "AnyLossMacro",
     "ArcFaceLoss",
     "BCELoss",
+    "BagLoss",
     "BalancedMSELoss",
     "BalancedSoftmaxLoss",
     "BarlowTwinsLoss",
@@ -1011,13 +1175,20 @@ __all__ = [
     "CWCLLoss",
     "CompSumLoss",
     "CosFaceLoss",
+    "DCOLoss",
+    "DHKDLoss",
     "DecoupledSoftmaxLoss",
     "DiceLoss",
+    "EISLLoss",
+    "EMOLoss",
     "EnsLoss",
     "FocalLoss",
     "GCELoss",
+    "HLGaussLoss",
     "ICNNLoss",
     "InfoNCELoss",
+    "InstanceLoss",
+    "InterpolatedAggregateLoss",
     "JSCLoss",
     "KDLoss",
     "LDRKLLoss",
@@ -1032,6 +1203,7 @@ __all__ = [
     "NCELoss",
     "NCERCELoss",
     "NTXentLoss",
+    "PLDLoss",
     "Poly1Loss",
     "ProtoTripletLoss",
     "RCELoss",
@@ -1046,6 +1218,7 @@ __all__ = [
     "TGCEStatelessLoss",
     "TriBCELoss",
     "TverskyLoss",
+    "TwoHotLoss",
     "UNPGLoss",
     "WWSVMLoss",
     "ZLoss",
