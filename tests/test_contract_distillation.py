@@ -142,3 +142,12 @@ def test_bad_distillation_inputs(distill_config):
     for inputs, opts, exc, msg in cases:
         with pytest.raises(exc, match=rf"^{name}: {msg}"):
             spec.function(*inputs, **cfg, **opts)
+
+
+def test_kd_gradients_reach_a_learnable_teacher():
+    s, t, y = logits(9, n=4, c=4, scale=1.5)
+    t = t.clone().requires_grad_(True)
+    for alpha in (1.0, 0.5):
+        assert torch.autograd.gradcheck(
+            lambda tt, a=alpha: losslab.functional.kd(s, tt, y, alpha=a, reduction="none"), (t,)
+        )

@@ -123,49 +123,59 @@ class LDRKLRows(torch.autograd.Function):
 class ZLossRows(torch.autograd.Function):
     r"""Z-loss per row: ``softplus(a (b - z_y)) / a``, ``z_y = (o_y - mu) / max(sigma, eps)``.
 
-    The row is first divided by ``s = max_k |o_k|`` (``u = o / s``): the loss is scale-
-    invariant wherever the floor is inactive, and the moments of ``u`` cannot overflow,
-    so logits of any finite size are exact. With ``den = max(sigma, eps)``,
-    ``w = -sigmoid(x) / den`` and ``live = sigma > eps`` the gradient is affine in ``u``:
+    With ``d = o - mu``, ``den = max(sigma, eps)``, ``w = -sigmoid(x) / den`` and
+    ``live = sigma > eps`` the gradient is affine in ``d``:
 
     .. math:: \partial L / \partial o_j = w\,(\delta_{jy} - 1/C)
-              - [\text{live}]\, w\, z_y\,(u_j - \bar u)/(C \sigma_u)
+              - [\text{live}]\, w\, z_y\, d_j / (C \sigma)
 
-    so the backward is one pass over the saved ``u``.
+    so the backward is one pass over the saved deviations. When ``|o|`` is so large that
+    the row sums or squares could overflow, each row is divided by its largest ``|o_k|``
+    first (the score is unchanged wherever the floor is inactive), so logits of any finite
+    size are exact; under ``torch.compile`` that path is always taken (no host sync).
     """
 
     @staticmethod
     def forward(ctx: Any, o: Tensor, index: Tensor, a: float, b: float, eps: float) -> Tensor:
-        if o.shape[0] == 0:  # var_mean warns on empty input
+        if o.shape[0] == 0:
             ctx.save_for_backward(o)
             return o.new_zeros(0)
         idx = index.unsqueeze(1)
-        s = torch.linalg.vector_norm(o, ord=math.inf, dim=1, keepdim=True)
-        s = s.clamp_min(torch.finfo(o.dtype).tiny)
-        u = o / s
-        var_u, mu_u = torch.var_mean(u, dim=1, keepdim=True, correction=0)
-        sd_u = var_u.sqrt()
-        sigma = s * sd_u
+        c = o.shape[1]
+        if torch.compiler.is_compiling() or _may_overflow_squares(o):
+            s = o.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(o.dtype).tiny)
+            d = o / s
+            d = d.sub_(d.mean(dim=1, keepdim=True))
+        else:
+            s = torch.ones_like(o[:, :1])
+            d = o - o.mean(dim=1, keepdim=True)
+        sigma_s = (torch.bmm(d.unsqueeze(1), d.unsqueeze(2)).squeeze(2) / c).sqrt_()
+        sigma = s * sigma_s
         live = sigma > eps
         den = torch.where(live, sigma, eps)
-        zy = z_score((u.gather(1, idx) - mu_u) * s, sigma, eps)
+        zy = z_score(d.gather(1, idx) * s, sigma, eps)
         x = a * (b - zy)
-        ctx.a = a
-        ctx.save_for_backward(u, index, mu_u, sd_u, den, zy, x, live)
+        ctx.save_for_backward(d, index, sigma_s, den, zy, x, live)
         return (torch.nn.functional.softplus(x) / a).squeeze(1)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         if len(ctx.saved_tensors) == 1:
             return torch.zeros_like(ctx.saved_tensors[0]), None, None, None, None
-        u, index, mu_u, sd_u, den, zy, x, live = ctx.saved_tensors
-        c = u.shape[1]
+        d, index, sigma_s, den, zy, x, live = ctx.saved_tensors
+        c = d.shape[1]
         w = -grad_out.unsqueeze(1) * torch.sigmoid(x) / den
-        beta = torch.where(live, -w * zy / (c * sd_u.clamp_min(torch.finfo(u.dtype).tiny)), 0.0)
-        alpha = -w / c - beta * mu_u
-        grad = torch.addcmul(alpha, u, beta)
+        tiny = torch.finfo(d.dtype).tiny
+        beta = torch.where(live, -w * zy / (c * sigma_s.clamp_min(tiny)), 0.0)
+        grad = (d * beta).sub_(w / c)
         grad.scatter_add_(1, index.unsqueeze(1), w)
         return grad, None, None, None, None
+
+
+def _may_overflow_squares(o: Tensor) -> bool:
+    """Whether row sums or squared deviations of ``o`` could overflow (one reduction)."""
+    lo, hi = torch.aminmax(o.detach())
+    return max(-float(lo), float(hi)) > math.sqrt(torch.finfo(o.dtype).max) / (4 * o.shape[1])
 
 
 class SoftmaxSeparableRows(torch.autograd.Function):

@@ -22,10 +22,9 @@ class _BCEElements(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, t: Tensor, w: Tensor | None) -> Tensor:
-        sp = torch.logaddexp(x, x.new_zeros(()))
-        wt = t if w is None else w * t
+        value, wt = _bce_value(x, t, w)
         ctx.save_for_backward(x, t, wt)
-        return (sp if w is None else sp.mul_(1.0 + (w - 1.0) * t)).sub_(wt * x)
+        return value
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
@@ -33,6 +32,13 @@ class _BCEElements(torch.autograd.Function):
         s = torch.sigmoid(x)
         grad = s.sub_(wt) if wt is t else s.mul_(1.0 + wt - t).sub_(wt)
         return grad.mul_(grad_out), None, None
+
+
+def _bce_value(x: Tensor, t: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The BCE of every element, and ``w t`` (``t`` itself without ``pos_weight``)."""
+    sp = torch.logaddexp(x, x.new_zeros(()))
+    wt = t if w is None else w * t
+    return (sp if w is None else sp.mul_(1.0 + (w - 1.0) * t)).sub_(wt * x), wt
 
 
 def bce_per_element(inp: BinaryInput) -> Tensor:
@@ -108,13 +114,38 @@ def binary_focal(inp: BinaryInput, *, alpha: float | None = 0.25, gamma: float =
         tensor([[0.0005, 0.0507],
                 [0.1539, 0.0017]])
     """
-    x, t = inp.logits, inp.target
-    ce = bce_per_element(inp)
-    if gamma != 0:
-        # 1 - p_t is a sum of positive terms: no cancellation when p_t is near 1. The clamp
-        # keeps (1 - p_t)^gamma differentiable at 1 - p_t = 0 for gamma < 1.
-        one_minus_pt = torch.sigmoid(-x) * t + torch.sigmoid(x) * (1.0 - t)
-        ce = ce * one_minus_pt.clamp_min(torch.finfo(x.dtype).tiny) ** gamma
+    if gamma == 0:
+        ce = bce_per_element(inp)
+    else:
+        ce = _FocalElements.apply(inp.logits, inp.target, inp.pos_weight, float(gamma))
     if alpha is not None:
+        t = inp.target
         ce = ce * (alpha * t + (1.0 - alpha) * (1.0 - t))
     return ce
+
+
+class _FocalElements(torch.autograd.Function):
+    r"""``q^gamma * bce`` with ``q = 1 - p_t = t sigmoid(-x) + (1 - t) sigmoid(x)``.
+
+    ``q`` is a sum of positive terms (no cancellation when ``p_t`` is near 1), clamped at
+    the smallest normal float so that ``q^gamma`` stays differentiable at 0 for
+    ``gamma < 1``. With ``c`` the BCE and ``dc = (1 + (w - 1) t) sigmoid(x) - w t``,
+    ``d/dx = q^gamma (gamma (1 - 2t) sigmoid(x) sigmoid(-x) c / q + dc)``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, t: Tensor, w: Tensor | None, gamma: float) -> Tensor:
+        s, sn = torch.sigmoid(x), torch.sigmoid(-x)
+        q = torch.lerp(s, sn, t).clamp_min_(torch.finfo(x.dtype).tiny)
+        qg = q.pow(gamma)
+        c, wt = _bce_value(x, t, w)
+        ctx.gamma = gamma
+        ctx.save_for_backward(t, wt, s, sn, q, qg, c)
+        return c * qg
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        t, wt, s, sn, q, qg, c = ctx.saved_tensors
+        dc = s * (1.0 + wt - t) - wt
+        dq = (1.0 - 2.0 * t).mul_(s).mul_(sn).mul_(c).div_(q).mul_(ctx.gamma)
+        return dq.add_(dc).mul_(qg).mul_(grad_out), None, None, None

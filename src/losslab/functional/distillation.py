@@ -2,23 +2,61 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from losslab._validate import Real
+from losslab.functional._fused import as_rows
 from losslab.kinds.distillation import DistillationInput
 from losslab.registry import register
 
 
-def kl_at_temperature(inp: DistillationInput, temperature: float) -> Tensor:
-    r"""$\mathrm{KL}(\mathrm{softmax}(t / T) \,\|\, \mathrm{softmax}(s / T))$ per element.
+class _KDRows(torch.autograd.Function):
+    r"""``alpha T^2 KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) CE(s, y)`` per row of
+    ``(R, C)``, with its gradients written out:
 
-    Classes the teacher gives probability 0 contribute 0 (and no NaN gradient).
+    * student: ``alpha T (softmax(s/T) - softmax(t/T)) + (1 - alpha)(softmax(s) - e_y)``;
+    * teacher: ``alpha T p_t ((log p_t - log p_s) - KL)``.
+
+    Classes the teacher gives probability 0 (``-inf`` teacher logits) contribute 0.
     """
-    log_ps = torch.log_softmax(inp.student / temperature, dim=1)
-    log_pt = torch.log_softmax(inp.teacher / temperature, dim=1)
-    pt = log_pt.exp()
-    return torch.where(pt > 0, pt * (log_pt - log_ps), 0.0).sum(dim=1)
+
+    @staticmethod
+    def forward(
+        ctx: Any, s: Tensor, t: Tensor, index: Tensor | None, temperature: float, alpha: float
+    ) -> Tensor:
+        log_ps = torch.log_softmax(s / temperature, dim=1)
+        log_pt = torch.log_softmax(t / temperature, dim=1)
+        pt = log_pt.exp()
+        # log p_t - log p_s, with masked teacher classes (p_t = 0) at 0 instead of -inf
+        gap = torch.sub(log_pt, log_ps).nan_to_num_(neginf=0.0)
+        kl = torch.bmm(pt.unsqueeze(1), gap.unsqueeze(2)).reshape(-1)
+        per = (alpha * temperature**2) * kl
+        log_p = None
+        if alpha < 1.0:
+            assert index is not None
+            log_p = torch.log_softmax(s, dim=1)
+            per = per - (1.0 - alpha) * log_p.gather(1, index.unsqueeze(1)).squeeze(1)
+        ctx.temperature, ctx.alpha = temperature, alpha
+        ctx.save_for_backward(log_ps, pt, gap, kl, index, log_p)
+        return per
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        log_ps, pt, gap, kl, index, log_p = ctx.saved_tensors
+        temp, alpha = ctx.temperature, ctx.alpha
+        g = grad_out.unsqueeze(1)
+        grad_s = grad_t = None
+        if ctx.needs_input_grad[0]:
+            grad_s = torch.exp(log_ps).sub_(pt).mul_(g * (alpha * temp))
+            if log_p is not None:
+                grad_s.add_(torch.exp(log_p).mul_(g * (1.0 - alpha)))
+                grad_s.scatter_add_(1, index.unsqueeze(1), -g * (1.0 - alpha))
+        if ctx.needs_input_grad[1]:
+            grad_t = (gap - kl.unsqueeze(1)).mul_(pt).mul_(g * (alpha * temp))
+        return grad_s, grad_t, None, None, None
 
 
 @register(
@@ -60,10 +98,8 @@ def kd(inp: DistillationInput, *, temperature: float = 4.0, alpha: float = 0.9) 
         >>> F.kd(student, teacher, torch.tensor([0, 2]), reduction="none")
         tensor([0.2231, 0.4736])
     """
-    per = alpha * temperature**2 * kl_at_temperature(inp, temperature)
-    if alpha < 1.0:
-        assert inp.index is not None  # the kind requires it when alpha < 1
-        logp = torch.log_softmax(inp.student, dim=1)
-        ce = -logp.gather(1, inp.index.unsqueeze(1)).squeeze(1)
-        per = per + (1.0 - alpha) * ce
-    return per
+    index = None if inp.index is None else inp.index.reshape(-1)
+    per = _KDRows.apply(
+        as_rows(inp.student), as_rows(inp.teacher), index, float(temperature), float(alpha)
+    )
+    return per.reshape(inp.element_shape)

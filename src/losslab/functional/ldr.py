@@ -215,9 +215,11 @@ def _ascend(
     )
     # softmax(f / lambda) with f = base / m, shifted by the row maximum; then the
     # official smoothing (p + delta) / (1 + C delta).
-    p = torch.softmax(torch.sub(base, top).mul_(1.0 / (m * lam)), dim=1)
+    scores = torch.sub(base, top).mul_(1.0 / (m * lam))
+    p = torch.softmax(scores, dim=1)
     p.add_(ALDR_PROB_SMOOTHING).div_(1.0 + c * ALDR_PROB_SMOOTHING)
-    kl = torch.bmm(p.unsqueeze(1), p.log().unsqueeze(2)).reshape(-1) + math.log(c)
+    log_p = torch.log(p, out=scores)  # the scores' buffer is free again
+    kl = torch.bmm(p.unsqueeze(1), log_p.unsqueeze(2)).reshape(-1) + math.log(c)
     return temperature0 * (1.0 - kl / (alpha * math.log(c)))
 
 
