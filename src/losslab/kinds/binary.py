@@ -133,13 +133,14 @@ def prepare(
     if value_checks_enabled(validate):
         check_finite(loss, "logits", x)
         valid = target if mask is None else target[mask]
-        if target.is_floating_point():
-            ok, expected = (valid >= 0) & (valid <= 1), "probabilities in [0, 1]"
-        else:
-            ok, expected = (valid == 0) | (valid == 1), "labels 0 or 1"
-        if not bool(ok.all()):
+        expected = "probabilities in [0, 1]" if target.is_floating_point() else "labels 0 or 1"
+        # one reduction in the common case; integer labels in [0, 1] are 0 or 1, and a NaN
+        # makes the range check fail
+        lo, hi = torch.aminmax(valid) if valid.numel() else (valid.new_zeros(()),) * 2
+        if not (bool(lo >= 0) and bool(hi <= 1)):
+            bad = valid[~((valid >= 0) & (valid <= 1))]
             extra = "" if ignore_index is None else f" (or ignore_index={ignore_index})"
-            fail(loss, "target", expected + extra, f"a value {valid[~ok][0].item()!r}")
+            fail(loss, "target", expected + extra, f"a value {bad.flatten()[0].item()!r}")
         for name, t in (
             ("pos_weight", pos_weight),
             ("weight", weight),
