@@ -187,6 +187,18 @@ def check_per_sample(
     return t
 
 
+def check_sample_or_element_weight(
+    where: str, t: object, samples: int, element_shape: torch.Size, per: str = "sample"
+) -> Tensor:
+    """``sample_weight`` as one float per sample ``(samples,)`` or per element."""
+    shapes = f"({samples},) (per {per}) or {tuple(element_shape)} (per element)"
+    if not isinstance(t, Tensor) or not t.is_floating_point():
+        fail(where, "sample_weight", f"a float tensor of shape {shapes}", describe(t), TypeError)
+    if t.shape not in (torch.Size((samples,)), element_shape):
+        fail(where, "sample_weight", f"shape {shapes}", describe(t))
+    return t
+
+
 def check_ignore_index(where: str, ignore_index: object) -> None:
     if ignore_index is not None and (
         isinstance(ignore_index, bool) or not isinstance(ignore_index, int)

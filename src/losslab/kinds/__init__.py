@@ -86,6 +86,27 @@ class Kind:
         return tuple(p for p in self.options if p.name not in self.per_call)
 
 
+def ignore_index_param(doc: str = "elements whose target equals it are masked out.") -> Param:
+    return Param("ignore_index", "int | None", doc, None)
+
+
+#: The reduction option, the same for every kind.
+REDUCTION_PARAM = Param(
+    "reduction",
+    "str",
+    '`"none"` (per element `w * l`), `"sum"`, or `"mean"` (`sum(w l) / sum(w)` over valid '
+    "elements).",
+    "mean",
+)
+
+
+def validate_param(checks: str) -> Param:
+    """The ``validate`` option; ``checks`` names the kind's value checks."""
+    return Param(
+        "validate", "bool", f"run the value checks ({checks}); skipped while compiling.", True
+    )
+
+
 def resolve_annotations(annotations: dict[str, str]) -> dict[str, Any]:
     """Annotation source texts as runtime objects where they evaluate (``"Tensor | None"``
     becomes ``torch.Tensor | None``), so ``inspect.signature`` and ``help()`` show types."""
@@ -118,13 +139,16 @@ def get_kind(name: str) -> Kind:
 
 __all__ = [
     "KINDS",
+    "REDUCTION_PARAM",
     "REQUIRED",
     "Input",
     "Kind",
     "Param",
     "define_kind",
     "get_kind",
+    "ignore_index_param",
     "resolve_annotations",
+    "validate_param",
 ]
 
 # Every module of this package defines one kind (and imports the names above).

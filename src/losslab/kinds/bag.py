@@ -35,13 +35,21 @@ from losslab._validate import (
     check_ignore_index,
     check_reduction,
     check_same_device,
+    check_sample_or_element_weight,
     check_weights,
     compute_dtype,
     describe,
     fail,
     value_checks_enabled,
 )
-from losslab.kinds import Kind, Param, define_kind
+from losslab.kinds import (
+    REDUCTION_PARAM,
+    Kind,
+    Param,
+    define_kind,
+    ignore_index_param,
+    validate_param,
+)
 from losslab.kinds.multiclass import INDEX_DTYPES
 
 TASKS = ("binary", "multiclass", "regression")
@@ -152,21 +160,7 @@ def prepare(
         element_shape = t.shape
     check_ignore_index(loss, ignore_index)
     if sample_weight is not None:
-        if not isinstance(sample_weight, Tensor) or not sample_weight.is_floating_point():
-            fail(
-                loss,
-                "sample_weight",
-                f"a float tensor of shape ({t.shape[0]},) or {tuple(element_shape)}",
-                describe(sample_weight),
-                TypeError,
-            )
-        if sample_weight.shape not in (t.shape[:1], element_shape):
-            fail(
-                loss,
-                "sample_weight",
-                f"shape ({t.shape[0]},) (per bag) or {tuple(element_shape)}",
-                describe(sample_weight),
-            )
+        check_sample_or_element_weight(loss, sample_weight, t.shape[0], element_shape, "bag")
 
     num_bags = t.shape[0]
     idx = bag_index.long()
@@ -273,25 +267,12 @@ BAG = define_kind(
         ),
         options=(
             Param("sample_weight", "Tensor | None", "weights per bag `(B,)` or per element.", None),
-            Param(
-                "ignore_index",
-                "int | None",
-                "responses equal to it are masked (regression and binary responses).",
-                None,
+            ignore_index_param(
+                "responses equal to it are masked (regression and binary responses)."
             ),
-            Param(
-                "reduction",
-                "str",
-                '`"none"` (per element `w * l`), `"sum"`, or `"mean"` (`sum(w l) / sum(w)` '
-                "over valid elements).",
-                "mean",
-            ),
-            Param(
-                "validate",
-                "bool",
-                "run the value checks (bag ids in range, no empty bag, finite scores, valid "
-                "responses, negative weights); skipped while compiling.",
-                True,
+            REDUCTION_PARAM,
+            validate_param(
+                "bag ids in range, no empty bag, finite scores, valid responses, negative weights"
             ),
         ),
         per_call=("sample_weight",),

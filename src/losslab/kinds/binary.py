@@ -25,13 +25,21 @@ from losslab._validate import (
     check_ignore_index,
     check_reduction,
     check_same_device,
+    check_sample_or_element_weight,
     check_weights,
     compute_dtype,
     describe,
     fail,
     value_checks_enabled,
 )
-from losslab.kinds import Kind, Param, define_kind
+from losslab.kinds import (
+    REDUCTION_PARAM,
+    Kind,
+    Param,
+    define_kind,
+    ignore_index_param,
+    validate_param,
+)
 
 
 @dataclass
@@ -111,21 +119,7 @@ def prepare(
     if weight is not None:
         _broadcast_to(loss, "weight", weight, shape, "element weights")
     if sample_weight is not None:
-        if not isinstance(sample_weight, Tensor) or not sample_weight.is_floating_point():
-            fail(
-                loss,
-                "sample_weight",
-                f"a float tensor of shape ({shape[0]},)",
-                describe(sample_weight),
-                TypeError,
-            )
-        if sample_weight.shape not in (shape[:1], shape):
-            fail(
-                loss,
-                "sample_weight",
-                f"shape ({shape[0]},) or {tuple(shape)}",
-                describe(sample_weight),
-            )
+        check_sample_or_element_weight(loss, sample_weight, shape[0], shape, "sample")
 
     mask: Tensor | None = None
     if ignore_index is not None:
@@ -198,26 +192,9 @@ BINARY = define_kind(
                 "per-sample `(N,)` or per-element weights.",
                 None,
             ),
-            Param(
-                "ignore_index",
-                "int | None",
-                "elements whose target equals it are masked out.",
-                None,
-            ),
-            Param(
-                "reduction",
-                "str",
-                '`"none"` (per element `w * l`), `"sum"`, or `"mean"` '
-                "(`sum(w l) / sum(w)` over valid elements).",
-                "mean",
-            ),
-            Param(
-                "validate",
-                "bool",
-                "run the value checks (label range, non-finite logits, negative weights); "
-                "skipped while compiling.",
-                True,
-            ),
+            ignore_index_param(),
+            REDUCTION_PARAM,
+            validate_param("label range, non-finite logits, negative weights"),
         ),
         per_call=("sample_weight",),
         rules={"soft_targets": True},

@@ -33,7 +33,14 @@ from losslab._validate import (
     fail,
     value_checks_enabled,
 )
-from losslab.kinds import Kind, Param, define_kind
+from losslab.kinds import (
+    REDUCTION_PARAM,
+    Kind,
+    Param,
+    define_kind,
+    ignore_index_param,
+    validate_param,
+)
 from losslab.kinds.multiclass import INDEX_DTYPES
 
 TEACHER_FORMATS = ("logits", "probs")
@@ -184,26 +191,9 @@ DISTILLATION = define_kind(
                 "logits",
             ),
             Param("sample_weight", "Tensor | None", "per-element weights `(N, ...)`.", None),
-            Param(
-                "ignore_index",
-                "int | None",
-                "elements whose target equals it are masked out.",
-                None,
-            ),
-            Param(
-                "reduction",
-                "str",
-                '`"none"` (per element `w * l`), `"sum"`, or `"mean"` '
-                "(`sum(w l) / sum(w)` over valid elements).",
-                "mean",
-            ),
-            Param(
-                "validate",
-                "bool",
-                "run the value checks (non-finite logits, probability rows, class range, "
-                "negative weights); skipped while compiling.",
-                True,
-            ),
+            ignore_index_param(),
+            REDUCTION_PARAM,
+            validate_param("non-finite logits, probability rows, class range, negative weights"),
         ),
         per_call=("sample_weight",),
         rules={"needs_target": False},

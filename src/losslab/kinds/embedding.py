@@ -48,7 +48,14 @@ from losslab.distributed import (
     rank_offset,
     require_process_group,
 )
-from losslab.kinds import Kind, Param, define_kind
+from losslab.kinds import (
+    REDUCTION_PARAM,
+    Kind,
+    Param,
+    define_kind,
+    ignore_index_param,
+    validate_param,
+)
 
 LABEL_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 GATHER = ("none", "all")
@@ -194,12 +201,7 @@ EMBEDDING = define_kind(
         ),
         options=(
             Param("sample_weight", "Tensor | None", "per-sample weights `(N,)`.", None),
-            Param(
-                "ignore_index",
-                "int | None",
-                "samples whose label equals it are dropped from the batch.",
-                None,
-            ),
+            ignore_index_param("samples whose label equals it are dropped from the batch."),
             Param(
                 "gather",
                 "str",
@@ -208,20 +210,8 @@ EMBEDDING = define_kind(
                 "data-parallel gradient averaging; see `losslab.distributed`).",
                 "none",
             ),
-            Param(
-                "reduction",
-                "str",
-                '`"none"` (per sample `w * l`), `"sum"`, or `"mean"` (`sum(w l) / sum(w)` '
-                "over the samples that count).",
-                "mean",
-            ),
-            Param(
-                "validate",
-                "bool",
-                "run the value checks (non-finite embeddings, negative weights); skipped "
-                "while compiling.",
-                True,
-            ),
+            REDUCTION_PARAM,
+            validate_param("non-finite embeddings, negative weights"),
         ),
         per_call=("sample_weight",),
         rules={"views": None, "min_views": 1},

@@ -31,7 +31,14 @@ from losslab._validate import (
     fail,
     value_checks_enabled,
 )
-from losslab.kinds import Kind, Param, define_kind
+from losslab.kinds import (
+    REDUCTION_PARAM,
+    Kind,
+    Param,
+    define_kind,
+    ignore_index_param,
+    validate_param,
+)
 
 INDEX_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
@@ -276,26 +283,9 @@ MULTICLASS = define_kind(
         options=(
             Param("weight", "Tensor | None", "per-class weights `(C,)`.", None),
             Param("sample_weight", "Tensor | None", "per-element weights `(N, ...)`.", None),
-            Param(
-                "ignore_index",
-                "int | None",
-                "index targets equal to it are masked out.",
-                None,
-            ),
-            Param(
-                "reduction",
-                "str",
-                '`"none"` (per element `w * l`), `"sum"`, or `"mean"` '
-                "(`sum(w l) / sum(w)` over valid elements).",
-                "mean",
-            ),
-            Param(
-                "validate",
-                "bool",
-                "run the value checks (class range, non-finite logits, negative weights); "
-                "skipped while compiling.",
-                True,
-            ),
+            ignore_index_param("index targets equal to it are masked out."),
+            REDUCTION_PARAM,
+            validate_param("class range, non-finite logits, negative weights"),
         ),
         per_call=("sample_weight",),
         rules={"soft_targets": True, "neg_inf_ok": True, "min_classes": 1},

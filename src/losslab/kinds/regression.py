@@ -22,13 +22,21 @@ from losslab._validate import (
     check_ignore_index,
     check_reduction,
     check_same_device,
+    check_sample_or_element_weight,
     check_weights,
     compute_dtype,
     describe,
     fail,
     value_checks_enabled,
 )
-from losslab.kinds import Kind, Param, define_kind
+from losslab.kinds import (
+    REDUCTION_PARAM,
+    Kind,
+    Param,
+    define_kind,
+    ignore_index_param,
+    validate_param,
+)
 
 
 @dataclass
@@ -78,21 +86,7 @@ def prepare(
         fail(loss, "target", f"the predictions' shape {tuple(shape)}", describe(target))
     check_ignore_index(loss, ignore_index)
     if sample_weight is not None:
-        if not isinstance(sample_weight, Tensor) or not sample_weight.is_floating_point():
-            fail(
-                loss,
-                "sample_weight",
-                f"a float tensor of shape ({shape[0]},)",
-                describe(sample_weight),
-                TypeError,
-            )
-        if sample_weight.shape not in (shape[:1], shape):
-            fail(
-                loss,
-                "sample_weight",
-                f"shape ({shape[0]},) or {tuple(shape)}",
-                describe(sample_weight),
-            )
+        check_sample_or_element_weight(loss, sample_weight, shape[0], shape, "sample")
 
     mask: Tensor | None = None
     if ignore_index is not None:
@@ -130,27 +124,11 @@ REGRESSION = define_kind(
                 "per-sample `(N,)` or per-element weights.",
                 None,
             ),
-            Param(
-                "ignore_index",
-                "int | None",
-                "elements whose target equals it (an integer sentinel such as -100) are "
-                "masked out.",
-                None,
+            ignore_index_param(
+                "elements whose target equals it (an integer sentinel such as -100) are masked out."
             ),
-            Param(
-                "reduction",
-                "str",
-                '`"none"` (per element `w * l`), `"sum"`, or `"mean"` '
-                "(`sum(w l) / sum(w)` over valid elements).",
-                "mean",
-            ),
-            Param(
-                "validate",
-                "bool",
-                "run the value checks (non-finite predictions or targets, negative "
-                "weights); skipped while compiling.",
-                True,
-            ),
+            REDUCTION_PARAM,
+            validate_param("non-finite predictions or targets, negative weights"),
         ),
         per_call=("sample_weight",),
         rules={},

@@ -28,13 +28,21 @@ from losslab._validate import (
     check_ignore_index,
     check_reduction,
     check_same_device,
+    check_sample_or_element_weight,
     check_weights,
     compute_dtype,
     describe,
     fail,
     value_checks_enabled,
 )
-from losslab.kinds import Kind, Param, define_kind
+from losslab.kinds import (
+    REDUCTION_PARAM,
+    Kind,
+    Param,
+    define_kind,
+    ignore_index_param,
+    validate_param,
+)
 from losslab.kinds.multiclass import INDEX_DTYPES
 
 
@@ -111,21 +119,7 @@ def prepare(
             fail(loss, "lengths", f"shape ({b},), one length per sequence", describe(lengths))
         check_same_device(loss, "lengths", lengths, x, "logits")
     if sample_weight is not None:
-        if not isinstance(sample_weight, Tensor) or not sample_weight.is_floating_point():
-            fail(
-                loss,
-                "sample_weight",
-                f"a float tensor of shape ({b},) or {(b, t)}",
-                describe(sample_weight),
-                TypeError,
-            )
-        if sample_weight.shape not in ((b,), (b, t)):
-            fail(
-                loss,
-                "sample_weight",
-                f"shape ({b},) (per sequence) or {(b, t)} (per token)",
-                describe(sample_weight),
-            )
+        check_sample_or_element_weight(loss, sample_weight, b, torch.Size((b, t)), "sequence")
 
     index = target.long()
     mask: Tensor | None = None
@@ -199,26 +193,9 @@ SEQUENCE = define_kind(
                 "weights per sequence `(B,)` or per token `(B, T)`.",
                 None,
             ),
-            Param(
-                "ignore_index",
-                "int | None",
-                "target tokens equal to it are padding.",
-                None,
-            ),
-            Param(
-                "reduction",
-                "str",
-                '`"none"` (per token `w * l`), `"sum"`, or `"mean"` (`sum(w l) / sum(w)` '
-                "over valid tokens).",
-                "mean",
-            ),
-            Param(
-                "validate",
-                "bool",
-                "run the value checks (token range, non-finite logits, lengths, negative "
-                "weights); skipped while compiling.",
-                True,
-            ),
+            ignore_index_param("target tokens equal to it are padding."),
+            REDUCTION_PARAM,
+            validate_param("token range, non-finite logits, lengths, negative weights"),
         ),
         per_call=("lengths", "sample_weight"),
         rules={},
