@@ -42,7 +42,7 @@ def test_simplex_etf_geometry_and_head():
         want = torch.full((k, k), -1.0 / (k - 1), dtype=F64).fill_diagonal_(1.0)
         torch.testing.assert_close(gram, want, atol=1e-6, rtol=0)
         torch.testing.assert_close(m.sum(dim=0), torch.zeros(d, dtype=F64), atol=1e-6, rtol=0)
-    with pytest.raises(ValueError, match=r"^simplex_etf: dim expected at least num_classes=5"):
+    with pytest.raises(ValueError, match=r"^simplex_etf: dim expected an integer >= 5"):
         simplex_etf(5, 4)
     head = SimplexETFHead(8, 4, scale=5.0, learn_scale=True)
     h = torch.randn(6, 8)

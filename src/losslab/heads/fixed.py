@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from losslab._validate import Int, Real, check_float_tensor, describe, fail
+from losslab.diagnostics import simplex_etf as etf_columns
 from losslab.functional._pairs import normalize
 from losslab.registry import loss_info
 
@@ -90,15 +91,8 @@ def simplex_etf(num_classes: int, dim: int, *, seed: int = 0) -> Tensor:
                 [-0.5000,  1.0000, -0.5000],
                 [-0.5000, -0.5000,  1.0000]])
     """
-    Int(2).check("simplex_etf", "num_classes", num_classes)
-    if dim < num_classes:
-        fail("simplex_etf", "dim", f"at least num_classes={num_classes}", repr(dim))
     g = torch.Generator().manual_seed(seed)
-    u, _ = torch.linalg.qr(torch.randn(dim, num_classes, generator=g, dtype=torch.float64))
-    k = num_classes
-    center = torch.eye(k, dtype=torch.float64) - 1.0 / k
-    m = math.sqrt(k / (k - 1)) * (u @ center)
-    return m.T.contiguous().float()
+    return etf_columns(num_classes, dim, generator=g, dtype=torch.float32).T.contiguous()
 
 
 def _check_features(where: str, x: object, dim: int) -> Tensor:
