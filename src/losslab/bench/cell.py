@@ -11,6 +11,7 @@ import platform
 import socket
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -60,7 +61,10 @@ def build_split(cell: Cell) -> tuple[SplitData, dict[str, Any]]:
     y = np.asarray(ds.y_train, dtype=np.int64)
     spec = parse_corruption(cell.corruption)
     spec = CorruptionSpec(protocol.noise_kind(spec.kind), spec.rate, spec.mapping)
-    res = corrupt(y, spec, num_classes=K, seed=cell.seed, dataset=cell.dataset, X=X)
+    given = getattr(ds, "y_train_noisy", None)
+    res = corrupt(
+        y, spec, num_classes=K, seed=cell.seed, dataset=cell.dataset, X=X, noisy_labels=given
+    )
     idx = np.asarray(res.indices, dtype=np.int64)
     noisy = np.asarray(res.labels, dtype=np.int64)
     X, clean = X[idx], y[idx]
@@ -110,8 +114,11 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def run_cell(cell: Cell | Mapping[str, Any]) -> dict[str, Any]:
+def run_cell(cell: Cell | Mapping[str, Any], *, device: str = "cpu") -> dict[str, Any]:
     """Train and evaluate one cell; returns the row for ``ResultStore.insert``.
+
+    ``device`` (``"cpu"``, ``"cuda"``, ``"mps"``) is where it trains; it is recorded in
+    the row's ``config`` but is no part of the cell's key.
 
     Torch runs on one thread inside the cell so that results do not depend on how many
     cores the process was given (thread count changes float reduction order). A cell
@@ -131,7 +138,7 @@ def run_cell(cell: Cell | Mapping[str, Any]) -> dict[str, Any]:
         loss_fn = losslab.loss_info(cell.loss).build(
             num_samples=len(data.X_train), **cell.loss_config
         )
-        result = train(model, loss_fn, data, cell.train_config())
+        result = train(model, loss_fn, data, replace(cell.train_config(), device=device))
     except (ValueError, TypeError, RuntimeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise CellError(
@@ -164,7 +171,7 @@ def run_cell(cell: Cell | Mapping[str, Any]) -> dict[str, Any]:
         "diverged": result.diverged,
         "diverged_epoch": result.diverged_epoch,
         "wall_time_s": time.perf_counter() - t0,
-        "config": {**cell.to_dict(), "data": info},
+        "config": {**cell.to_dict(), "data": info, "device": device},
         "metrics": f,
         "curves": result.curves,
         "reliability": result.test_reliability,

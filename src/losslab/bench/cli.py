@@ -1,37 +1,29 @@
 """Command line: ``app`` holds ``run``, ``status`` and ``export`` (mounted as ``losslab
 bench``), ``report`` is the ``losslab report`` command. A user's mistake or a store fault
 is one line per problem on stderr and exit status 2, never a traceback.
-``python -m losslab.bench.cli`` gives all of them without the top-level CLI."""
+``python -m losslab.bench.cli`` gives all of them without the top-level CLI.
+
+torch, pandas, duckdb and matplotlib are imported inside the commands, so that the help
+of every command answers without loading them (``tests/test_cli_help.py``)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
-from rich.console import Console, Group
-from rich.live import Live
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
+from rich.console import Console
 
-from losslab.bench.backends import WorkerDiedError, make_backend
-from losslab.bench.grid import GridError, GridSpec, make_grid, merge, spec_from_file
-from losslab.bench.plan import Plan
-from losslab.bench.protocol import DEFAULT_PROTOCOL, PROTOCOLS, problem
-from losslab.bench.report import final_frame, leaderboard, resolve_grid, write_report
-from losslab.bench.report import progress as grid_progress
-from losslab.bench.runner import execute
-from losslab.bench.store import ResultStore
+from losslab._cliutil import OneLineErrorsGroup
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.table import Table
+
+    from losslab.bench.grid import GridSpec
+    from losslab.bench.plan import Plan
 
 __all__ = ["app", "build_grid", "export", "main", "report", "run", "status"]
 
@@ -40,7 +32,16 @@ DEFAULT_REPORT = Path("results/report")
 DEFAULT_EXPORT = Path("results/export")
 WHERE = "bench run"
 
-app = typer.Typer(help="Run and inspect loss-benchmark grids.", no_args_is_help=True)
+#: shown in --help without importing the protocol module (a test keeps them in sync)
+PROTOCOL_NAMES = ("tuned", "ldr-faithful")
+DEVICES = "cpu | cuda | cuda:N | mps"
+
+app = typer.Typer(
+    help="Run and inspect loss-benchmark grids.",
+    no_args_is_help=True,
+    add_completion=False,
+    cls=OneLineErrorsGroup,
+)
 console = Console()
 
 _LIVE_KEYS = (
@@ -59,6 +60,8 @@ _LIVE_KEYS = (
 
 
 def _board_table(board: pd.DataFrame, title: str, limit: int = 25) -> Table:
+    from rich.table import Table
+
     t = Table(title=title, title_justify="left", show_edge=False)
     for col, just in (
         ("#", "right"),
@@ -88,6 +91,10 @@ def _board_table(board: pd.DataFrame, title: str, limit: int = 25) -> Table:
 def _provisional_board(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Leaderboard over the current validation leader of every group (what the selection
     would pick now), so tuning candidates are not averaged together."""
+    import pandas as pd
+
+    from losslab.bench.report import leaderboard
+
     if not rows:
         return leaderboard([])
     df = pd.DataFrame(rows)
@@ -103,6 +110,8 @@ def _fail(exc: BaseException | str, code: int = 2) -> typer.Exit:
 
 
 def _parse_seeds(seeds: str, out: list[str]) -> list[int] | None:
+    from losslab.bench.protocol import problem
+
     expected = "a count like '3' (= 0,1,2) or a list like '0,1' ('5,' = seed 5 only)"
     try:
         parts = [int(s) for s in seeds.split(",") if s.strip()]
@@ -126,10 +135,26 @@ def build_grid(
     epochs: int | None = None,
     model: str | None = None,
     protocol: str | None = None,
+    *,
+    data: Sequence[Path] = (),
+    label_column: str | None = None,
+    noisy_column: str | None = None,
+    split_column: str | None = None,
 ) -> GridSpec:
     """A grid from a preset, a YAML/TOML file or options, with command-line overrides.
-    Raises :class:`GridError` listing every problem (names and data included)."""
+    ``data``: files registered as datasets (``losslab.data.register_file``) and added to
+    ``datasets``. Raises :class:`GridError` listing every problem (names and data
+    included)."""
+    from losslab.bench.grid import GridError, make_grid, merge, spec_from_file
+    from losslab.bench.protocol import problem
+
     problems: list[str] = []
+    registered, noisy = _register_files(data, label_column, noisy_column, split_column, problems)
+    if registered:
+        datasets = [*(datasets or []), *registered]
+        if not (corruptions or preset or config):
+            # own data without --corruption: as it is, and with its given noisy labels
+            corruptions = ["clean", *(["given"] if noisy else [])]
     if preset and config:
         problems.append(problem(WHERE, "--preset and --config", "one of them", "both"))
     overrides: dict[str, Any] = {
@@ -175,7 +200,68 @@ def build_grid(
                 )
         if problems:
             raise GridError(problems)
+    problems += _given_problems(spec.get("datasets"), spec.get("corruptions"))
     return make_grid(spec, where=where, check_names=True, check_data=True, problems=problems)
+
+
+def _register_files(
+    files: Sequence[Path],
+    label_column: str | None,
+    noisy_column: str | None,
+    split_column: str | None,
+    out: list[str],
+) -> tuple[list[str], bool]:
+    """Register each ``--data`` file; returns the identities and whether any of them
+    has given noisy labels. A file that cannot be read is a problem in ``out``."""
+    from losslab.data import has_given_labels, register_file
+
+    idents: list[str] = []
+    for path in files:
+        try:
+            idents.append(
+                register_file(
+                    path,
+                    label_column=label_column,
+                    noisy_column=noisy_column,
+                    split_column=split_column,
+                )
+            )
+        except (TypeError, ValueError, OSError) as exc:
+            out.append(f"{WHERE}: --data {str(exc).splitlines()[0]}")
+    for flag, value in (
+        ("--label-column", label_column),
+        ("--noisy-column", noisy_column),
+        ("--split-column", split_column),
+    ):
+        if value is not None and not files:
+            out.append(f"{WHERE}: {flag} expected --data with a .csv or .parquet file, got none")
+    return idents, any(has_given_labels(i) for i in idents)
+
+
+def _given_problems(datasets: Any, corruptions: Any) -> list[str]:
+    """The corruption 'given' needs every dataset of the grid to have given noisy labels."""
+    from losslab.bench.protocol import problem
+    from losslab.data import has_given_labels
+    from losslab.data.corrupt import parse_corruption
+
+    def is_given(c: object) -> bool:
+        try:
+            return isinstance(c, str) and parse_corruption(c).kind == "given"
+        except ValueError:
+            return False
+
+    if not isinstance(corruptions, list) or not any(map(is_given, corruptions)):
+        return []
+    return [
+        problem(
+            WHERE,
+            "corruptions",
+            "'given' only for datasets with given noisy labels (y_noisy, --noisy-column)",
+            f"'given' with {d!r}, which has none",
+        )
+        for d in (datasets if isinstance(datasets, list) else [])
+        if isinstance(d, str) and has_given_labels(d) is False
+    ]
 
 
 def _header(grid: GridSpec, plan: Plan) -> str:
@@ -190,17 +276,43 @@ def _header(grid: GridSpec, plan: Plan) -> str:
 
 @app.command("run")
 def run(
-    preset: Annotated[str | None, typer.Option(help="Named grid: demo or ldr.")] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="Named grid (demo, ldr, ...: see docs/bench.md).")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="Grid file (.yaml/.yml/.toml).")
     ] = None,
     dataset: Annotated[
-        list[str] | None, typer.Option("--dataset", "-d", help="Dataset (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--dataset", "--datasets", "-d", help="Dataset, catalogued or registered (repeatable)."
+        ),
+    ] = None,
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--data",
+            help="Your own data file (.npz, .csv, .parquet), registered as a dataset named "
+            "after the file (repeatable).",
+        ),
+    ] = None,
+    label_column: Annotated[
+        str | None,
+        typer.Option(help="--data tables: the integer label column (default 'label')."),
+    ] = None,
+    noisy_column: Annotated[
+        str | None,
+        typer.Option(help="--data tables: given noisy labels (corruption 'given')."),
+    ] = None,
+    split_column: Annotated[
+        str | None,
+        typer.Option(help="--data tables: 'train'/'test' per row (default: stratified 25 % test)."),
     ] = None,
     corruption: Annotated[
         list[str] | None,
         typer.Option(
-            "--corruption", help="clean | uniform:R | class_dependent:R | ... (repeatable)."
+            "--corruption",
+            help="clean | given | uniform:R | class_dependent:R | ... (repeatable).",
         ),
     ] = None,
     loss: Annotated[
@@ -215,8 +327,15 @@ def run(
     epochs: Annotated[int | None, typer.Option(help="Override the number of epochs.")] = None,
     model: Annotated[str | None, typer.Option(help="auto | mlp | cnn | ldr_mlp.")] = None,
     protocol: Annotated[
-        str | None, typer.Option(help=f"{' | '.join(PROTOCOLS)} (default {DEFAULT_PROTOCOL}).")
+        str | None,
+        typer.Option(help=f"{' | '.join(PROTOCOL_NAMES)} (default {PROTOCOL_NAMES[0]})."),
     ] = None,
+    device: Annotated[
+        str,
+        typer.Option(
+            help=f"{DEVICES}: where models train; not part of the cell key (stored per row)."
+        ),
+    ] = "cpu",
     store: Annotated[Path, typer.Option(help="DuckDB result file.")] = DEFAULT_STORE,
     workers: Annotated[
         int, typer.Option(help="Local worker processes (>1 uses a process pool).")
@@ -226,7 +345,7 @@ def run(
         str | None, typer.Option(help="Ray cluster address (with --backend ray).")
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", metavar="", help="Validate and count cells only.")
+        bool, typer.Option("--dry-run", help="Validate and count cells only (a flag).")
     ] = False,
     lock_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for the store's lock before giving up.")
@@ -234,22 +353,55 @@ def run(
 ) -> None:
     """Run a grid; finished cells are skipped, so re-running resumes, and several runs
     on one store share the work."""
+    from rich.console import Group
+    from rich.live import Live
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from losslab.bench.backends import WorkerDiedError, make_backend
+    from losslab.bench.grid import GridError
+    from losslab.bench.plan import Plan
+    from losslab.bench.report import final_frame, leaderboard
+    from losslab.bench.runner import execute
+    from losslab.bench.store import ResultStore
+    from losslab.bench.trainer import check_device
+
+    early: list[str] = []
     try:
-        engine = make_backend(backend, workers=workers, address=address)
+        check_device(device, where=WHERE, arg="--device")
     except ValueError as exc:
-        engine_problem: str | None = str(exc)
-    else:
-        engine_problem = None
+        early.append(str(exc))
+    try:
+        engine = make_backend(backend, workers=workers, address=address, device=device)
+    except ValueError as exc:
+        early.append(str(exc))
     try:
         grid = build_grid(
-            preset, config, dataset, corruption, loss, seeds, lr, epochs, model, protocol
+            preset,
+            config,
+            dataset,
+            corruption,
+            loss,
+            seeds,
+            lr,
+            epochs,
+            model,
+            protocol,
+            data=data or (),
+            label_column=label_column,
+            noisy_column=noisy_column,
+            split_column=split_column,
         )
     except GridError as exc:
-        raise _fail(
-            "\n".join(([engine_problem] if engine_problem else []) + exc.problems)
-        ) from None
-    if engine_problem:
-        raise _fail(engine_problem)
+        raise _fail("\n".join(early + exc.problems)) from None
+    if early:
+        raise _fail("\n".join(early))
     plan = Plan.of(grid)
     console.print(_header(grid, plan), markup=False, highlight=False)
     if dry_run:
@@ -318,6 +470,12 @@ def status(
     grid: Annotated[str | None, typer.Option(help="Grid id or name (default: newest).")] = None,
 ) -> None:
     """Grids in the store, their progress, and the newest grid's leaderboard (reads only)."""
+    from rich.table import Table
+
+    from losslab.bench.report import final_frame, leaderboard, resolve_grid
+    from losslab.bench.report import progress as grid_progress
+    from losslab.bench.store import ResultStore
+
     results = ResultStore(store)
     try:
         grids = results.grids()
@@ -344,6 +502,8 @@ def export(
 ) -> None:
     """Snapshot the store as Parquet files (results, grid_cells, grids) that any program
     can read without blocking a running grid."""
+    from losslab.bench.store import ResultStore
+
     try:
         files = ResultStore(store).export(out)
     except ValueError as exc:
@@ -358,6 +518,8 @@ def report(
     grid: Annotated[str | None, typer.Option(help="Grid id or name (default: newest).")] = None,
 ) -> None:
     """Write report.md and a self-contained report.html with figures (reads the store only)."""
+    from losslab.bench.report import write_report
+
     try:
         files = write_report(store, out, grid)
     except ValueError as exc:
@@ -367,7 +529,12 @@ def report(
     )
 
 
-main = typer.Typer(help="losslab benchmark (standalone entry point).", no_args_is_help=True)
+main = typer.Typer(
+    help="losslab benchmark (standalone entry point).",
+    no_args_is_help=True,
+    add_completion=False,
+    cls=OneLineErrorsGroup,
+)
 main.add_typer(app, name="bench")
 main.command("report")(report)
 

@@ -2,7 +2,9 @@
 
 Everything random (initialisation, batch order) is drawn from generators seeded by
 ``TrainConfig.seed``, and ``run`` pins torch to one thread, so the same inputs give
-bit-identical metrics in any process.
+bit-identical metrics in any process on the CPU. ``TrainConfig.device`` moves the model,
+the data and the loss (with its per-sample state) to a GPU; batch order still comes from
+a CPU generator, and metrics are computed on the CPU from the logits.
 """
 
 from __future__ import annotations
@@ -17,10 +19,41 @@ import numpy as np
 import torch
 from torch import nn
 
-from losslab.bench.protocol import TrainConfig
+from losslab._validate import describe
+from losslab.bench.protocol import TrainConfig, problem
 from losslab.metrics import classification_metrics, reliability_bins, top_label_confidence
 
-__all__ = ["SplitData", "TrainConfig", "TrainResult", "evaluate", "train"]
+__all__ = ["SplitData", "TrainConfig", "TrainResult", "check_device", "evaluate", "train"]
+
+DEVICE_KINDS = ("cpu", "cuda", "mps")
+
+
+def check_device(
+    device: object, *, where: str = "TrainConfig", arg: str = "device"
+) -> torch.device:
+    """``device`` as a ``torch.device`` that exists here, or one line naming what is
+    missing (ValueError; TypeError for a non-string)."""
+    expected = "cpu, cuda, cuda:N or mps"
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(problem(where, arg, expected, describe(device)))
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(problem(where, arg, expected, repr(device))) from None
+    if dev.type not in DEVICE_KINDS:
+        raise ValueError(problem(where, arg, expected, repr(device)))
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            got = f"{str(device)!r} (no CUDA device here; torch {torch.__version__})"
+            raise ValueError(problem(where, arg, "an available device", got))
+        if dev.index is not None and dev.index >= count:
+            got = f"{str(device)!r} ({count} CUDA device{'s' if count > 1 else ''} here)"
+            raise ValueError(problem(where, arg, "an available device", got))
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        got = f"{str(device)!r} (no MPS device here)"
+        raise ValueError(problem(where, arg, "an available device", got))
+    return dev
 
 
 @dataclass
@@ -36,6 +69,13 @@ class SplitData:
     X_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+
+    def to(self, device: torch.device | str) -> SplitData:
+        """The same tensors on ``device``."""
+        moved: dict[str, Any] = {
+            k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(self).items()
+        }
+        return SplitData(**moved)
 
 
 @dataclass
@@ -65,8 +105,8 @@ def _logits(model: nn.Module, X: torch.Tensor, chunk: int = 4096) -> torch.Tenso
 
 def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     """Classification metrics plus ``ece`` (15 equal-width bins) of ``model`` on (X, y)."""
-    z = _logits(model, X).double().numpy()
-    t = y.numpy()
+    z = _logits(model, X).cpu().double().numpy()
+    t = y.cpu().numpy()
     if not np.isfinite(z).all():
         nan = float("nan")
         return {"acc": nan, "balanced_acc": nan, "macro_f1": nan, "nll": nan, "ece": nan}
@@ -116,6 +156,10 @@ def train(model: nn.Module, loss_fn: nn.Module, data: SplitData, cfg: TrainConfi
     evaluation outputs end the run as diverged; the best finite epoch's weights are
     then reported (none: ``final is None``).
     """
+    device = check_device(cfg.device, where="train")
+    model.to(device)
+    loss_fn.to(device)
+    data = data.to(device)
     objective = _objective(loss_fn)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = _optimizer(model, cfg)
@@ -131,7 +175,7 @@ def train(model: nn.Module, loss_fn: nn.Module, data: SplitData, cfg: TrainConfi
         order = torch.randperm(n, generator=gen) if cfg.shuffle else torch.arange(n)
         total, count = 0.0, 0
         for start in range(0, n, cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
+            idx = order[start : start + cfg.batch_size].to(device)
             if has_bn and len(idx) < 2:
                 continue  # batch norm cannot train on a single row
             logits = model(data.X_train[idx])
@@ -183,9 +227,9 @@ def train(model: nn.Module, loss_fn: nn.Module, data: SplitData, cfg: TrainConfi
         "train_clean": (data.X_train, data.y_train_clean),
     }.items():
         final[split] = evaluate(model, X, y)
-    z = _logits(model, data.X_test).double().numpy()
+    z = _logits(model, data.X_test).cpu().double().numpy()
     reliability: dict[str, list[float]] = {}
     if np.isfinite(z).all():
-        conf, correct = top_label_confidence(z, data.y_test.numpy())
+        conf, correct = top_label_confidence(z, data.y_test.cpu().numpy())
         reliability = reliability_bins(conf, correct, 15).to_dict()
     return TrainResult(final, curves, reported_epoch, epochs_run, diverged_epoch, reliability)

@@ -10,6 +10,11 @@ pixels scaled to [0, 1]; ``meta["input_shape"]`` gives the per-sample shape to r
 to, e.g. ``(1, 28, 28)``, and ``d == prod(input_shape)``); ``y_*`` is int64 in
 ``[0, num_classes)``. Tabular features are raw (standardise with training statistics,
 e.g. :func:`standardize`). See ``docs/data.md``.
+
+Your own data: :func:`register_dataset` (arrays) or :func:`register_file` (``.npz``,
+``.csv``, ``.parquet``) adds a dataset that the benchmark uses by name, and
+:class:`IndexedDataset` gives a torch dataset the sample indices that stateful losses
+take (``index=``).
 """
 
 from __future__ import annotations
@@ -33,25 +38,56 @@ from .catalog import (
 )
 from .registry import BUILDERS, INFOS
 from .split import train_val_split
+from .user import (
+    dataset_identity,
+    has_given_labels,
+    load_user,
+    read_data_file,
+    register_dataset,
+    register_file,
+    split_identity,
+    unavailable_reason,
+    user_info,
+    user_infos,
+)
 
 __all__ = [
     "DataNotAvailableError",
     "Dataset",
     "DatasetInfo",
+    "IndexedDataset",
     "PackageRef",
     "data_root",
+    "dataset_identity",
     "fetch_dataset",
     "get_info",
+    "has_given_labels",
     "list_datasets",
     "load_dataset",
+    "read_data_file",
+    "register_dataset",
+    "register_file",
     "standardize",
     "train_val_split",
+    "unavailable",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # torch is imported only by code that uses the torch wrapper
+    if name == "IndexedDataset":
+        from .indexed import IndexedDataset
+
+        return IndexedDataset
+    raise AttributeError(f"module 'losslab.data' has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """A loaded dataset: clean labels, fixed train/test split, metadata."""
+    """A loaded dataset: clean labels, fixed train/test split, metadata.
+
+    ``y_train_noisy``: noisy training labels that came with a registered dataset (the
+    corruption ``given`` trains on them), else None."""
 
     name: str
     X_train: np.ndarray
@@ -61,20 +97,36 @@ class Dataset:
     num_classes: int
     class_names: tuple[str, ...]
     meta: dict[str, Any]
+    y_train_noisy: np.ndarray | None = None
 
 
-def list_datasets() -> list[DatasetInfo]:
-    """All catalogued datasets (CI-safe ones first)."""
-    return list(INFOS.values())
+def list_datasets(*, root: str | Path | None = None) -> list[DatasetInfo]:
+    """All catalogued datasets (CI-safe ones first), then the registered ones by name."""
+    return [*INFOS.values(), *user_infos(root)]
 
 
-def get_info(name: str) -> DatasetInfo:
-    """Catalogue entry of ``name``; ValueError naming the known names otherwise."""
+def get_info(name: str, *, root: str | Path | None = None) -> DatasetInfo:
+    """Catalogue entry of ``name`` (a registered dataset's name or ``name@digest`` too);
+    ValueError naming the known names otherwise."""
     if not isinstance(name, str):
         raise TypeError(f"losslab.data: name expected a dataset name (str), got {name!r}")
-    if name not in INFOS:
-        raise ValueError(f"losslab.data: name expected one of {sorted(INFOS)}, got {name!r}")
-    return INFOS[name]
+    if name in INFOS:
+        return INFOS[name]
+    info = user_info(name, root)
+    if info is None:
+        known = sorted([*INFOS, *(i.name for i in user_infos(root))])
+        raise ValueError(f"losslab.data: name expected one of {known}, got {name!r}")
+    return info
+
+
+def unavailable(name: str, *, root: str | Path | None = None) -> str | None:
+    """Why ``load_dataset(name)`` would fail now (unfetched, unregistered, registered
+    again with other data), or None when it will load."""
+    if name in INFOS:
+        if INFOS[name].is_available(root):
+            return None
+        return f"not fetched (run `losslab data fetch {name}`)"
+    return unavailable_reason(name, root)
 
 
 def fetch_dataset(name: str, *, root: str | Path | None = None) -> Path:
@@ -97,8 +149,13 @@ def load_dataset(name: str, *, root: str | Path | None = None) -> Dataset:
     """Load ``name`` from the cache (CI-safe sets are built on first use).
 
     Raises :class:`DataNotAvailableError` naming ``losslab data fetch NAME`` when a
-    fetched dataset is not in the cache.
+    fetched dataset is not in the cache. A registered dataset loads by name or by its
+    identity ``name@digest``, which must match the registered data.
     """
+    base, digest = split_identity(name) if isinstance(name, str) else ("", "")
+    if base and base not in INFOS and (digest or user_info(base, root) is not None):
+        raw, meta = load_user(name, root)
+        return _to_dataset(get_info(name, root=root), raw, meta)
     info = get_info(name)
     directory = info.cache_dir(root)
     if (directory / "data.npz").is_file():
@@ -174,4 +231,5 @@ def _to_dataset(info: DatasetInfo, raw: RawData, meta: dict[str, Any]) -> Datase
         num_classes=info.num_classes,
         class_names=tuple(raw.class_names),
         meta=out_meta,
+        y_train_noisy=None if raw.y_train_noisy is None else raw.y_train_noisy.astype(np.int64),
     )

@@ -26,6 +26,14 @@ Noise (all samples kept, labels changed; ``rate`` is the noise rate in [0, 1]):
   many classes: features are first reduced to at most ``INSTANCE_DIM`` dimensions by a
   seeded Gaussian random projection (Johnson-Lindenstrauss), W_y is drawn per class.
 
+Given (the dataset's own noisy labels, no rate):
+
+* ``given``: the training labels become the noisy labels that came with the data
+  (``register_dataset(..., y_noisy=...)``, an npz ``y_noisy`` array or a table's
+  ``--noisy-column``), e.g. the labels an official implementation generated; the clean
+  labels stay for the clean-label training accuracy. Nothing is drawn, so every seed gets
+  the same labels.
+
 Imbalance (labels unchanged, samples subsampled; ``rate`` is the imbalance ratio
 rho = max/min class count, >= 1; n is the smallest class count of the input, class 0
 is the head):
@@ -53,7 +61,9 @@ from .split import check_labels
 
 NOISE_KINDS = ("uniform", "uniform_redraw", "class_dependent", "instance")
 IMBALANCE_KINDS = ("long_tail", "step")
-KINDS = ("none", *NOISE_KINDS, *IMBALANCE_KINDS)
+KINDS = ("none", "given", *NOISE_KINDS, *IMBALANCE_KINDS)
+#: kinds without a rate
+_RATELESS = ("none", "given")
 INSTANCE_DIM = 64
 INSTANCE_STD = 0.1
 
@@ -115,8 +125,10 @@ class CorruptionSpec:
         object.__setattr__(self, "rate", rate)
         if not math.isfinite(rate):
             raise ValueError(f"CorruptionSpec: rate expected a finite float, got {self.rate!r}")
-        if self.kind == "none" and rate != 0.0:
-            raise ValueError(f"CorruptionSpec: rate expected 0 for kind 'none', got {rate!r}")
+        if self.kind in _RATELESS and rate != 0.0:
+            raise ValueError(
+                f"CorruptionSpec: rate expected 0 for kind {self.kind!r}, got {rate!r}"
+            )
         if self.kind in NOISE_KINDS and not 0.0 <= rate <= 1.0:
             raise ValueError(
                 f"CorruptionSpec: rate expected a noise rate in [0, 1] for kind {self.kind!r}, "
@@ -154,6 +166,8 @@ class CorruptionSpec:
         ``class_dependent-0.3-map<8 hex>`` for a user map."""
         if self.kind == "none":
             return "clean"
+        if self.kind == "given":
+            return "given"
         out = f"{self.kind}-{self.rate:g}"
         if self.mapping is not None:
             digest = hashlib.sha1(",".join(map(str, self.mapping)).encode()).hexdigest()
@@ -161,8 +175,8 @@ class CorruptionSpec:
         return out
 
     def __str__(self) -> str:
-        if self.kind == "none":
-            return "clean"
+        if self.kind in _RATELESS:
+            return "clean" if self.kind == "none" else "given"
         text = f"{self.kind}:{self.rate:g}"
         if self.mapping is not None:
             text += ":" + ",".join(map(str, self.mapping))
@@ -170,7 +184,7 @@ class CorruptionSpec:
 
 
 def parse_corruption(text: str) -> CorruptionSpec:
-    """Parse ``clean``, ``KIND:RATE`` or ``class_dependent:RATE:M0,M1,...`` (user map).
+    """Parse ``clean``, ``given``, ``KIND:RATE`` or ``class_dependent:RATE:M0,M1,...`` (user map).
 
     Also accepted: ``KIND:RATE,M0,M1,...``, the key form ``KIND-RATE``, case and ``-``/``_``
     variants of the kind, and aliases (``symmetric``, ``pair``, ``asymmetric``, ``idn``,
@@ -193,10 +207,10 @@ def parse_corruption(text: str) -> CorruptionSpec:
     kind = _ALIASES.get(head, head)
     if kind not in KINDS:
         raise ValueError(usage)
-    if kind == "none":
+    if kind in _RATELESS:
         if rest.strip() not in ("", "0", "0.0"):
             raise ValueError(usage)
-        return CorruptionSpec("none")
+        return CorruptionSpec(kind)
     if not sep or not rest.strip():
         raise ValueError(usage.replace(", got", f" (RATE after {kind!r}), got"))
     rate_text, _, map_text = rest.partition(":")
@@ -272,7 +286,8 @@ def expected_transition(
         t[np.arange(k), m] += r
         return t
     raise ValueError(
-        "expected_transition: spec.kind expected a kind with a fixed transition matrix, got "
+        "expected_transition: spec.kind expected a kind with a fixed transition matrix "
+        "(not 'instance' or 'given'), got "
         f"{spec.kind!r}"
     )
 
@@ -285,8 +300,13 @@ def corrupt(
     seed: int,
     dataset: str | None = None,
     X: np.ndarray | None = None,
+    noisy_labels: np.ndarray | None = None,
 ) -> CorruptionResult:
-    """Apply ``spec`` to clean training labels ``y`` (deterministic given ``seed``)."""
+    """Apply ``spec`` to clean training labels ``y`` (deterministic given ``seed``).
+
+    ``noisy_labels``: the dataset's given noisy labels of the same rows (kind ``given``
+    only; :attr:`losslab.data.Dataset.y_train_noisy`).
+    """
     if not isinstance(spec, CorruptionSpec):
         raise TypeError(
             f"corrupt: spec expected a CorruptionSpec (see parse_corruption), got {spec!r}"
@@ -318,6 +338,8 @@ def corrupt(
         noisy = np.where(flip, m[labels], labels)
     elif spec.kind == "instance":
         noisy = _instance_noise(labels, X, r, k, rng)
+    elif spec.kind == "given":
+        noisy = _given_labels(noisy_labels, n, k)
     else:
         keep = _imbalance_indices(labels, spec, k, rng)
         noisy = labels[keep]
@@ -345,6 +367,25 @@ def _check_k(num_classes: int) -> int:
     if num_classes < 2:
         raise ValueError(f"corrupt: num_classes expected an int >= 2, got {num_classes!r}")
     return int(num_classes)
+
+
+def _given_labels(noisy_labels: np.ndarray | None, n: int, k: int) -> np.ndarray:
+    if noisy_labels is None:
+        raise ValueError(
+            "corrupt: noisy_labels expected the dataset's given noisy labels for corruption "
+            "'given', got None (the dataset has none: register it with y_noisy=..., an npz "
+            "'y_noisy' array or --noisy-column)"
+        )
+    given = check_labels(noisy_labels, name="noisy_labels", where="corrupt")
+    if len(given) != n:
+        raise ValueError(
+            f"corrupt: noisy_labels expected {n} labels (one per row), got {len(given)}"
+        )
+    if n and given.max() >= k:
+        raise ValueError(
+            f"corrupt: noisy_labels expected labels in [0, {k}), got max {given.max()}"
+        )
+    return given.copy()
 
 
 def _instance_noise(
