@@ -45,10 +45,11 @@ def _where(ctx: Any, args: Sequence[str]) -> str:
     """``losslab <sub-commands>`` of the failing command (the program name varies:
     ``losslab``, ``python -m losslab.cli``, a test runner's)."""
     names: list[str] = []
-    while ctx is not None and ctx.parent is not None:
-        names.append(ctx.info_name)
-        ctx = ctx.parent
-    if not names:  # an error raised without a context: the leading command words
+    if ctx is not None:
+        while ctx.parent is not None:
+            names.append(ctx.info_name)
+            ctx = ctx.parent
+    else:  # an error raised without a context: the leading command words
         for arg in args:
             if arg.startswith("-"):
                 break
@@ -76,10 +77,11 @@ def _raw_value(args: Sequence[str], names: Sequence[str]) -> str | None:
     return found
 
 
-def one_line_usage(err: Any, args: Sequence[str]) -> str:
+def one_line_usage(err: Any, args: Sequence[str], ctx: Any = None) -> str:
     """A usage error of click as one line: ``<command>: <argument> expected <what>, got
-    <value>``."""
-    ctx = getattr(err, "ctx", None)
+    <value>``. ``args``: the command line as given (values are looked up in it);
+    ``ctx``: the failing command's context when the error carries none."""
+    ctx = getattr(err, "ctx", None) or ctx
     where = _where(ctx, args)
     name = type(err).__name__
     message = " ".join(str(err.format_message()).split())

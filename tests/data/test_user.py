@@ -213,10 +213,10 @@ def test_bad_npz_files_are_one_line(root: Path, tmp_path: Path) -> None:
             register_file(tmp_path / fname)
         assert more in str(info.value) and "\n" not in str(info.value)
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="data file expected a .npz archive"):
+    with pytest.raises(ValueError, match=r"data file expected a \.npz archive"):
         register_file(tmp_path / "junk.npz")
     np.savez(tmp_path / "ok.npz", X=X, y=y)
-    with pytest.raises(ValueError, match="--split-column expected no value for a .npz"):
+    with pytest.raises(ValueError, match=r"--split-column expected no value for a \.npz"):
         register_file(tmp_path / "ok.npz", split_column="s")
     with pytest.raises(ValueError, match="data file expected an existing file, got none"):
         register_file(tmp_path / "missing.csv")

@@ -150,11 +150,10 @@ def build_grid(
 
     problems: list[str] = []
     registered, noisy = _register_files(data, label_column, noisy_column, split_column, problems)
-    if registered:
-        datasets = [*(datasets or []), *registered]
-        if not (corruptions or preset or config):
-            # own data without --corruption: as it is, and with its given noisy labels
-            corruptions = ["clean", *(["given"] if noisy else [])]
+    datasets = [*(datasets or []), *registered] or None
+    if data and not (corruptions or preset or config):
+        # own data without --corruption: as it is, and with its given noisy labels
+        corruptions = ["clean", *(["given"] if noisy else [])]
     if preset and config:
         problems.append(problem(WHERE, "--preset and --config", "one of them", "both"))
     overrides: dict[str, Any] = {
@@ -189,19 +188,43 @@ def build_grid(
         spec = merge({"preset": preset}, overrides)
     else:
         spec = merge({"seeds": [0]}, overrides)
+        missing = False
         for key, flag in (
             ("datasets", "--dataset"),
             ("corruptions", "--corruption"),
             ("losses", "--loss"),
         ):
+            if key == "datasets" and data:
+                continue  # the --data files that could not be read are problems already
             if not spec.get(key):
+                missing = True
                 problems.append(
                     problem(WHERE, flag, "at least one value (or --preset or --config)", "none")
                 )
-        if problems:
+        if missing or not spec.get("datasets"):
+            # the grid cannot be built; what else is wrong is listed with what can be checked
+            losses = spec.get("losses") or []
+            problems += _name_problems_of(losses, spec.get("corruptions") or [])
             raise GridError(problems)
     problems += _given_problems(spec.get("datasets"), spec.get("corruptions"))
     return make_grid(spec, where=where, check_names=True, check_data=True, problems=problems)
+
+
+def _name_problems_of(losses: list[Any], corruptions: list[Any]) -> list[str]:
+    """Unknown losses and bad corruptions of a grid that cannot be built (no dataset)."""
+    from losslab.bench.grid import GridError, GridSpec
+
+    try:
+        GridSpec(datasets=["-"], corruptions=corruptions or ["clean"], losses=losses or ["ce"],
+                 seeds=[0], name="-")  # fmt: skip
+    except GridError as exc:
+        structural = [p.replace("grid -:", f"{WHERE}:", 1) for p in exc.problems]
+    else:
+        structural = []
+    from losslab.bench.grid import _name_problems
+
+    names = _name_problems(WHERE, losses, {}, [], check_data=False)
+    return structural + names
 
 
 def _register_files(
