@@ -105,3 +105,11 @@ def test_usage_errors_are_one_line(argv: list[str], needles: list[str]) -> None:
     res = runner.invoke(app, argv)
     assert "Traceback" not in res.output and "╭" not in res.output
     one_line(res, *needles)
+
+
+def test_help_names_every_protocol() -> None:
+    # bench/cli.py lists them without importing the protocol module
+    from losslab.bench.cli import PROTOCOL_NAMES
+    from losslab.bench.protocol import DEFAULT_PROTOCOL, PROTOCOLS
+
+    assert list(PROTOCOL_NAMES) == list(PROTOCOLS) and PROTOCOL_NAMES[0] == DEFAULT_PROTOCOL

@@ -221,3 +221,14 @@ def test_device_is_checked_and_kept_out_of_the_key(tmp_path):
     grid = GridSpec(datasets=["digits"], corruptions=["clean"], losses=["ce"], seeds=[0])
     cell = grid.cell("digits", "clean", "ce", {}, 0.01, 0)
     assert "device" not in cell.to_dict()["train"] and cell.train_config().device == "cpu"
+
+
+def test_grid_files_cannot_set_the_device(tmp_path):
+    g = tmp_path / "g.yaml"
+    g.write_text("datasets: [digits]\ncorruptions: [clean]\nlosses: [ce]\nseeds: 1\ndevice: cuda\n")
+    res = runner.invoke(main, ["bench", "run", "-c", str(g), "--dry-run"])
+    assert res.exit_code == 2
+    assert res.stderr.strip().splitlines() == [
+        f"{g}: device expected a training option (optimizer, lr, momentum, weight_decay, "
+        "batch_size, epochs, schedule, milestones, gamma, shuffle, patience, seed), got 'device'"
+    ]
