@@ -154,7 +154,7 @@ def test_run_on_own_data_with_given_noisy_labels(tmp_path, monkeypatch):
     assert rows["clean"]["actual_noise_rate"] == 0.0
     # the training rows (75 % of 120, validation included) carry every 4th label flipped
     assert 0.15 < rows["given"]["actual_noise_rate"] < 0.35
-    assert rows["given"]["config"]["device"] == "cpu"
+    assert rows["given"]["versions"]["device"] == "cpu"
     # changed data under the same name: new cells, the old results are not reused
     _own_csv(csv, shift=0.5)
     again = runner.invoke(main, args)

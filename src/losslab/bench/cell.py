@@ -114,11 +114,19 @@ def library_versions() -> dict[str, str]:
     }
 
 
+def _device_label(device: str) -> str:
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(dev)})"
+    return device
+
+
 def run_cell(cell: Cell | Mapping[str, Any], *, device: str = "cpu") -> dict[str, Any]:
     """Train and evaluate one cell; returns the row for ``ResultStore.insert``.
 
-    ``device`` (``"cpu"``, ``"cuda"``, ``"mps"``) is where it trains; it is recorded in
-    the row's ``config`` but is no part of the cell's key.
+    ``device`` (``"cpu"``, ``"cuda"``, ``"mps"``) is where it trains; it is recorded with
+    the library versions (``versions["device"]``, the GPU's name included) and is no part
+    of the cell's key.
 
     Torch runs on one thread inside the cell so that results do not depend on how many
     cores the process was given (thread count changes float reduction order). A cell
@@ -171,11 +179,11 @@ def run_cell(cell: Cell | Mapping[str, Any], *, device: str = "cpu") -> dict[str
         "diverged": result.diverged,
         "diverged_epoch": result.diverged_epoch,
         "wall_time_s": time.perf_counter() - t0,
-        "config": {**cell.to_dict(), "data": info, "device": device},
+        "config": {**cell.to_dict(), "data": info},
         "metrics": f,
         "curves": result.curves,
         "reliability": result.test_reliability,
-        "versions": library_versions(),
+        "versions": {**library_versions(), "device": _device_label(device)},
         "worker": f"{socket.gethostname()}:{os.getpid()}",
         "finished_at": datetime.now(timezone.utc).replace(tzinfo=None),
     }
