@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from losslab.cli import app
 
 runner = CliRunner()
-HEAVY = ("torch", "pandas", "duckdb", "matplotlib", "sklearn")
+HEAVY = ("torch", "numpy", "pandas", "duckdb", "matplotlib", "sklearn")
 
 # runs the console script's entry with argv, then reports which heavy modules it loaded
 PROBE = (

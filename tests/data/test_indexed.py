@@ -67,3 +67,13 @@ def test_exported_lazily_without_torch() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_every_exported_name_resolves() -> None:
+    import losslab.data as data
+
+    assert set(data.__all__) == set(data._FROM)
+    for name in data.__all__:
+        assert getattr(data, name) is not None
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        data.nope  # noqa: B018
