@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 import losslab
+from losslab.bench.fingerprint import code_parts
 from losslab.bench.grid import Cell, corruption_rate
 from losslab.bench.models import build_model, resolve_model_kind
 from losslab.bench.protocol import get_protocol, problem
@@ -124,6 +125,9 @@ def run_cell(cell: Cell | Mapping[str, Any]) -> dict[str, Any]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
+        # the code that trains is the code fingerprinted: taken before training starts
+        code = {"key": cell.key, "config_key": cell.config_key, "fingerprint": cell.fingerprint}
+        parts = code_parts(cell.loss, cell.dataset)
         data, info = build_split(cell)
         torch.manual_seed(cell.seed)
         kind = resolve_model_kind(cell.model, info["modality"], info["input_shape"])
@@ -145,7 +149,7 @@ def run_cell(cell: Cell | Mapping[str, Any]) -> dict[str, Any]:
     if f is not None:
         metrics["test_top5"] = f["test"].get("top5", f["test"]["acc"])
     return {
-        "key": cell.key,
+        "key": code["key"],
         "dataset": cell.dataset,
         "corruption": cell.corruption,
         "noise_kind": noise_kind,
@@ -171,4 +175,7 @@ def run_cell(cell: Cell | Mapping[str, Any]) -> dict[str, Any]:
         "versions": library_versions(),
         "worker": f"{socket.gethostname()}:{os.getpid()}",
         "finished_at": datetime.now(timezone.utc).replace(tzinfo=None),
+        "config_key": code["config_key"],
+        "fingerprint": code["fingerprint"],
+        "code": parts,
     }

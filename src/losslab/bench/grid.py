@@ -22,6 +22,7 @@ import yaml
 
 import losslab
 from losslab._validate import describe
+from losslab.bench.fingerprint import fingerprint
 from losslab.bench.protocol import (
     DEFAULT_PROTOCOL,
     MODEL_KINDS,
@@ -123,7 +124,8 @@ def corruption_rate(spec: str) -> tuple[str, float]:
 
 @dataclass(frozen=True)
 class Cell:
-    """One training run. ``key`` hashes every field, so equal cells share a result.
+    """One training run. ``key`` hashes every field and the code fingerprint, so equal
+    cells trained by equal code share a result.
     ``standardize`` mirrors the protocol's feature scaling (part of the key)."""
 
     dataset: str
@@ -148,10 +150,23 @@ class Cell:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
     @property
-    def key(self) -> str:
+    def config_key(self) -> str:
+        """Hash of the configuration alone: equal for the same cell under any code."""
         payload = json.dumps(
             {"v": KEY_VERSION, **self.to_dict()}, sort_keys=True, separators=(",", ":")
         )
+        return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of the code that decides the result (``losslab.bench.fingerprint``)."""
+        return fingerprint(self.loss, self.dataset)
+
+    @property
+    def key(self) -> str:
+        """The stored result's key: configuration and code, so a result is reused only
+        while the code that produced it is unchanged."""
+        payload = f"{self.config_key}:{self.fingerprint}"
         return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
     @property

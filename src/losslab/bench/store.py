@@ -80,9 +80,14 @@ RESULT_COLUMNS: list[tuple[str, str]] = [
     ("worker", "VARCHAR"),
     ("finished_at", "TIMESTAMP"),
     ("diverged_epoch", "INTEGER"),
+    # the cell's configuration hash and its code fingerprint (whole and per part): a row
+    # whose configuration is in a grid under another fingerprint is stale
+    ("config_key", "VARCHAR"),
+    ("fingerprint", "VARCHAR"),
+    ("code", "VARCHAR"),
 ]
 _NAMES = [c for c, _ in RESULT_COLUMNS]
-_JSON = {"loss_config", "config", "metrics", "curves", "reliability", "versions"}
+_JSON = {"loss_config", "config", "metrics", "curves", "reliability", "versions", "code"}
 TABLES = ("results", "grid_cells", "grids")
 
 _SCHEMA = [
@@ -352,6 +357,25 @@ class ResultStore:
             )
             con.execute("COMMIT")
 
+    def retire_members(self, grid_id: str, keep: Iterable[str]) -> int:
+        """Drop the grid's members whose key is not in ``keep`` (cells of older code);
+        their results stay stored but no longer count for the grid. Returns how many
+        member keys were dropped."""
+        keep = list(keep)
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            (n,) = con.execute(
+                "SELECT count(DISTINCT key) FROM grid_cells WHERE grid = ? "
+                "AND key NOT IN (SELECT unnest(?))",
+                [grid_id, keep],
+            ).fetchall()[0]
+            con.execute(
+                "DELETE FROM grid_cells WHERE grid = ? AND key NOT IN (SELECT unnest(?))",
+                [grid_id, keep],
+            )
+            con.execute("COMMIT")
+        return int(n)
+
     # ------------------------------------------------------------------ leases
 
     def claim(self, keys: Sequence[str], owner: str, lease_s: float, limit: int = 1) -> list[str]:
@@ -485,6 +509,29 @@ class ResultStore:
             rows = con.execute(sql, [grid_id, role] if role else [grid_id]).fetchall()
         names = ["grid", "key", "role", "dataset", "corruption", "loss", "seed"]
         return [dict(zip(names, r, strict=True)) for r in rows]
+
+    def member_results(self, grid_id: str) -> list[dict[str, Any]]:
+        """The grid's stored members, without their curves: key, configuration (dataset,
+        corruption, loss, loss_config, lr, seed), config_key, fingerprint and code parts
+        (``None`` in rows stored before fingerprints)."""
+        names = ["key", "dataset", "corruption", "loss", "loss_config", "lr", "seed"]
+        extra = ["config_key", "fingerprint", "code"]
+        with self.connect(write=False) as con:
+            have = self._columns(con)
+            cols = [f"r.{c}" for c in names] + [
+                f"r.{c}" if c in have else f"NULL AS {c}" for c in extra
+            ]
+            rows = con.execute(
+                f"SELECT DISTINCT {', '.join(cols)} FROM results r "
+                "JOIN grid_cells m ON m.key = r.key WHERE m.grid = ? ORDER BY r.key",
+                [grid_id],
+            ).fetchall()
+        out = [dict(zip(names + extra, r, strict=True)) for r in rows]
+        for r in out:
+            for c in ("loss_config", "code"):
+                if isinstance(r[c], str):
+                    r[c] = json.loads(r[c])
+        return out
 
     def run_record(self, keys: Sequence[str]) -> tuple[Any, Any, float, int]:
         """(first finish time, last finish time, summed cell seconds, cells) of ``keys``."""
