@@ -1,5 +1,5 @@
-"""Command line: ``app`` holds ``run``, ``status`` and ``export`` (mounted as ``losslab
-bench``), ``report`` is the ``losslab report`` command. A user's mistake or a store fault
+"""Command line: ``app`` holds ``run``, ``status``, ``export`` and ``import`` (mounted as
+``losslab bench``), ``report`` is the ``losslab report`` command. A user's mistake or a store fault
 is one line per problem on stderr and exit status 2, never a traceback.
 ``python -m losslab.bench.cli`` gives all of them without the top-level CLI."""
 
@@ -33,7 +33,7 @@ from losslab.bench.report import progress as grid_progress
 from losslab.bench.runner import StaleRow, execute, stale_rows
 from losslab.bench.store import ResultStore
 
-__all__ = ["app", "build_grid", "export", "main", "report", "run", "status"]
+__all__ = ["app", "build_grid", "export", "import_", "main", "report", "run", "status"]
 
 DEFAULT_STORE = Path("results/bench.duckdb")
 DEFAULT_REPORT = Path("results/report")
@@ -393,6 +393,26 @@ def export(
         raise _fail(exc) from None
     for f in files:
         console.print(str(f), markup=False, highlight=False)
+
+
+@app.command("import")
+def import_(
+    folder: Annotated[Path, typer.Argument(help="Folder written by `losslab bench export`.")],
+    store: Annotated[Path, typer.Option(help="DuckDB result file.")] = DEFAULT_STORE,
+) -> None:
+    """Load an export (results, grid_cells, grids) into a store: results already stored
+    are skipped, conflicting ones stop the import unchanged, so a later `bench run` of the
+    same grid trains only what the export lacks."""
+    try:
+        counts = ResultStore(store).import_export(folder)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    console.print(
+        f"{counts['added']} results imported, {counts['skipped']} already stored; "
+        f"{counts['grids']} grids, {counts['members']} grid cells added to {store}",
+        markup=False,
+        highlight=False,
+    )
 
 
 def report(
