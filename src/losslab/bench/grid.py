@@ -351,6 +351,16 @@ PRESETS: dict[str, dict[str, Any]] = {
             "class_dependent:0.5",
         ],
         "losses": list(LDR_LOSS_GRIDS),
+        # the LDR paper's lambda grid {0.1, 1, 10} for LDR-KL and ALDR-KL (its code runs
+        # 10 only), and truncated GCE pruning on the LDR code's schedule scaled to 40
+        # epochs: every 4 epochs after half of training (the code: every 10 of 100)
+        "loss_grids": {
+            "ldr_kl": [{"temperature": t, "margin": 0.1} for t in (0.1, 1.0, 10.0)],
+            "aldr_kl": [{"temperature0": t, "alpha": 2.0, "margin": 0.1} for t in (0.1, 1.0, 10.0)],
+            "tgce": [
+                {"q": q, "k": 0.5, "prune_start": 23, "prune_every": 4} for q in (0.05, 0.7, 0.95)
+            ],
+        },
         "seeds": [0, 1, 2],
         "lrs": [1e-3, 1e-2],
         "train": {"epochs": 40, "batch_size": 128, "patience": 10},
