@@ -23,7 +23,7 @@ from losslab.bench.grid import Cell, corruption_rate
 from losslab.bench.models import build_model, resolve_model_kind
 from losslab.bench.protocol import get_protocol, problem
 from losslab.bench.trainer import SplitData, train
-from losslab.data import load_dataset, train_val_split
+from losslab.data import load_dataset
 from losslab.data.corrupt import CorruptionSpec, corrupt, parse_corruption
 
 __all__ = ["CellError", "build_split", "library_versions", "run_cell"]
@@ -52,8 +52,9 @@ def _load(name: str) -> Any:
 
 
 def build_split(cell: Cell) -> tuple[SplitData, dict[str, Any]]:
-    """Corrupt the training labels, split off the (equally noisy) validation set and
-    scale features with training statistics. Returns the tensors and metadata."""
+    """Corrupt the training labels, split off the (equally noisy) validation set (the
+    protocol's split of this repetition) and scale features with training statistics.
+    Returns the tensors and metadata."""
     protocol = get_protocol(cell.protocol)
     ds = _load(cell.dataset)
     K = int(ds.num_classes)
@@ -61,11 +62,13 @@ def build_split(cell: Cell) -> tuple[SplitData, dict[str, Any]]:
     y = np.asarray(ds.y_train, dtype=np.int64)
     spec = parse_corruption(cell.corruption)
     spec = CorruptionSpec(protocol.noise_kind(spec.kind), spec.rate, spec.mapping)
-    res = corrupt(y, spec, num_classes=K, seed=cell.seed, dataset=cell.dataset, X=X)
+    res = corrupt(
+        y, spec, num_classes=K, seed=protocol.noise_seed(cell.seed), dataset=cell.dataset, X=X
+    )
     idx = np.asarray(res.indices, dtype=np.int64)
     noisy = np.asarray(res.labels, dtype=np.int64)
     X, clean = X[idx], y[idx]
-    tr, va = train_val_split(noisy, val_fraction=cell.val_fraction, seed=cell.seed)
+    tr, va = protocol.split(noisy, cell.val_fraction, cell.seed)
     Xte = np.asarray(ds.X_test, dtype=np.float32)
     lo, scale = protocol.feature_scaling(X[tr])
 

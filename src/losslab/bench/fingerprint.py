@@ -103,6 +103,8 @@ def _data_text(dataset: str) -> str:
             inspect.getsource(build_split),
             inspect.getsource(Protocol.feature_scaling),
             inspect.getsource(Protocol.noise_kind),
+            inspect.getsource(Protocol.noise_seed),
+            inspect.getsource(Protocol.split),
         ]
     )
 

@@ -366,6 +366,41 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {"epochs": 40, "batch_size": 128, "patience": 10},
         "model": "mlp",
     },
+    # the LDR code's own runs: its 9 losses with its grids (LDR/ALDR lambda 10, WW-SVM
+    # averaged over classes), trained by the ldr-faithful protocol; seeds 0-9 are the 10
+    # repetitions (noise seed 0 or 1) x (fold 0-4)
+    "ldr-faithful": {
+        "datasets": ["vowel"],
+        "corruptions": ["clean", "uniform:0.3", "uniform:0.6", "class_dependent:0.3"],
+        "losses": ["ce", "cs_svm", "ww_svm", "gce", "sce", "jsc", "nce_rce", "ldr_kl", "aldr_kl"],
+        "loss_grids": {
+            "ww_svm": [{"margin": m, "class_reduction": "mean"} for m in (0.1, 1.0, 10.0)],
+        },
+        "seeds": list(range(10)),
+        "protocol": "ldr-faithful",
+    },
+    # fashion_mnist with the MLP: CE and the 9 best losses of the recorded ldr grid
+    # (docs/results-ldr.md), one learning rate, a short schedule (budget: docs/bench.md)
+    "fashion": {
+        "datasets": ["fashion_mnist"],
+        "corruptions": ["clean", "uniform:0.4", "class_dependent:0.3", "long_tail:50"],
+        "losses": [
+            "ce",
+            "sce",
+            "nce_rce",
+            "gce",
+            "jsc",
+            "nce_aul",
+            "nce_agce",
+            "comp_sum",
+            "rll",
+            "agce",
+        ],
+        "seeds": [0, 1, 2],
+        "lrs": [1e-3],
+        "train": {"epochs": 20, "batch_size": 256, "patience": 5},
+        "model": "mlp",
+    },
 }
 _TRAINING_KEYS = ("train", "model", "lrs")
 
@@ -397,7 +432,7 @@ def _preset_spec(preset_name: str, protocol: Any) -> dict[str, Any]:
 
 
 def preset(preset_name: str, /, **overrides: Any) -> GridSpec:
-    """A named grid (``demo`` or ``ldr``) with fields overridden (``None`` = keep)."""
+    """A named grid (a key of ``PRESETS``) with fields overridden (``None`` = keep)."""
     return GridSpec(**merge(_preset_spec(preset_name, overrides.get("protocol")), overrides))
 
 
