@@ -25,7 +25,7 @@ from rich.progress import (
 from rich.table import Table
 
 from losslab.bench.backends import WorkerDiedError, make_backend
-from losslab.bench.grid import GridError, GridSpec, make_grid, merge, spec_from_file
+from losslab.bench.grid import PRESETS, GridError, GridSpec, make_grid, merge, spec_from_file
 from losslab.bench.plan import Plan
 from losslab.bench.protocol import DEFAULT_PROTOCOL, PROTOCOLS, problem
 from losslab.bench.report import final_frame, grid_plan, leaderboard, resolve_grid, write_report
@@ -190,7 +190,7 @@ def _header(grid: GridSpec, plan: Plan) -> str:
 
 @app.command("run")
 def run(
-    preset: Annotated[str | None, typer.Option(help="Named grid: demo or ldr.")] = None,
+    preset: Annotated[str | None, typer.Option(help=f"Named grid: {', '.join(PRESETS)}.")] = None,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="Grid file (.yaml/.yml/.toml).")
     ] = None,
