@@ -25,6 +25,7 @@ from losslab._validate import describe
 from losslab.bench.fingerprint import fingerprint
 from losslab.bench.protocol import (
     DEFAULT_PROTOCOL,
+    FAITHFUL_PROTOCOL,
     MODEL_KINDS,
     PROTOCOLS,
     TrainConfig,
@@ -367,9 +368,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": "mlp",
     },
     # the LDR code's own runs: its 9 losses with its grids (LDR/ALDR lambda 10, WW-SVM
-    # averaged over classes), trained by the ldr-faithful protocol; seeds 0-9 are the 10
+    # averaged over classes), trained by the LDR code's protocol; seeds 0-9 are the 10
     # repetitions (noise seed 0 or 1) x (fold 0-4)
-    "ldr-faithful": {
+    FAITHFUL_PROTOCOL: {
         "datasets": ["vowel"],
         "corruptions": ["clean", "uniform:0.3", "uniform:0.6", "class_dependent:0.3"],
         "losses": ["ce", "cs_svm", "ww_svm", "gce", "sce", "jsc", "nce_rce", "ldr_kl", "aldr_kl"],
@@ -377,7 +378,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "ww_svm": [{"margin": m, "class_reduction": "mean"} for m in (0.1, 1.0, 10.0)],
         },
         "seeds": list(range(10)),
-        "protocol": "ldr-faithful",
+        "protocol": FAITHFUL_PROTOCOL,
     },
     # fashion_mnist with the MLP: CE and the 9 best losses of the recorded ldr grid
     # (docs/results-ldr.md), one learning rate, a short schedule (budget: docs/bench.md)

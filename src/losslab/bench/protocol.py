@@ -22,6 +22,7 @@ from losslab.data import train_val_split
 
 __all__ = [
     "DEFAULT_PROTOCOL",
+    "FAITHFUL_PROTOCOL",
     "MODEL_KINDS",
     "OPTIMIZERS",
     "PROTOCOLS",
@@ -230,6 +231,8 @@ PROTOCOLS: dict[str, Protocol] = {
 
 #: the protocol of a grid that names none, and the one the presets were chosen for
 DEFAULT_PROTOCOL = "tuned"
+#: the LDR code's protocol, named here once (presets refer to it through this constant)
+FAITHFUL_PROTOCOL = "ldr-faithful"
 
 
 def get_protocol(name: str) -> Protocol:
