@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 import losslab
+from losslab.bench.cell_metrics import nc_columns
 from losslab.bench.grid import Cell, corruption_rate
 from losslab.bench.models import build_model, resolve_model_kind
 from losslab.bench.protocol import get_protocol, problem
@@ -34,7 +35,12 @@ METRIC_COLUMNS = {
     "test_macro_f1": ("test", "macro_f1"),
     "test_nll": ("test", "nll"),
     "test_ece": ("test", "ece"),
+    "test_worst_recall": ("test", "worst_recall"),
+    "test_ece_ts": ("ts", "test_ece"),
+    "test_nll_ts": ("ts", "test_nll"),
+    "ts_temperature": ("ts", "temperature"),
     "val_acc": ("val", "acc"),
+    "val_balanced_acc": ("val", "balanced_acc"),
     "val_nll": ("val", "nll"),
     "train_clean_acc": ("train_clean", "acc"),
     "train_noisy_acc": ("train_noisy", "acc"),
@@ -144,6 +150,7 @@ def run_cell(cell: Cell | Mapping[str, Any]) -> dict[str, Any]:
     metrics = {c: None if f is None else f[s][m] for c, (s, m) in METRIC_COLUMNS.items()}
     if f is not None:
         metrics["test_top5"] = f["test"].get("top5", f["test"]["acc"])
+    metrics.update(nc_columns(f))
     return {
         "key": cell.key,
         "dataset": cell.dataset,

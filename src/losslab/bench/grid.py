@@ -26,6 +26,7 @@ from losslab.bench.protocol import (
     DEFAULT_PROTOCOL,
     MODEL_KINDS,
     PROTOCOLS,
+    SELECT_METRICS,
     TrainConfig,
     get_protocol,
     problem,
@@ -166,6 +167,10 @@ class Cell:
         return f"{self.dataset}/{self.corruption}/{self.loss}({cfg})/lr={self.lr:g}/s{self.seed}"
 
 
+#: training options set for a whole grid (not per protocol), with their defaults
+_GRID_TRAIN_OPTIONS: dict[str, Any] = {"select_metric": "acc", "diagnostics": False}
+
+
 def _is_seed(s: object) -> bool:
     return isinstance(s, int) and not isinstance(s, bool) and s >= 0
 
@@ -179,7 +184,13 @@ class GridSpec:
     """What to run. ``loss_grids[name]`` lists the loss's candidate configs (missing:
     ``LDR_LOSS_GRIDS`` or else the defaults); ``lrs`` the candidate learning rates
     (``None``: the protocol's). Construction checks the structure and raises
-    :class:`GridError` listing every problem; :func:`check_grid` checks names and data."""
+    :class:`GridError` listing every problem; :func:`check_grid` checks names and data.
+
+    ``select_metric``: the noisy-validation metric (higher is better) that picks each
+    cell's best epoch and each group's configuration. ``diagnostics``: also record
+    neural collapse (NC1-NC4) of every cell. Both enter a cell's key (through its
+    training options) only when they differ from their defaults (``"acc"``, ``False``),
+    so cells and grids without them keep their keys."""
 
     datasets: list[str]
     corruptions: list[str]
@@ -193,6 +204,8 @@ class GridSpec:
     val_fraction: float = 0.2
     tune_seed: int | None = None
     name: str = "custom"
+    select_metric: str = "acc"
+    diagnostics: bool = False
 
     def __post_init__(self) -> None:
         where = f"grid {self.name}"
@@ -260,11 +273,26 @@ class GridSpec:
                 problem(where, "train", "a mapping of training options", describe(self.train))
             )
             self.train = {}
-        if "seed" in self.train:
+        for key, use in (("seed", "seeds"), *((k, k) for k in _GRID_TRAIN_OPTIONS)):
+            if key in self.train:
+                out.append(
+                    problem(where, f"train.{key}", f"no value (use {use})", repr(self.train[key]))
+                )
+        if self.select_metric not in SELECT_METRICS:
             out.append(
-                problem(where, "train.seed", "no value (use seeds)", repr(self.train["seed"]))
+                problem(
+                    where,
+                    "select_metric",
+                    f"one of {list(SELECT_METRICS)}",
+                    describe(self.select_metric),
+                )
             )
-        out += train_problems({k: v for k, v in self.train.items() if k != "seed"}, where)
+        if not isinstance(self.diagnostics, bool):
+            out.append(problem(where, "diagnostics", "true or false", describe(self.diagnostics)))
+        out += train_problems(
+            {k: v for k, v in self.train.items() if k not in ("seed", *_GRID_TRAIN_OPTIONS)},
+            where,
+        )
         self.train = {**proto.train, **self.train}
         if not isinstance(self.loss_grids, Mapping):
             out.append(problem(where, "loss_grids", "a mapping", describe(self.loss_grids)))
@@ -287,10 +315,21 @@ class GridSpec:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def _measured(self) -> dict[str, Any]:
+        """The grid-level training options that differ from their defaults."""
+        return {
+            k: getattr(self, k)
+            for k, default in _GRID_TRAIN_OPTIONS.items()
+            if getattr(self, k) != default
+        }
+
     @property
     def grid_id(self) -> str:
         d = self.to_dict()
         d.pop("name")
+        for k in _GRID_TRAIN_OPTIONS:
+            d.pop(k)
+        d.update(self._measured())
         h = hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
         return f"{self.name}-{h[:10]}"
 
@@ -304,7 +343,7 @@ class GridSpec:
             loss_config=dict(cfg),
             model=self.model,
             seed=seed,
-            train={**self.train, "lr": float(lr)},
+            train={**self.train, "lr": float(lr), **self._measured()},
             protocol=self.protocol,
             val_fraction=self.val_fraction,
             standardize=self.protocol_spec.standardize,
@@ -378,8 +417,9 @@ def preset(preset_name: str, /, **overrides: Any) -> GridSpec:
 
 # ------------------------------------------------------------------------ file parsing
 
-_TRAIN_KEYS = {f.name for f in fields(TrainConfig)} - {"seed", "lr"}
+_TRAIN_KEYS = {f.name for f in fields(TrainConfig)} - {"seed", "lr", *_GRID_TRAIN_OPTIONS}
 _FILE_KEYS = {
+    *_GRID_TRAIN_OPTIONS,
     "preset",
     "datasets",
     "corruptions",
