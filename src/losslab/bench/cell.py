@@ -24,7 +24,7 @@ from losslab.bench.models import build_model, resolve_model_kind
 from losslab.bench.protocol import get_protocol, problem
 from losslab.bench.trainer import SplitData, train
 from losslab.data import load_dataset, train_val_split
-from losslab.data.corrupt import CorruptionSpec, corrupt, parse_corruption
+from losslab.data.corrupt import corrupt, parse_corruption
 
 __all__ = ["CellError", "build_split", "library_versions", "run_cell"]
 
@@ -64,8 +64,7 @@ def build_split(cell: Cell) -> tuple[SplitData, dict[str, Any]]:
     K = int(ds.num_classes)
     X = np.asarray(ds.X_train, dtype=np.float32)
     y = np.asarray(ds.y_train, dtype=np.int64)
-    spec = parse_corruption(cell.corruption)
-    spec = CorruptionSpec(protocol.noise_kind(spec.kind), spec.rate, spec.mapping)
+    spec = parse_corruption(cell.corruption).map_kinds(protocol.noise_kind)
     res = corrupt(y, spec, num_classes=K, seed=cell.seed, dataset=cell.dataset, X=X)
     idx = np.asarray(res.indices, dtype=np.int64)
     noisy = np.asarray(res.labels, dtype=np.int64)

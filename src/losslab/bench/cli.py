@@ -126,6 +126,9 @@ def build_grid(
     epochs: int | None = None,
     model: str | None = None,
     protocol: str | None = None,
+    *,
+    select_metric: str | None = None,
+    diagnostics: bool = False,
 ) -> GridSpec:
     """A grid from a preset, a YAML/TOML file or options, with command-line overrides.
     Raises :class:`GridError` listing every problem (names and data included)."""
@@ -141,6 +144,8 @@ def build_grid(
         "model": model,
         "protocol": protocol,
         "train": {"epochs": epochs} if epochs is not None else None,
+        "select_metric": select_metric,
+        "diagnostics": True if diagnostics else None,
     }
     where = WHERE
     if config is not None:
@@ -228,6 +233,22 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", metavar="", help="Validate and count cells only.")
     ] = False,
+    select_metric: Annotated[
+        str | None,
+        typer.Option(
+            help="Validation metric for early stopping and selection: acc | balanced_acc "
+            "| macro_f1 | worst_recall (default: the grid's, else acc)."
+        ),
+    ] = None,
+    diagnostics: Annotated[
+        bool,
+        typer.Option(
+            "--diagnostics",
+            metavar="",
+            help="Also record neural collapse (NC1-NC4) per cell; these are cells of their "
+            "own (other keys), trained again if stored without.",
+        ),
+    ] = False,
     lock_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for the store's lock before giving up.")
     ] = 600.0,
@@ -242,7 +263,18 @@ def run(
         engine_problem = None
     try:
         grid = build_grid(
-            preset, config, dataset, corruption, loss, seeds, lr, epochs, model, protocol
+            preset,
+            config,
+            dataset,
+            corruption,
+            loss,
+            seeds,
+            lr,
+            epochs,
+            model,
+            protocol,
+            select_metric=select_metric,
+            diagnostics=diagnostics,
         )
     except GridError as exc:
         raise _fail(

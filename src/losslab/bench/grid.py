@@ -117,9 +117,15 @@ def canonical_corruption(spec: str) -> str:
 
 def corruption_rate(spec: str) -> tuple[str, float]:
     """(kind, rate) of a corruption; clean is ("clean", 0.0). The rate is the noise rate
-    or, for imbalance kinds, the imbalance ratio."""
+    or, for imbalance kinds, the imbalance ratio. An imbalance followed by noise is
+    (``"<imbalance>:<ratio>+<noise kind>"``, noise rate), e.g. ``long_tail:100+uniform:0.3``
+    is ("long_tail:100+uniform", 0.3): one noise curve per imbalance."""
     parsed = parse_corruption(spec)
-    return ("clean", 0.0) if parsed.kind == "none" else (parsed.kind, float(parsed.rate))
+    if parsed.kind == "none":
+        return ("clean", 0.0)
+    if parsed.then is not None:
+        return (f"{parsed.kind}:{parsed.rate:g}+{parsed.then.kind}", float(parsed.then.rate))
+    return (parsed.kind, float(parsed.rate))
 
 
 @dataclass(frozen=True)
