@@ -20,6 +20,7 @@ import torch
 import losslab
 from losslab.bench.cell_metrics import nc_columns
 from losslab.bench.grid import Cell, corruption_rate
+from losslab.bench.loss_config import resolve_loss_config
 from losslab.bench.models import build_model, resolve_model_kind
 from losslab.bench.protocol import get_protocol, problem
 from losslab.bench.trainer import SplitData, train
@@ -133,9 +134,8 @@ def run_cell(cell: Cell | Mapping[str, Any]) -> dict[str, Any]:
         torch.manual_seed(cell.seed)
         kind = resolve_model_kind(cell.model, info["modality"], info["input_shape"])
         model = build_model(kind, info["input_shape"], data.num_classes, modality=info["modality"])
-        loss_fn = losslab.loss_info(cell.loss).build(
-            num_samples=len(data.X_train), **cell.loss_config
-        )
+        loss_config = resolve_loss_config(cell.loss_config, data.y_train, data.num_classes)
+        loss_fn = losslab.loss_info(cell.loss).build(num_samples=len(data.X_train), **loss_config)
         result = train(model, loss_fn, data, cell.train_config())
     except (ValueError, TypeError, RuntimeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""

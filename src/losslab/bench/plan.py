@@ -77,7 +77,9 @@ class Plan:
         lrs = grid.lrs or []  # set by GridSpec from the protocol when not given
         groups = tuple(
             Group(d, c, loss, tuple(itertools.product(grid.configs(loss), lrs)))
-            for d, c, loss in itertools.product(grid.datasets, grid.corruptions, grid.losses)
+            for d in grid.datasets
+            for c in grid.corruptions_for(d)
+            for loss in grid.losses
         )
         seed = grid.tune_seed if grid.tune_seed is not None else grid.seeds[0]
         tuning = tuple(
