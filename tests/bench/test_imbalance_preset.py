@@ -143,19 +143,27 @@ def test_placeholders_and_missing_classes():
 def test_early_stopping_follows_the_select_metric():
     spec = dict(
         datasets=["digits"],
-        corruptions=["long_tail:20+uniform:0.3"],
+        corruptions=["long_tail:20+uniform:0.5"],
         losses=["ce"],
         seeds=[0],
-        lrs=[3e-2],
+        lrs=[0.1],
         model="mlp",
-        train={"epochs": 6, "batch_size": 256, "patience": 6},
+        train={"epochs": 8, "batch_size": 128, "patience": 8},
     )
-    for metric in ("acc", "balanced_acc", "worst_recall"):
-        grid = GridSpec(**spec, select_metric=metric)
-        row = run_cell(Plan.of(grid).fixed[0])
+    best = {}
+    for metric in ("acc", "macro_f1", "worst_recall"):
+        row = run_cell(Plan.of(GridSpec(**spec, select_metric=metric)).fixed[0])
         curve = row["curves"][f"val_{metric}"]
+        assert row["epochs_run"] == 8
         assert row["best_epoch"] == curve.index(max(curve)), metric
         assert row["metrics"]["val"][metric] == max(curve)
+        best[metric] = row["best_epoch"]
+    # the metrics peak at different epochs here, so each choice is the metric's own
+    assert len(set(best.values())) == 3, best
+    # patience counts epochs without improvement of the same metric
+    patient = {**spec, "train": {**spec["train"], "patience": 2}}
+    short = run_cell(Plan.of(GridSpec(**patient, select_metric="worst_recall")).fixed[0])
+    assert short["epochs_run"] == best["worst_recall"] + 3
 
 
 def test_grid_file_keys_and_errors(tmp_path):
@@ -206,10 +214,29 @@ def test_cli_select_metric_and_dry_run():
     args += ["-l", "ce", "--dry-run"]
     res = runner.invoke(main, [*args, "--select-metric", "worst_recall", "--diagnostics"])
     assert res.exit_code == 0, res.output
-    assert "1 cells" in res.output
+    assert "1 datasets x 1 corruptions x 1 losses x 1 seeds, 1 cells" in " ".join(
+        res.output.split()
+    )
     res = runner.invoke(main, [*args, "--select-metric", "bacc"])
     assert res.exit_code == 2
     assert res.output.strip().splitlines() == [
         "bench run: select_metric expected one of ['acc', 'balanced_acc', 'macro_f1', "
         "'worst_recall'], got 'bacc' (str)"
     ]
+
+
+def test_cli_counts_dataset_corruption_pairs(tmp_path):
+    path = tmp_path / "g.yaml"
+    doc = {
+        "datasets": ["digits", "synthetic"],
+        "corruptions": ["long_tail:10", "long_tail:10+uniform:0.3"],
+        "dataset_corruptions": {"synthetic": ["clean"]},
+        "losses": {"ce": None, "balanced_softmax": {"class_counts": "train_counts"}},
+        "seeds": 2,
+    }
+    path.write_text(yaml.safe_dump(doc))
+    res = CliRunner().invoke(main, ["bench", "run", "-c", str(path), "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert "3 (dataset, corruption) pairs x 2 losses x 2 seeds, 12 cells" in " ".join(
+        res.output.split()
+    )

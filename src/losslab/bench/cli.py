@@ -185,9 +185,12 @@ def build_grid(
 
 def _header(grid: GridSpec, plan: Plan) -> str:
     c = plan.counts
+    data = f"{len(grid.datasets)} datasets x {len(grid.corruptions)} corruptions"
+    if grid.dataset_corruptions:  # not a product: count the pairs
+        data = f"{len({g.id[:2] for g in plan.groups})} (dataset, corruption) pairs"
     return (
-        f"grid {grid.grid_id}: {len(grid.datasets)} datasets x {len(grid.corruptions)} "
-        f"corruptions x {len(grid.losses)} losses x {len(grid.seeds)} seeds, {plan.total} cells "
+        f"grid {grid.grid_id}: {data} x {len(grid.losses)} losses x {len(grid.seeds)} "
+        f"seeds, {plan.total} cells "
         f"({c['tuning']} tuning, {c['fixed']} untuned finals, {c['selected']} finals after "
         f"selection), protocol {grid.protocol}"
     )
