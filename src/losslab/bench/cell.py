@@ -19,12 +19,13 @@ import torch
 
 import losslab
 from losslab.bench.cell_metrics import nc_columns
+from losslab.bench.fingerprint import code_parts
 from losslab.bench.grid import Cell, corruption_rate
 from losslab.bench.loss_config import resolve_loss_config
 from losslab.bench.models import build_model, resolve_model_kind
 from losslab.bench.protocol import get_protocol, problem
 from losslab.bench.trainer import SplitData, train
-from losslab.data import load_dataset, train_val_split
+from losslab.data import load_dataset
 from losslab.data.corrupt import corrupt, parse_corruption
 
 __all__ = ["CellError", "build_split", "library_versions", "run_cell"]
@@ -58,19 +59,22 @@ def _load(name: str) -> Any:
 
 
 def build_split(cell: Cell) -> tuple[SplitData, dict[str, Any]]:
-    """Corrupt the training labels, split off the (equally noisy) validation set and
-    scale features with training statistics. Returns the tensors and metadata."""
+    """Corrupt the training labels, split off the (equally noisy) validation set (the
+    protocol's split of this repetition) and scale features with training statistics.
+    Returns the tensors and metadata."""
     protocol = get_protocol(cell.protocol)
     ds = _load(cell.dataset)
     K = int(ds.num_classes)
     X = np.asarray(ds.X_train, dtype=np.float32)
     y = np.asarray(ds.y_train, dtype=np.int64)
     spec = parse_corruption(cell.corruption).map_kinds(protocol.noise_kind)
-    res = corrupt(y, spec, num_classes=K, seed=cell.seed, dataset=cell.dataset, X=X)
+    res = corrupt(
+        y, spec, num_classes=K, seed=protocol.noise_seed(cell.seed), dataset=cell.dataset, X=X
+    )
     idx = np.asarray(res.indices, dtype=np.int64)
     noisy = np.asarray(res.labels, dtype=np.int64)
     X, clean = X[idx], y[idx]
-    tr, va = train_val_split(noisy, val_fraction=cell.val_fraction, seed=cell.seed)
+    tr, va = protocol.split(noisy, cell.val_fraction, cell.seed)
     Xte = np.asarray(ds.X_test, dtype=np.float32)
     lo, scale = protocol.feature_scaling(X[tr])
 
@@ -130,6 +134,9 @@ def run_cell(cell: Cell | Mapping[str, Any]) -> dict[str, Any]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
+        # the code that trains is the code fingerprinted: taken before training starts
+        code = {"key": cell.key, "config_key": cell.config_key, "fingerprint": cell.fingerprint}
+        parts = code_parts(cell.loss, cell.dataset)
         data, info = build_split(cell)
         torch.manual_seed(cell.seed)
         kind = resolve_model_kind(cell.model, info["modality"], info["input_shape"])
@@ -151,7 +158,7 @@ def run_cell(cell: Cell | Mapping[str, Any]) -> dict[str, Any]:
         metrics["test_top5"] = f["test"].get("top5", f["test"]["acc"])
     metrics.update(nc_columns(f))
     return {
-        "key": cell.key,
+        "key": code["key"],
         "dataset": cell.dataset,
         "corruption": cell.corruption,
         "noise_kind": noise_kind,
@@ -177,4 +184,7 @@ def run_cell(cell: Cell | Mapping[str, Any]) -> dict[str, Any]:
         "versions": library_versions(),
         "worker": f"{socket.gethostname()}:{os.getpid()}",
         "finished_at": datetime.now(timezone.utc).replace(tzinfo=None),
+        "config_key": code["config_key"],
+        "fingerprint": code["fingerprint"],
+        "code": parts,
     }
