@@ -45,7 +45,7 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def _save(fig: Figure, path: Path) -> None:
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=110)
 
 
 def loss_family(name: str) -> str:
@@ -91,7 +91,7 @@ def _curve(ax: Axes, part: pd.DataFrame, loss: str, **style: Any) -> None:
 
 def accuracy_by_family(df: pd.DataFrame, path: Path, reference: str = REFERENCE) -> None:
     """Test accuracy vs noise rate (mean ± std over seeds): one row per loss family, one
-    column per dataset (shared accuracy axis per dataset), the family's legend to the right
+    column per dataset, the family's legend to the right
     of its row; the reference loss in black in every panel; solid lines for uniform noise,
     dashed for class-dependent noise, each starting from the clean point."""
     from matplotlib import colormaps
@@ -102,7 +102,7 @@ def accuracy_by_family(df: pd.DataFrame, path: Path, reference: str = REFERENCE)
     stats = df.groupby(["dataset", "loss", "noise_kind", "noise_rate"], as_index=False)
     g = stats["test_acc"].agg(["mean", "std"])
     fig = _figure(3.4 * len(datasets) + 1.6, 2.3 * len(fams) + 0.7)
-    axes = fig.subplots(len(fams), len(datasets), sharey="col", sharex=True, squeeze=False)
+    axes = fig.subplots(len(fams), len(datasets), sharex=True, squeeze=False)
     cmap = colormaps["tab10"]
     for row, (fam, members) in enumerate(fams.items()):
         styles = {reference: {"color": REF_COLOR, "marker": "o"}}
