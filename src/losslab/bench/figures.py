@@ -105,7 +105,7 @@ def accuracy_by_family(df: pd.DataFrame, path: Path, reference: str = REFERENCE)
     axes = fig.subplots(len(fams), len(datasets), sharex=True, squeeze=False)
     cmap = colormaps["tab10"]
     for row, (fam, members) in enumerate(fams.items()):
-        styles = {reference: {"color": REF_COLOR, "marker": "o"}}
+        styles: dict[str, dict[str, Any]] = {reference: {"color": REF_COLOR, "marker": "o"}}
         for i, loss in enumerate(members):
             styles[loss] = {"color": cmap(i % 10), "marker": MARKERS[(i + 1) % len(MARKERS)]}
         for col, ds in enumerate(datasets):
