@@ -374,16 +374,15 @@ def bench_stats(
     scores = g.unstack("loss") if len(g) else pd.DataFrame()
     losses = sorted(scores.columns) if len(scores) else []
     scores = scores.reindex(columns=losses)
-    complete = scores.notna().all(axis=1)
+    values = scores.to_numpy(dtype=float)
+    absent = np.isnan(values)
+    complete = ~absent.any(axis=1)
+    groups = [(str(i[0]), str(i[1])) for i in scores.index]
     dropped = {
-        (str(i[0]), str(i[1])): [c for c in losses if pd.isna(scores.loc[i, c])]
-        for i in scores.index[~complete]
+        groups[r]: [losses[j] for j in np.flatnonzero(absent[r])] for r in np.flatnonzero(~complete)
     }
     no_finite = [
-        ((str(i[0]), str(i[1])), str(c))
-        for i in scores.index
-        for c in losses
-        if scores.loc[i, c] == -np.inf
+        (groups[r], str(losses[j])) for r, j in zip(*np.nonzero(np.isneginf(values)), strict=True)
     ]
     ranks = rank_matrix(scores[complete].replace(-np.inf, np.nan))
     mean_rank = ranks.mean(axis=0) if len(ranks) else pd.Series(np.nan, index=losses)
@@ -414,32 +413,32 @@ def _versus(df: pd.DataFrame, losses: list[str], reference: str, alpha: float) -
         return pd.DataFrame(columns=VERSUS_COLUMNS, index=pd.Index([], name="loss"))
     # a seed with no finite epoch counts as accuracy 0; an absent seed is no pair
     acc = df.assign(test_acc=df["test_acc"].fillna(0.0))
-    seeds = acc.pivot_table(index=[*GROUP, "seed"], columns="loss", values="test_acc")
+    seeds = acc.groupby([*GROUP, "seed", "loss"])["test_acc"].mean().unstack("loss")
     ref = seeds[reference].to_numpy()
-    out = {loss: paired_test(seeds[loss].to_numpy(), ref) for loss in losses if loss != reference}
+    names = [loss for loss in losses if loss != reference]
+    if not names:
+        return pd.DataFrame(columns=VERSUS_COLUMNS, index=pd.Index([], name="loss"))
+    res = [paired_test(seeds[loss].to_numpy(), ref) for loss in names]
+    pairs = np.array([r.pairs for r in res])
+    p = np.array([r.pvalue for r in res])
+    # only comparisons that can reach a verdict enter the family Holm corrects
+    usable = pairs >= MIN_PAIRS
+    p_holm = np.full(len(res), np.nan)
+    p_holm[usable] = holm(p[usable])
     table = pd.DataFrame(
         {
-            loss: {
-                "pairs": r.pairs,
-                "wins": r.wins,
-                "ties": r.ties,
-                "losses": r.losses,
-                "median_diff": r.median_diff,
-                "p": r.pvalue,
-            }
-            for loss, r in out.items()
-        }
-    ).T
-    if table.empty:
-        return pd.DataFrame(columns=VERSUS_COLUMNS, index=pd.Index([], name="loss"))
-    table = table.astype({"pairs": int, "wins": int, "ties": int, "losses": int})
-    # only comparisons that can reach a verdict enter the family Holm corrects
-    usable = table["pairs"] >= MIN_PAIRS
-    table["p_holm"] = np.nan
-    table.loc[usable, "p_holm"] = holm(table.loc[usable, "p"].astype(float).to_numpy())
-    table["better"] = [
-        verdict(int(r.pairs), float(r.p_holm), float(r.median_diff), alpha)
-        for r in table.itertuples()
-    ]
-    table.index.name = "loss"
+            "pairs": pairs,
+            "wins": [r.wins for r in res],
+            "ties": [r.ties for r in res],
+            "losses": [r.losses for r in res],
+            "median_diff": [r.median_diff for r in res],
+            "p": p,
+            "p_holm": p_holm,
+            "better": [
+                verdict(r.pairs, ph, r.median_diff, alpha)
+                for r, ph in zip(res, p_holm, strict=True)
+            ],
+        },
+        index=pd.Index(names, name="loss"),
+    )
     return table[VERSUS_COLUMNS]
