@@ -265,3 +265,11 @@ def test_results_page_carries_every_figure(tmp_path):
         assert (tmp_path / "docs" / "results-s" / f"{name}.png").exists()
     # rows without temperature-scaled columns: the calibration panel is left out silently
     assert "Temperature scaling" not in text and "reliability_ts" not in text
+
+
+def test_markdown_cells_escape_what_markdown_would_read_as_syntax():
+    from losslab.bench.report import _md_cell, markdown_to_html
+
+    assert _md_cell("a|b*c`d\\") == "a\\|b\\*c\\`d\\\\"
+    page = markdown_to_html(f"# {_md_cell('grid *x*')}\n\n| a |\n|---|\n| {_md_cell('1|2')} |", "t")
+    assert "<h1>grid *x*</h1>" in page and "<td>1|2</td>" in page

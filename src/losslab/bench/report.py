@@ -19,7 +19,7 @@ from losslab.bench import figures
 from losslab.bench.grid import GridError, GridSpec, corruption_rate
 from losslab.bench.plan import Plan
 from losslab.bench.protocol import problem
-from losslab.bench.stats import MIN_PAIRS, REFERENCE, BenchStats, bench_stats
+from losslab.bench.stats import EXACT_MAX, MIN_PAIRS, REFERENCE, BenchStats, bench_stats
 from losslab.bench.store import ResultStore
 
 __all__ = [
@@ -429,8 +429,9 @@ def stats_text(st: BenchStats) -> list[str]:
     out.append(
         f"Paired comparison with {ref} over the (dataset, corruption, seed) pairs both "
         "losses have: wins, ties and losses of test accuracy, the median difference (loss "
-        f"minus {ref}) and the two-sided Wilcoxon signed-rank p-value (scipy, "
-        "zero_method='zsplit': zero differences split between the signed rank sums), "
+        f"minus {ref}) and the two-sided Wilcoxon signed-rank p-value "
+        "(zero_method='zsplit': zero differences split between the signed rank sums; exact "
+        f"up to {EXACT_MAX} nonzero differences, normal approximation above), "
         f"Holm-corrected over the losses compared. Rule for 'better than {ref}?': yes when "
         f"the Holm p < {a:g} and the median difference > 0; worse when the Holm p < {a:g} "
         f"and the median difference < 0; no otherwise; n/a with fewer than {MIN_PAIRS} "
@@ -573,7 +574,8 @@ def _write_report(store: ResultStore | str | Path, out: Path, grid: str | None) 
         "*clean* labels: a low value under clean labels means the model under-fits, and "
         "the table then measures optimisation speed rather than robustness."
     )
-    md = [f"# losslab benchmark report: {info['name']}", "", summary, "", notes, ""]
+    title = f"# losslab benchmark report: {_md_cell(info['name'])}"
+    md = [title, "", summary, "", notes, ""]
     md += ["## Leaderboard", "", _md_table(board_display(board, ref)), ""]
     md += [
         f"Mean rank: lower is better; 95% CI: bootstrap interval over groups; w/t/l: wins, "

@@ -51,6 +51,7 @@ from losslab._validate import describe, fail
 
 __all__ = [
     "ALPHA",
+    "EXACT_MAX",
     "MIN_PAIRS",
     "REFERENCE",
     "BenchStats",
@@ -75,6 +76,9 @@ ALPHA = 0.05
 MIN_PAIRS = 6
 REFERENCE = "ce"
 GROUP = ["dataset", "corruption"]
+#: Up to this many nonzero differences the signed-rank p-value is exact (every sign
+#: assignment enumerated); above, scipy's normal approximation.
+EXACT_MAX = 16
 
 
 # ---------------------------------------------------------------------------- primitives
@@ -258,11 +262,6 @@ def paired_test(values: np.ndarray, reference: np.ndarray) -> PairedResult:
     wins, losses = int((d > 0).sum()), int((d < 0).sum())
     p = 1.0 if wins + losses == 0 else signed_rank_p(d)
     return PairedResult(n, wins, n - wins - losses, losses, float(np.median(d)), p)
-
-
-#: Up to this many nonzero differences the signed-rank p-value is exact (every sign
-#: assignment enumerated); above, scipy's normal approximation.
-EXACT_MAX = 16
 
 
 def signed_rank_p(d: np.ndarray) -> float:
