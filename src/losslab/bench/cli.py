@@ -149,6 +149,9 @@ def build_grid(
     epochs: int | None = None,
     model: str | None = None,
     protocol: str | None = None,
+    *,
+    select_metric: str | None = None,
+    diagnostics: bool = False,
 ) -> GridSpec:
     """A grid from a preset, a YAML/TOML file or options, with command-line overrides.
     Raises :class:`GridError` listing every problem (names and data included)."""
@@ -164,6 +167,8 @@ def build_grid(
         "model": model,
         "protocol": protocol,
         "train": {"epochs": epochs} if epochs is not None else None,
+        "select_metric": select_metric,
+        "diagnostics": True if diagnostics else None,
     }
     where = WHERE
     if config is not None:
@@ -203,9 +208,12 @@ def build_grid(
 
 def _header(grid: GridSpec, plan: Plan) -> str:
     c = plan.counts
+    data = f"{len(grid.datasets)} datasets x {len(grid.corruptions)} corruptions"
+    if grid.dataset_corruptions:  # not a product: count the pairs
+        data = f"{len({g.id[:2] for g in plan.groups})} (dataset, corruption) pairs"
     return (
-        f"grid {grid.grid_id}: {len(grid.datasets)} datasets x {len(grid.corruptions)} "
-        f"corruptions x {len(grid.losses)} losses x {len(grid.seeds)} seeds, {plan.total} cells "
+        f"grid {grid.grid_id}: {data} x {len(grid.losses)} losses x {len(grid.seeds)} "
+        f"seeds, {plan.total} cells "
         f"({c['tuning']} tuning, {c['fixed']} untuned finals, {c['selected']} finals after "
         f"selection), protocol {grid.protocol}"
     )
@@ -251,6 +259,22 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", metavar="", help="Validate and count cells only.")
     ] = False,
+    select_metric: Annotated[
+        str | None,
+        typer.Option(
+            help="Validation metric for early stopping and selection: acc | balanced_acc "
+            "| macro_f1 | worst_recall (default: the grid's, else acc)."
+        ),
+    ] = None,
+    diagnostics: Annotated[
+        bool,
+        typer.Option(
+            "--diagnostics",
+            metavar="",
+            help="Also record neural collapse (NC1-NC4) per cell; these are cells of their "
+            "own (other keys), trained again if stored without.",
+        ),
+    ] = False,
     lock_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for the store's lock before giving up.")
     ] = 600.0,
@@ -265,7 +289,18 @@ def run(
         engine_problem = None
     try:
         grid = build_grid(
-            preset, config, dataset, corruption, loss, seeds, lr, epochs, model, protocol
+            preset,
+            config,
+            dataset,
+            corruption,
+            loss,
+            seeds,
+            lr,
+            epochs,
+            model,
+            protocol,
+            select_metric=select_metric,
+            diagnostics=diagnostics,
         )
     except GridError as exc:
         raise _fail(

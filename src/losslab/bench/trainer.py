@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from losslab._module import LossModule
+from losslab.bench.cell_metrics import neural_collapse_metrics, temperature_scaling_metrics
 from losslab.bench.protocol import TrainConfig
 from losslab.metrics import classification_metrics, reliability_bins, top_label_confidence
 
@@ -70,7 +71,8 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> dict[str, fl
     t = y.numpy()
     if not np.isfinite(z).all():
         nan = float("nan")
-        return {"acc": nan, "balanced_acc": nan, "macro_f1": nan, "nll": nan, "ece": nan}
+        names = ("acc", "balanced_acc", "worst_recall", "macro_f1", "nll", "ece")
+        return dict.fromkeys(names, nan)
     out = classification_metrics(z, t)
     conf, correct = top_label_confidence(z, t)
     out["ece"] = reliability_bins(conf, correct, 15).ece
@@ -132,12 +134,16 @@ def _refresh_state(
 def train(model: nn.Module, loss_fn: nn.Module, data: SplitData, cfg: TrainConfig) -> TrainResult:
     """Train ``model`` with ``loss_fn`` on ``data`` and evaluate every epoch.
 
-    With ``cfg.patience`` set, training stops once the noisy-validation accuracy has not
-    improved for that many epochs and the best-validation weights are restored;
-    a loss with a scheduled state refresh is refreshed before its due epochs;
-    otherwise the last epoch's weights are reported. Non-finite logits, loss or
-    evaluation outputs end the run as diverged; the best finite epoch's weights are
-    then reported (none: ``final is None``).
+    With ``cfg.patience`` set, training stops once the noisy-validation
+    ``cfg.select_metric`` (accuracy by default) has not improved for that many epochs and
+    the best-validation weights are restored; otherwise the last epoch's weights are
+    reported. A loss with a scheduled state refresh is refreshed before its due epochs.
+    Non-finite logits, loss or evaluation outputs end the run as diverged; the best finite
+    epoch's weights are then reported (none: ``final is None``).
+
+    The reported weights are measured once more: every split's metrics, temperature
+    scaling fitted on the noisy validation split (``final["ts"]``) and, with
+    ``cfg.diagnostics``, neural collapse on the training set (``final["diagnostics"]``).
     """
     objective = _objective(loss_fn)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -186,8 +192,8 @@ def train(model: nn.Module, loss_fn: nn.Module, data: SplitData, cfg: TrainConfi
             diverged_epoch = epoch  # the last step of the epoch made the weights non-finite
         if diverged_epoch is not None:
             break
-        if val["acc"] > best_acc:
-            best_acc, best_epoch = val["acc"], epoch
+        if val[cfg.select_metric] > best_acc:
+            best_acc, best_epoch = val[cfg.select_metric], epoch
             # kept without early stopping too: a later divergence reports this epoch
             best_state = copy.deepcopy(model.state_dict())
         elif cfg.patience is not None and epoch - best_epoch >= cfg.patience:
@@ -207,9 +213,18 @@ def train(model: nn.Module, loss_fn: nn.Module, data: SplitData, cfg: TrainConfi
         "train_clean": (data.X_train, data.y_train_clean),
     }.items():
         final[split] = evaluate(model, X, y)
-    z = _logits(model, data.X_test).double().numpy()
+    z_val, z_test = _logits(model, data.X_val), _logits(model, data.X_test)
     reliability: dict[str, list[float]] = {}
-    if np.isfinite(z).all():
-        conf, correct = top_label_confidence(z, data.y_test.numpy())
+    if bool(torch.isfinite(z_test).all()):
+        conf, correct = top_label_confidence(z_test.double().numpy(), data.y_test.numpy())
         reliability = reliability_bins(conf, correct, 15).to_dict()
+    if bool(torch.isfinite(z_val).all() and torch.isfinite(z_test).all()):
+        final["ts"] = temperature_scaling_metrics(z_val, data.y_val, z_test, data.y_test)
+    else:
+        final["ts"] = dict.fromkeys(("temperature", "val_nll", "test_nll", "test_ece"), math.nan)
+    if cfg.diagnostics:
+        labels = {"train_noisy": data.y_train, "train_clean": data.y_train_clean}
+        final["diagnostics"] = neural_collapse_metrics(
+            model, data.X_train, labels, data.num_classes
+        )
     return TrainResult(final, curves, reported_epoch, epochs_run, diverged_epoch, reliability)
