@@ -192,3 +192,22 @@ def test_helper_docstring_examples_run(helper):
     for test in finder.find(helper, helper.__name__, globs={}):
         runner.run(test)
     assert runner.tries > 0 and runner.failures == 0
+
+
+def test_class_balanced_ce_is_ce_weighted_by_the_effective_number_per_sample():
+    z, y = logits_and_targets(8, n=40)
+    counts = torch.tensor([900.0, 300.0, 60.0, 30.0, 10.0], dtype=F64)
+    for beta in (0.0, 0.9, 0.999, 0.9999):
+        w = F.class_balanced_weights(counts, beta, dtype=F64)
+        ce = F.ce(z, y, reduction="none")
+        got = F.class_balanced_ce(z, y, class_counts=counts, beta=beta, reduction="none")
+        torch.testing.assert_close(got, w[y] * ce)
+        # the mean is over samples (the official code), not over the weights
+        torch.testing.assert_close(
+            F.class_balanced_ce(z, y, class_counts=counts, beta=beta), (w[y] * ce).mean()
+        )
+    torch.testing.assert_close(F.class_balanced_ce(z, y), F.ce(z, y))
+    with pytest.raises(ValueError, match=r"^class_balanced_ce: beta expected"):
+        losslab.ClassBalancedCELoss(beta=1.0)
+    with pytest.raises(ValueError, match=r"^class_balanced_ce: class_counts expected"):
+        F.class_balanced_ce(z, y, class_counts=torch.tensor([3.0, 0.0, 1.0, 1.0, 1.0]))

@@ -60,7 +60,7 @@ def test_run_status_report(tmp_path):
     res = runner.invoke(main, ["report", "--store", str(db), "--out", str(out)])
     assert res.exit_code == 0, res.output
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3 and "Leaderboard" in page
+    assert page.count("data:image/png;base64,") == 5 and "Leaderboard" in page
     md = (out / "report.md").read_text()
     assert "Clean-label training accuracy" in md and "| gce |" in md
 
@@ -228,7 +228,6 @@ def test_grid_files_cannot_set_the_device(tmp_path):
     g.write_text("datasets: [digits]\ncorruptions: [clean]\nlosses: [ce]\nseeds: 1\ndevice: cuda\n")
     res = runner.invoke(main, ["bench", "run", "-c", str(g), "--dry-run"])
     assert res.exit_code == 2
-    assert res.stderr.strip().splitlines() == [
-        f"{g}: device expected a training option (optimizer, lr, momentum, weight_decay, "
-        "batch_size, epochs, schedule, milestones, gamma, shuffle, patience, seed), got 'device'"
-    ]
+    [line] = res.stderr.strip().splitlines()
+    assert line.startswith(f"{g}: device expected a training option (optimizer, ")
+    assert line.endswith(", got 'device'")

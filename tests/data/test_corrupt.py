@@ -147,6 +147,57 @@ def test_imbalance_of_an_unbalanced_input_uses_the_smallest_class() -> None:
     assert np.bincount(y[res.indices]).tolist() == [100, 50, 25]
 
 
+def test_imbalance_then_noise_composes() -> None:
+    """``long_tail:R+uniform:r`` keeps exactly the rows of ``long_tail:R`` (subsampled by
+    the clean labels) and flips about ``r`` of them, with uniform noise's transitions."""
+    spec = parse_corruption("long_tail:10+uniform:0.3")
+    assert spec == CorruptionSpec("long_tail", 10.0, then=CorruptionSpec("uniform", 0.3))
+    assert parse_corruption(str(spec)) == spec and str(spec) == "long_tail:10+uniform:0.3"
+    res = corrupt(Y, spec, num_classes=K, seed=6)
+    alone = corrupt(Y, CorruptionSpec("long_tail", 10.0), num_classes=K, seed=6)
+    assert np.array_equal(res.indices, alone.indices)
+    clean = Y[res.indices]
+    n = len(clean)
+    assert res.actual_noise_rate == pytest.approx(0.3, abs=_tol(0.3, n))
+    assert res.actual_noise_rate == pytest.approx(float((res.labels != clean).mean()))
+    # every class flips at the same rate to the other classes, as uniform noise alone
+    flipped = res.labels != clean
+    for c in range(K):
+        assert flipped[clean == c].mean() == pytest.approx(0.3, abs=_tol(0.3, (clean == c).sum()))
+    assert np.array_equal(expected_transition(spec, K), expected_transition(spec.then, K))
+    again = corrupt(Y, spec, num_classes=K, seed=6)
+    assert np.array_equal(again.labels, res.labels)
+
+
+def test_instance_noise_after_imbalance_reads_the_kept_rows() -> None:
+    X = np.random.default_rng(0).normal(size=(N, 4))
+    res = corrupt(Y, parse_corruption("step:10+instance:0.2"), num_classes=K, seed=3, X=X)
+    assert len(res.labels) == len(res.indices) < N
+    assert res.actual_noise_rate == pytest.approx(0.2, abs=_tol(0.2, len(res.labels)))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "uniform:0.3+long_tail:10",
+        "long_tail:10+step:2",
+        "long_tail:10+uniform:0.1+uniform:0.1",
+        "clean+uniform:0.3",
+        "long_tail:10+",
+    ],
+)
+def test_bad_compositions_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match=r"^parse_corruption: corruption expected"):
+        parse_corruption(text)
+
+
+def test_noise_only_follows_an_imbalance() -> None:
+    with pytest.raises(ValueError, match=r"then expected None for kind 'uniform'"):
+        CorruptionSpec("uniform", 0.2, then=CorruptionSpec("uniform", 0.1))
+    with pytest.raises(ValueError, match=r"then expected a noise spec"):
+        CorruptionSpec("long_tail", 10.0, then=CorruptionSpec("step", 2.0))
+
+
 def test_clean_is_identity() -> None:
     res = corrupt(Y, parse_corruption("clean"), num_classes=K, seed=0)
     assert np.array_equal(res.labels, Y) and res.actual_noise_rate == 0.0

@@ -6,6 +6,7 @@ from sklearn.metrics import (
     balanced_accuracy_score,
     f1_score,
     log_loss,
+    recall_score,
     top_k_accuracy_score,
 )
 
@@ -16,6 +17,7 @@ from losslab.metrics import (
     macro_f1,
     nll,
     topk_accuracy,
+    worst_class_recall,
 )
 
 
@@ -41,6 +43,9 @@ def test_against_sklearn(data):
     assert accuracy(z, y) == pytest.approx(accuracy_score(y, pred))
     assert balanced_accuracy(z, y) == pytest.approx(balanced_accuracy_score(y, pred))
     assert macro_f1(z, y) == pytest.approx(f1_score(y, pred, average="macro"))
+    present = np.unique(y)
+    recalls = recall_score(y, pred, labels=present, average=None, zero_division=0)
+    assert worst_class_recall(z, y) == pytest.approx(recalls.min())
     assert nll(z, y) == pytest.approx(log_loss(y, _softmax(z), labels=range(z.shape[1])))
     for k in range(1, 6):
         ref = top_k_accuracy_score(y, z, k=k, labels=range(z.shape[1]))
@@ -58,11 +63,19 @@ def test_torch_input_and_dict(data):
         "top4",
         "top5",
         "balanced_acc",
+        "worst_recall",
         "macro_f1",
         "nll",
     }
     assert out["acc"] == out["top1"]
     assert out["top5"] >= out["top1"]
+
+
+def test_worst_class_recall_ignores_absent_classes():
+    # class 2 never occurs as a target: its recall is undefined, not 0
+    z = np.array([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0], [0.0, 3.0, 0.0]])
+    assert worst_class_recall(z, np.array([0, 1, 1, 1])) == pytest.approx(2 / 3)
+    assert np.isnan(worst_class_recall(np.zeros((0, 3)), np.zeros(0, dtype=np.int64)))
 
 
 def test_topk_caps_at_num_classes():

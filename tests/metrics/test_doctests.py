@@ -10,12 +10,14 @@ import pytest
 
 MODULES = [
     "losslab.metrics.calibration",
+    "losslab.metrics.classification",
     "losslab.metrics.stateful",
     "losslab.calibration.scaling",
     "losslab.calibration.ca",
     "losslab.calibration.evaluate",
     "losslab.diagnostics",
     "losslab.plot",
+    "losslab.bench.cell_metrics",
 ]
 
 

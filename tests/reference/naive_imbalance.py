@@ -27,3 +27,15 @@ def logit_adjusted(z, y, cfg):
     else:
         offsets = [cfg["tau"] * math.log(float(p)) for p in priors]
     return _adjusted_ce(z, y, offsets)
+
+
+@oracle("class_balanced_ce")
+def class_balanced_ce(z, y, cfg):
+    counts, beta = cfg["class_counts"], cfg["beta"]
+    if counts is None:
+        w = [1.0] * len(z)
+    else:
+        raw = [1.0 if beta == 0 else (1 - beta) / (1 - beta ** float(n)) for n in counts]
+        w = [len(z) * r / sum(raw) for r in raw]
+    lp = log_softmax(z)
+    return expect(lambda k: -w[k] * lp[k], y)

@@ -19,13 +19,15 @@ import numpy as np
 import torch
 
 import losslab
+from losslab.bench.cell_metrics import nc_columns
 from losslab.bench.fingerprint import code_parts
 from losslab.bench.grid import Cell, corruption_rate
+from losslab.bench.loss_config import resolve_loss_config
 from losslab.bench.models import build_model, resolve_model_kind
 from losslab.bench.protocol import get_protocol, problem
 from losslab.bench.trainer import SplitData, train
 from losslab.data import load_dataset
-from losslab.data.corrupt import CorruptionSpec, corrupt, parse_corruption
+from losslab.data.corrupt import corrupt, parse_corruption
 
 __all__ = ["CellError", "build_split", "library_versions", "run_cell"]
 
@@ -36,7 +38,12 @@ METRIC_COLUMNS = {
     "test_macro_f1": ("test", "macro_f1"),
     "test_nll": ("test", "nll"),
     "test_ece": ("test", "ece"),
+    "test_worst_recall": ("test", "worst_recall"),
+    "test_ece_ts": ("ts", "test_ece"),
+    "test_nll_ts": ("ts", "test_nll"),
+    "ts_temperature": ("ts", "temperature"),
     "val_acc": ("val", "acc"),
+    "val_balanced_acc": ("val", "balanced_acc"),
     "val_nll": ("val", "nll"),
     "train_clean_acc": ("train_clean", "acc"),
     "train_noisy_acc": ("train_noisy", "acc"),
@@ -61,8 +68,7 @@ def build_split(cell: Cell) -> tuple[SplitData, dict[str, Any]]:
     K = int(ds.num_classes)
     X = np.asarray(ds.X_train, dtype=np.float32)
     y = np.asarray(ds.y_train, dtype=np.int64)
-    spec = parse_corruption(cell.corruption)
-    spec = CorruptionSpec(protocol.noise_kind(spec.kind), spec.rate, spec.mapping)
+    spec = parse_corruption(cell.corruption).map_kinds(protocol.noise_kind)
     given = getattr(ds, "y_train_noisy", None)
     res = corrupt(
         y,
@@ -154,9 +160,8 @@ def run_cell(cell: Cell | Mapping[str, Any], *, device: str = "cpu") -> dict[str
         torch.manual_seed(cell.seed)
         kind = resolve_model_kind(cell.model, info["modality"], info["input_shape"])
         model = build_model(kind, info["input_shape"], data.num_classes, modality=info["modality"])
-        loss_fn = losslab.loss_info(cell.loss).build(
-            num_samples=len(data.X_train), **cell.loss_config
-        )
+        loss_config = resolve_loss_config(cell.loss_config, data.y_train, data.num_classes)
+        loss_fn = losslab.loss_info(cell.loss).build(num_samples=len(data.X_train), **loss_config)
         result = train(model, loss_fn, data, replace(cell.train_config(), device=device))
     except (ValueError, TypeError, RuntimeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
@@ -170,6 +175,7 @@ def run_cell(cell: Cell | Mapping[str, Any], *, device: str = "cpu") -> dict[str
     metrics = {c: None if f is None else f[s][m] for c, (s, m) in METRIC_COLUMNS.items()}
     if f is not None:
         metrics["test_top5"] = f["test"].get("top5", f["test"]["acc"])
+    metrics.update(nc_columns(f))
     return {
         "key": code["key"],
         "dataset": cell.dataset,

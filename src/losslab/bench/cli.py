@@ -1,6 +1,6 @@
 """Command line: ``app`` holds ``run``, ``status``, ``export`` and ``import`` (mounted as
-``losslab bench``), ``report`` is the ``losslab report`` command. A user's mistake or a store fault
-is one line per problem on stderr and exit status 2, never a traceback.
+``losslab bench``), ``report`` is the ``losslab report`` command. A user's mistake or a store
+fault is one line per problem on stderr and exit status 2, never a traceback.
 ``python -m losslab.bench.cli`` gives all of them without the top-level CLI.
 
 torch, pandas, duckdb and matplotlib are imported inside the commands, so that the help
@@ -44,6 +44,7 @@ app = typer.Typer(
     add_completion=False,
     cls=OneLineErrorsGroup,
 )
+
 console = Console()
 
 _LIVE_KEYS = (
@@ -62,30 +63,48 @@ _LIVE_KEYS = (
 
 
 def _board_table(board: pd.DataFrame, title: str, limit: int = 25) -> Table:
+    """The leaderboard's columns, narrow enough for an 80-column terminal; the caption
+    says what each short heading means."""
+    import pandas as pd
+    from rich import box
     from rich.table import Table
 
-    t = Table(title=title, title_justify="left", show_edge=False)
-    for col, just in (
-        ("#", "right"),
-        ("loss", "left"),
-        ("mean rank", "right"),
-        ("test acc", "right"),
-        ("ECE", "right"),
-        ("NLL", "right"),
-        ("clean-train acc", "right"),
-        ("cells", "right"),
-    ):
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    from losslab.bench.stats import REFERENCE
+
+    ref = REFERENCE
+    t = Table(
+        title=title,
+        title_justify="left",
+        caption=(
+            "rank: mean rank of test accuracy over groups (1 = best), 95% CI: bootstrap over "
+            f"groups; acc, ECE: test; train: clean-label training accuracy; w/t/l, p "
+            f"(Holm-corrected Wilcoxon) and better?: against {ref} over (group, seed) pairs"
+        ),
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for col in ("#", "loss", "rank", "95% CI", "acc", "ECE", "train", "w/t/l", "p", "better?"):
+        t.add_column(col, justify="left" if col == "loss" else "right", no_wrap=True)
+
+    def num(v: Any, digits: int = 3) -> str:
+        return "" if pd.isna(v) else f"{float(v):.{digits}f}"
+
     for i, r in enumerate(board.head(limit).itertuples(index=False), 1):
+        ci = "" if pd.isna(r.rank_lo) else f"{r.rank_lo:.1f}-{r.rank_hi:.1f}"
+        wtl = "" if pd.isna(r.wins) else f"{int(r.wins)}/{int(r.ties)}/{int(r.defeats)}"
+        p = "" if pd.isna(r.p_holm) else f"{float(r.p_holm):.2g}"
         t.add_row(
             str(i),
-            r.loss,
-            f"{r.mean_rank:.2f}",
-            f"{r.test_acc:.3f}",
-            f"{r.test_ece:.3f}",
-            f"{r.test_nll:.3f}",
-            f"{r.train_clean_acc:.3f}",
-            str(r.cells),
+            str(r.loss),
+            num(r.mean_rank, 2),
+            ci,
+            num(r.test_acc),
+            num(r.test_ece),
+            num(r.train_clean_acc),
+            wtl,
+            p,
+            str(r.better_than_ce),
         )
     return t
 
@@ -138,6 +157,8 @@ def build_grid(
     model: str | None = None,
     protocol: str | None = None,
     *,
+    select_metric: str | None = None,
+    diagnostics: bool = False,
     data: Sequence[Path] = (),
     label_column: str | None = None,
     noisy_column: str | None = None,
@@ -167,6 +188,8 @@ def build_grid(
         "model": model,
         "protocol": protocol,
         "train": {"epochs": epochs} if epochs is not None else None,
+        "select_metric": select_metric,
+        "diagnostics": True if diagnostics else None,
     }
     where = WHERE
     if config is not None:
@@ -291,9 +314,12 @@ def _given_problems(datasets: Any, corruptions: Any) -> list[str]:
 
 def _header(grid: GridSpec, plan: Plan) -> str:
     c = plan.counts
+    data = f"{len(grid.datasets)} datasets x {len(grid.corruptions)} corruptions"
+    if grid.dataset_corruptions:  # not a product: count the pairs
+        data = f"{len({g.id[:2] for g in plan.groups})} (dataset, corruption) pairs"
     return (
-        f"grid {grid.grid_id}: {len(grid.datasets)} datasets x {len(grid.corruptions)} "
-        f"corruptions x {len(grid.losses)} losses x {len(grid.seeds)} seeds, {plan.total} cells "
+        f"grid {grid.grid_id}: {data} x {len(grid.losses)} losses x {len(grid.seeds)} "
+        f"seeds, {plan.total} cells "
         f"({c['tuning']} tuning, {c['fixed']} untuned finals, {c['selected']} finals after "
         f"selection), protocol {grid.protocol}"
     )
@@ -372,6 +398,21 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Validate and count cells only (a flag).")
     ] = False,
+    select_metric: Annotated[
+        str | None,
+        typer.Option(
+            help="Validation metric for early stopping and selection: acc | balanced_acc "
+            "| macro_f1 | worst_recall (default: the grid's, else acc)."
+        ),
+    ] = None,
+    diagnostics: Annotated[
+        bool,
+        typer.Option(
+            "--diagnostics",
+            help="Also record neural collapse (NC1-NC4) per cell; these are cells of their "
+            "own (other keys), trained again if stored without.",
+        ),
+    ] = False,
     lock_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for the store's lock before giving up.")
     ] = 600.0,
@@ -418,6 +459,8 @@ def run(
             epochs,
             model,
             protocol,
+            select_metric=select_metric,
+            diagnostics=diagnostics,
             data=data or (),
             label_column=label_column,
             noisy_column=noisy_column,
@@ -504,15 +547,18 @@ def status(
     """Grids in the store, their progress, and the newest grid's leaderboard (reads only)."""
     from rich.table import Table
 
-    from losslab.bench.report import final_frame, leaderboard, resolve_grid
+    from losslab.bench.report import final_frame, leaderboard, resolve_grid, stats_line
     from losslab.bench.report import progress as grid_progress
+    from losslab.bench.stats import bench_stats
     from losslab.bench.store import ResultStore
 
     results = ResultStore(store)
     try:
         grids = results.grids()
         info = resolve_grid(results, grid)
-        board = leaderboard(final_frame(results, info["grid"]))
+        finals = final_frame(results, info["grid"])
+        st = bench_stats(finals) if len(finals) else None
+        board = leaderboard(finals, st)
     except ValueError as exc:
         raise _fail(exc) from None
     t = Table(title=f"grids in {store}", title_justify="left")
@@ -536,6 +582,8 @@ def status(
         if rows:
             console.print(_stale_line(gid, rows), markup=False, highlight=False)
     console.print(_board_table(board, f"leaderboard: {info['grid']} (finished final cells)"))
+    if st is not None:
+        console.print(stats_line(st), markup=False, highlight=False)
 
 
 def _stale(results: ResultStore, info: Mapping[str, Any]) -> list[StaleRow]:
@@ -628,6 +676,7 @@ main = typer.Typer(
     add_completion=False,
     cls=OneLineErrorsGroup,
 )
+
 main.add_typer(app, name="bench")
 main.command("report")(report)
 

@@ -10,7 +10,9 @@ the same code):
 
 * ``loss``: the file(s) that define the registered loss: its kernel and, for stateful
   losses, the functions that update or refresh its state, plus their qualified names;
-* ``trainer``: ``losslab/bench/trainer.py``;
+* ``trainer``: ``losslab/bench/trainer.py``, with what it measures once on the reported
+  weights (``cell_metrics.py``) and how a cell fills loss configs from its training
+  labels (``loss_config.py``);
 * ``model``: ``losslab/bench/models.py``;
 * ``data``: the dataset's catalogue entry (source, split, checksum of the arrays), the
   corruption and split code, and the functions of the bench that build a cell's split.
@@ -120,7 +122,11 @@ def code_parts(loss: str, dataset: str) -> dict[str, str]:
     if cache_key not in _CACHE:
         _CACHE[cache_key] = {
             "loss": _digest(*sorted({_function_text(f) for f in fns})),
-            "trainer": _digest(_module_text("losslab.bench.trainer")),
+            "trainer": _digest(
+                _module_text("losslab.bench.trainer"),
+                _module_text("losslab.bench.cell_metrics"),
+                _module_text("losslab.bench.loss_config"),
+            ),
             "model": _digest(_module_text("losslab.bench.models")),
             "data": _digest(_data_text(dataset)),
         }

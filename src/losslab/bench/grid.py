@@ -23,11 +23,13 @@ import yaml
 import losslab
 from losslab._validate import describe
 from losslab.bench.fingerprint import fingerprint
+from losslab.bench.loss_config import resolve_loss_config
 from losslab.bench.protocol import (
     DEFAULT_PROTOCOL,
     FAITHFUL_PROTOCOL,
     MODEL_KINDS,
     PROTOCOLS,
+    SELECT_METRICS,
     TrainConfig,
     get_protocol,
     problem,
@@ -118,9 +120,15 @@ def canonical_corruption(spec: str) -> str:
 
 def corruption_rate(spec: str) -> tuple[str, float]:
     """(kind, rate) of a corruption; clean is ("clean", 0.0). The rate is the noise rate
-    or, for imbalance kinds, the imbalance ratio."""
+    or, for imbalance kinds, the imbalance ratio. An imbalance followed by noise is
+    (``"<imbalance>:<ratio>+<noise kind>"``, noise rate), e.g. ``long_tail:100+uniform:0.3``
+    is ("long_tail:100+uniform", 0.3): one noise curve per imbalance."""
     parsed = parse_corruption(spec)
-    return ("clean", 0.0) if parsed.kind == "none" else (parsed.kind, float(parsed.rate))
+    if parsed.kind == "none":
+        return ("clean", 0.0)
+    if parsed.then is not None:
+        return (f"{parsed.kind}:{parsed.rate:g}+{parsed.then.kind}", float(parsed.then.rate))
+    return (parsed.kind, float(parsed.rate))
 
 
 @dataclass(frozen=True)
@@ -182,6 +190,10 @@ class Cell:
         return f"{self.dataset}/{self.corruption}/{self.loss}({cfg})/lr={self.lr:g}/s{self.seed}"
 
 
+#: training options set for a whole grid (not per protocol), with their defaults
+_GRID_TRAIN_OPTIONS: dict[str, Any] = {"select_metric": "acc", "diagnostics": False}
+
+
 def _is_seed(s: object) -> bool:
     return isinstance(s, int) and not isinstance(s, bool) and s >= 0
 
@@ -195,7 +207,16 @@ class GridSpec:
     """What to run. ``loss_grids[name]`` lists the loss's candidate configs (missing:
     ``LDR_LOSS_GRIDS`` or else the defaults); ``lrs`` the candidate learning rates
     (``None``: the protocol's). Construction checks the structure and raises
-    :class:`GridError` listing every problem; :func:`check_grid` checks names and data."""
+    :class:`GridError` listing every problem; :func:`check_grid` checks names and data.
+
+    ``dataset_corruptions``: per-dataset corruption lists that replace ``corruptions``
+    for those datasets (a naturally imbalanced dataset is not made long-tailed again).
+
+    ``select_metric``: the noisy-validation metric (higher is better) that picks each
+    cell's best epoch and each group's configuration. ``diagnostics``: also record
+    neural collapse (NC1-NC4) of every cell. Both enter a cell's key (through its
+    training options) only when they differ from their defaults (``"acc"``, ``False``),
+    so cells and grids without them keep their keys."""
 
     datasets: list[str]
     corruptions: list[str]
@@ -209,6 +230,9 @@ class GridSpec:
     val_fraction: float = 0.2
     tune_seed: int | None = None
     name: str = "custom"
+    select_metric: str = "acc"
+    diagnostics: bool = False
+    dataset_corruptions: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         where = f"grid {self.name}"
@@ -238,6 +262,33 @@ class GridSpec:
                 )
                 corruptions.append(c)
         self.corruptions = corruptions
+        if not isinstance(self.dataset_corruptions, Mapping):
+            out.append(
+                problem(
+                    where,
+                    "dataset_corruptions",
+                    "a mapping of dataset -> corruptions",
+                    describe(self.dataset_corruptions),
+                )
+            )
+            self.dataset_corruptions = {}
+        own: dict[str, list[str]] = {}
+        for d, cs in self.dataset_corruptions.items():
+            arg = f"dataset_corruptions.{d}"
+            if d not in self.datasets:
+                out.append(problem(where, arg, f"a dataset of the grid {self.datasets}", repr(d)))
+            if isinstance(cs, str) or not isinstance(cs, Iterable) or not cs:
+                out.append(problem(where, arg, "a non-empty list", describe(cs)))
+                continue
+            own[d] = []
+            for c in cs:
+                try:
+                    own[d].append(canonical_corruption(c))
+                except (TypeError, ValueError) as exc:
+                    out.append(
+                        problem(where, arg, "'clean' or 'KIND:RATE'", f"{c!r} ({_reason(exc)})")
+                    )
+        self.dataset_corruptions = own
         out += [
             problem(where, "seeds", "non-negative ints", describe(s))
             for s in self.seeds
@@ -279,11 +330,26 @@ class GridSpec:
                 problem(where, "train", "a mapping of training options", describe(self.train))
             )
             self.train = {}
-        if "seed" in self.train:
+        for key, use in (("seed", "seeds"), *((k, k) for k in _GRID_TRAIN_OPTIONS)):
+            if key in self.train:
+                out.append(
+                    problem(where, f"train.{key}", f"no value (use {use})", repr(self.train[key]))
+                )
+        if self.select_metric not in SELECT_METRICS:
             out.append(
-                problem(where, "train.seed", "no value (use seeds)", repr(self.train["seed"]))
+                problem(
+                    where,
+                    "select_metric",
+                    f"one of {list(SELECT_METRICS)}",
+                    describe(self.select_metric),
+                )
             )
-        out += train_problems({k: v for k, v in self.train.items() if k != "seed"}, where)
+        if not isinstance(self.diagnostics, bool):
+            out.append(problem(where, "diagnostics", "true or false", describe(self.diagnostics)))
+        out += train_problems(
+            {k: v for k, v in self.train.items() if k not in ("seed", *_GRID_TRAIN_OPTIONS)},
+            where,
+        )
         self.train = {**proto.train, **self.train}
         if not isinstance(self.loss_grids, Mapping):
             out.append(problem(where, "loss_grids", "a mapping", describe(self.loss_grids)))
@@ -306,10 +372,27 @@ class GridSpec:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def corruptions_for(self, dataset: str) -> list[str]:
+        """The corruptions ``dataset`` is trained under."""
+        return list(self.dataset_corruptions.get(dataset, self.corruptions))
+
+    def _measured(self) -> dict[str, Any]:
+        """The grid-level training options that differ from their defaults."""
+        return {
+            k: getattr(self, k)
+            for k, default in _GRID_TRAIN_OPTIONS.items()
+            if getattr(self, k) != default
+        }
+
     @property
     def grid_id(self) -> str:
         d = self.to_dict()
         d.pop("name")
+        for k in _GRID_TRAIN_OPTIONS:
+            d.pop(k)
+        d.update(self._measured())
+        if not d["dataset_corruptions"]:  # grids from before the field keep their ids
+            d.pop("dataset_corruptions")
         h = hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
         return f"{self.name}-{h[:10]}"
 
@@ -323,7 +406,7 @@ class GridSpec:
             loss_config=dict(cfg),
             model=self.model,
             seed=seed,
-            train={**self.train, "lr": float(lr)},
+            train={**self.train, "lr": float(lr), **self._measured()},
             protocol=self.protocol,
             val_fraction=self.val_fraction,
             standardize=self.protocol_spec.standardize,
@@ -405,6 +488,45 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {"epochs": 20, "batch_size": 256, "patience": 5},
         "model": "mlp",
     },
+    # Issue 14: long-tailed classes with and without label noise, selected by balanced
+    # accuracy. Shuttle is imbalanced by nature (its smallest class has a handful of rows),
+    # so it keeps its own distribution instead of a long-tail profile.
+    "imbalance": {
+        "datasets": ["shuttle", "letter", "fashion_mnist"],
+        "corruptions": [
+            "long_tail:10",
+            "long_tail:100",
+            "long_tail:10+uniform:0.3",
+            "long_tail:100+uniform:0.3",
+        ],
+        "dataset_corruptions": {"shuttle": ["clean", "uniform:0.3"]},
+        "losses": [
+            "ce",
+            "focal",
+            "balanced_softmax",
+            "logit_adjusted",
+            "class_balanced_ce",
+            "dice",
+            "anyloss_macro",
+            "ldr_kl",
+            "gce",
+        ],
+        "loss_grids": {
+            "focal": [{"gamma": g} for g in (1.0, 2.0)],
+            "balanced_softmax": [{"class_counts": "train_counts"}],
+            "logit_adjusted": [{"priors": "train_priors", "tau": 1.0}],
+            "class_balanced_ce": [
+                {"class_counts": "train_counts", "beta": b} for b in (0.999, 0.9999)
+            ],
+            "anyloss_macro": [{"metric": "f1"}],
+            "gce": [{"q": q} for q in (0.3, 0.7)],
+        },
+        "seeds": [0, 1, 2],
+        "lrs": [1e-3, 1e-2],
+        "select_metric": "balanced_acc",
+        "train": {"epochs": 30, "batch_size": 256, "patience": 8},
+        "model": "mlp",
+    },
 }
 _TRAINING_KEYS = ("train", "model", "lrs")
 
@@ -442,8 +564,10 @@ def preset(preset_name: str, /, **overrides: Any) -> GridSpec:
 
 # ------------------------------------------------------------------------ file parsing
 
-_TRAIN_KEYS = {f.name for f in fields(TrainConfig)} - {"seed", "lr"}
+_TRAIN_KEYS = {f.name for f in fields(TrainConfig)} - {"seed", "lr", *_GRID_TRAIN_OPTIONS}
 _FILE_KEYS = {
+    *_GRID_TRAIN_OPTIONS,
+    "dataset_corruptions",
     "preset",
     "datasets",
     "corruptions",
@@ -699,7 +823,7 @@ def _name_problems(
             if not isinstance(cfg, Mapping):
                 continue
             try:
-                spec.build(num_samples=8, **cfg)
+                spec.build(num_samples=8, **resolve_loss_config(cfg))
             except (TypeError, ValueError) as exc:
                 out.append(
                     problem(

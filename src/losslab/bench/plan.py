@@ -43,16 +43,21 @@ class Group:
         return len(self.candidates) > 1
 
 
-def score(row: Mapping[str, Any]) -> tuple[bool, float, float]:
+def score(row: Mapping[str, Any], metric: str = "acc") -> tuple[bool, float, float]:
     """Higher is better: a candidate that trained to the end beats one that diverged,
-    then noisy-validation accuracy, then lower validation NLL (missing values last)."""
+    then the noisy-validation ``metric`` (accuracy by default), then lower validation
+    NLL (missing values last). The metric is the row's ``val_<metric>`` column, or its
+    stored validation metrics where that column is missing or empty."""
 
     def finite(v: Any, default: float) -> float:
         return default if v is None or not math.isfinite(v) else float(v)
 
+    value = row.get(f"val_{metric}")
+    if value is None:  # no such column, or a row stored before it existed
+        value = ((row.get("metrics") or {}).get("val") or {}).get(metric)
     return (
         not row.get("diverged"),
-        finite(row.get("val_acc"), -math.inf),
+        finite(value, -math.inf),
         -finite(row.get("val_nll"), math.inf),
     )
 
@@ -72,7 +77,9 @@ class Plan:
         lrs = grid.lrs or []  # set by GridSpec from the protocol when not given
         groups = tuple(
             Group(d, c, loss, tuple(itertools.product(grid.configs(loss), lrs)))
-            for d, c, loss in itertools.product(grid.datasets, grid.corruptions, grid.losses)
+            for d in grid.datasets
+            for c in grid.corruptions_for(d)
+            for loss in grid.losses
         )
         seed = grid.tune_seed if grid.tune_seed is not None else grid.seeds[0]
         tuning = tuple(
@@ -112,15 +119,15 @@ class Plan:
         return keys
 
     def select(self, rows_by_key: Mapping[str, Mapping[str, Any]]) -> Selection:
-        """Per tuned group, the candidate with the best :func:`score` (ties: grid order).
-        Needs every tuning row."""
+        """Per tuned group, the candidate with the best :func:`score` by the grid's
+        ``select_metric`` (ties: grid order). Needs every tuning row."""
         best: dict[tuple[str, str, str], tuple[tuple[bool, float, float], dict, float]] = {}
         for cell in self.tuning:
             row = rows_by_key.get(cell.key)
             if row is None:
                 raise ValueError(f"selection: {cell.label()} expected a stored result, got none")
             group = (cell.dataset, cell.corruption, cell.loss)
-            s = score(row)
+            s = score(row, self.grid.select_metric)
             if group not in best or s > best[group][0]:
                 best[group] = (s, dict(cell.loss_config), cell.lr)
         return {g: (cfg, lr) for g, (_, cfg, lr) in best.items()}

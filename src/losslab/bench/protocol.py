@@ -27,6 +27,7 @@ __all__ = [
     "OPTIMIZERS",
     "PROTOCOLS",
     "SCHEDULES",
+    "SELECT_METRICS",
     "Protocol",
     "TrainConfig",
     "get_protocol",
@@ -37,6 +38,8 @@ __all__ = [
 MODEL_KINDS = ("auto", "mlp", "cnn", "ldr_mlp")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine", "step")
+#: validation metrics (higher is better) that early stopping and selection can use
+SELECT_METRICS = ("acc", "balanced_acc", "macro_f1", "worst_recall")
 
 
 def problem(where: str, arg: str, expected: str, got: object) -> str:
@@ -69,6 +72,8 @@ _TRAIN_CHECKS: dict[str, tuple[Any, str]] = {
     "shuffle": (lambda v: isinstance(v, bool), "true or false"),
     "patience": (lambda v: v is None or (_is_int(v) and v >= 1), "null or a positive int"),
     "seed": (lambda v: _is_int(v) and v >= 0, "a non-negative int"),
+    "select_metric": (lambda v: v in SELECT_METRICS, f"one of {list(SELECT_METRICS)}"),
+    "diagnostics": (lambda v: isinstance(v, bool), "true or false"),
 }
 
 
@@ -93,7 +98,9 @@ def train_problems(options: Mapping[str, Any], where: str) -> list[str]:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings of one training run (all JSON-able)."""
+    """Optimisation settings of one training run (all JSON-able). ``select_metric``: the
+    noisy-validation metric that picks the best epoch; ``diagnostics``: also measure
+    neural collapse of the reported weights on the training set."""
 
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -107,6 +114,8 @@ class TrainConfig:
     shuffle: bool = True
     patience: int | None = None  # epochs without validation improvement before stopping
     seed: int = 0
+    select_metric: str = "acc"
+    diagnostics: bool = False
     #: where the model, data and loss live ("cpu", "cuda", "cuda:1", "mps"); a run
     #: option, not a grid option: it is no part of a cell's key (see docs/bench.md)
     device: str = "cpu"

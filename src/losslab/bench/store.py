@@ -85,6 +85,15 @@ RESULT_COLUMNS: list[tuple[str, str]] = [
     ("config_key", "VARCHAR"),
     ("fingerprint", "VARCHAR"),
     ("code", "VARCHAR"),
+    ("test_worst_recall", "DOUBLE"),
+    ("val_balanced_acc", "DOUBLE"),
+    ("test_ece_ts", "DOUBLE"),
+    ("test_nll_ts", "DOUBLE"),
+    ("ts_temperature", "DOUBLE"),
+    ("nc1", "DOUBLE"),
+    ("nc2", "DOUBLE"),
+    ("nc3", "DOUBLE"),
+    ("nc4", "DOUBLE"),
 ]
 _NAMES = [c for c, _ in RESULT_COLUMNS]
 _JSON = {"loss_config", "config", "metrics", "curves", "reliability", "versions", "code"}

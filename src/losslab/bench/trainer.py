@@ -21,6 +21,7 @@ from torch import nn
 
 from losslab._module import LossModule
 from losslab._validate import describe
+from losslab.bench.cell_metrics import neural_collapse_metrics, temperature_scaling_metrics
 from losslab.bench.protocol import TrainConfig, problem
 from losslab.metrics import classification_metrics, reliability_bins, top_label_confidence
 
@@ -110,7 +111,8 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> dict[str, fl
     t = y.cpu().numpy()
     if not np.isfinite(z).all():
         nan = float("nan")
-        return {"acc": nan, "balanced_acc": nan, "macro_f1": nan, "nll": nan, "ece": nan}
+        names = ("acc", "balanced_acc", "worst_recall", "macro_f1", "nll", "ece")
+        return dict.fromkeys(names, nan)
     out = classification_metrics(z, t)
     conf, correct = top_label_confidence(z, t)
     out["ece"] = reliability_bins(conf, correct, 15).ece
@@ -173,12 +175,16 @@ def _refresh_state(
 def train(model: nn.Module, loss_fn: nn.Module, data: SplitData, cfg: TrainConfig) -> TrainResult:
     """Train ``model`` with ``loss_fn`` on ``data`` and evaluate every epoch.
 
-    With ``cfg.patience`` set, training stops once the noisy-validation accuracy has not
-    improved for that many epochs and the best-validation weights are restored;
-    a loss with a scheduled state refresh is refreshed before its due epochs;
-    otherwise the last epoch's weights are reported. Non-finite logits, loss or
-    evaluation outputs end the run as diverged; the best finite epoch's weights are
-    then reported (none: ``final is None``).
+    With ``cfg.patience`` set, training stops once the noisy-validation
+    ``cfg.select_metric`` (accuracy by default) has not improved for that many epochs and
+    the best-validation weights are restored; otherwise the last epoch's weights are
+    reported. A loss with a scheduled state refresh is refreshed before its due epochs.
+    Non-finite logits, loss or evaluation outputs end the run as diverged; the best finite
+    epoch's weights are then reported (none: ``final is None``).
+
+    The reported weights are measured once more: every split's metrics, temperature
+    scaling fitted on the noisy validation split (``final["ts"]``) and, with
+    ``cfg.diagnostics``, neural collapse on the training set (``final["diagnostics"]``).
     """
     device = check_device(cfg.device, where="train")
     model.to(device)
@@ -231,8 +237,8 @@ def train(model: nn.Module, loss_fn: nn.Module, data: SplitData, cfg: TrainConfi
             diverged_epoch = epoch  # the last step of the epoch made the weights non-finite
         if diverged_epoch is not None:
             break
-        if val["acc"] > best_acc:
-            best_acc, best_epoch = val["acc"], epoch
+        if val[cfg.select_metric] > best_acc:
+            best_acc, best_epoch = val[cfg.select_metric], epoch
             # kept without early stopping too: a later divergence reports this epoch
             best_state = copy.deepcopy(model.state_dict())
         elif cfg.patience is not None and epoch - best_epoch >= cfg.patience:
@@ -252,9 +258,21 @@ def train(model: nn.Module, loss_fn: nn.Module, data: SplitData, cfg: TrainConfi
         "train_clean": (data.X_train, data.y_train_clean),
     }.items():
         final[split] = evaluate(model, X, y)
-    z = _logits(model, data.X_test).cpu().double().numpy()
+    # metrics are computed on the CPU, whatever the device
+    z_val, z_test = _logits(model, data.X_val).cpu(), _logits(model, data.X_test).cpu()
+    y_val, y_test = data.y_val.cpu(), data.y_test.cpu()
     reliability: dict[str, list[float]] = {}
-    if np.isfinite(z).all():
-        conf, correct = top_label_confidence(z, data.y_test.cpu().numpy())
+    if bool(torch.isfinite(z_test).all()):
+        conf, correct = top_label_confidence(z_test.double().numpy(), y_test.numpy())
         reliability = reliability_bins(conf, correct, 15).to_dict()
+    if bool(torch.isfinite(z_val).all() and torch.isfinite(z_test).all()):
+        final["ts"] = temperature_scaling_metrics(z_val, y_val, z_test, y_test)
+    else:
+        final["ts"] = dict.fromkeys(("temperature", "val_nll", "test_nll", "test_ece"), math.nan)
+    if cfg.diagnostics:
+        cpu = data.to("cpu")
+        labels = {"train_noisy": cpu.y_train, "train_clean": cpu.y_train_clean}
+        final["diagnostics"] = neural_collapse_metrics(
+            model.to("cpu"), cpu.X_train, labels, data.num_classes
+        )
     return TrainResult(final, curves, reported_epoch, epochs_run, diverged_epoch, reliability)

@@ -32,7 +32,8 @@ Given (the dataset's own noisy labels, no rate):
   (``register_dataset(..., y_noisy=...)``, an npz ``y_noisy`` array or a table's
   ``--noisy-column``), e.g. the labels an official implementation generated; the clean
   labels stay for the clean-label training accuracy. Nothing is drawn, so every seed gets
-  the same labels.
+  the same labels. It does not compose with an imbalance (the given labels belong to
+  every training row).
 
 Imbalance (labels unchanged, samples subsampled; ``rate`` is the imbalance ratio
 rho = max/min class count, >= 1; n is the smallest class count of the input, class 0
@@ -42,6 +43,11 @@ is the head):
   "Class-balanced loss" and Cao et al. 2019 "LDAM", CIFAR-LT);
 * ``step``: the last floor(K / 2) classes keep floor(n / rho) samples, the others n
   (Buda et al. 2018; Cao et al. 2019, mu = 0.5).
+
+Composition (``IMBALANCE+NOISE``, e.g. ``long_tail:100+uniform:0.3``): the imbalance
+subsamples by the clean labels, then the noise corrupts the kept labels, in that order
+(the label noise of a long-tailed training set). At most one of each; the imbalance comes
+first.
 
 Every result records the kept indices, the corrupted labels, the measured noise rate
 and the empirical clean -> noisy transition matrix. Test labels are never corrupted;
@@ -53,7 +59,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -107,12 +114,14 @@ class CorruptionSpec:
     """What to corrupt: ``kind`` (see :data:`KINDS`), a ``rate`` and an optional pair map.
 
     ``rate`` is the noise rate for noise kinds and the imbalance ratio (>= 1) for
-    ``long_tail`` / ``step``; ``mapping`` (class -> class) only for ``class_dependent``.
+    ``long_tail`` / ``step``; ``mapping`` (class -> class) only for ``class_dependent``;
+    ``then``: a noise spec applied to the labels an imbalance kind keeps.
     """
 
     kind: str
     rate: float = 0.0
     mapping: tuple[int, ...] | None = None
+    then: CorruptionSpec | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, str) or self.kind not in KINDS:
@@ -160,6 +169,34 @@ class CorruptionSpec:
                     f"{self.mapping!r}"
                 )
             object.__setattr__(self, "mapping", mapping)
+        if self.then is not None:
+            if self.kind not in IMBALANCE_KINDS:
+                raise ValueError(
+                    f"CorruptionSpec: then expected None for kind {self.kind!r} (only an "
+                    f"imbalance kind {list(IMBALANCE_KINDS)} is followed by noise), got "
+                    f"{self.then!r}"
+                )
+            if (
+                not isinstance(self.then, CorruptionSpec)
+                or self.then.kind not in NOISE_KINDS
+                or self.then.then is not None
+            ):
+                raise ValueError(
+                    f"CorruptionSpec: then expected a noise spec of a kind in "
+                    f"{list(NOISE_KINDS)}, got {self.then!r}"
+                )
+
+    def map_kinds(self, fn: Callable[[str], str]) -> CorruptionSpec:
+        """This spec with ``fn`` applied to the kind of each part (e.g. a protocol's
+        reading of ``uniform``)."""
+        then = None if self.then is None else self.then.map_kinds(fn)
+        return replace(self, kind=fn(self.kind), then=then)
+
+    @property
+    def noise(self) -> CorruptionSpec | None:
+        """The label-noise part: the spec itself for a noise kind, ``then`` for an
+        imbalance kind, ``None`` without noise."""
+        return self if self.kind in NOISE_KINDS else self.then
 
     def key(self) -> str:
         """Stable short string: ``clean``, ``uniform-0.4``, ``long_tail-100``,
@@ -172,7 +209,7 @@ class CorruptionSpec:
         if self.mapping is not None:
             digest = hashlib.sha1(",".join(map(str, self.mapping)).encode()).hexdigest()
             out += f"-map{digest[:8]}"
-        return out
+        return out if self.then is None else f"{out}+{self.then.key()}"
 
     def __str__(self) -> str:
         if self.kind in _RATELESS:
@@ -180,21 +217,43 @@ class CorruptionSpec:
         text = f"{self.kind}:{self.rate:g}"
         if self.mapping is not None:
             text += ":" + ",".join(map(str, self.mapping))
-        return text
+        return text if self.then is None else f"{text}+{self.then}"
 
 
 def parse_corruption(text: str) -> CorruptionSpec:
-    """Parse ``clean``, ``given``, ``KIND:RATE`` or ``class_dependent:RATE:M0,M1,...`` (user map).
+    """Parse ``clean``, ``given``, ``KIND:RATE`` or ``class_dependent:RATE:M0,M1,...`` (user map),
+    or an imbalance followed by noise, ``IMBALANCE:RATIO+NOISE:RATE``.
 
     Also accepted: ``KIND:RATE,M0,M1,...``, the key form ``KIND-RATE``, case and ``-``/``_``
     variants of the kind, and aliases (``symmetric``, ``pair``, ``asymmetric``, ``idn``,
     ``longtail``, ...). ``str(spec)`` parses back to an equal spec.
+
+    Example:
+        >>> str(parse_corruption("LongTail-100 + symmetric:0.30"))
+        'long_tail:100+uniform:0.3'
     """
     if not isinstance(text, str):
         raise TypeError(
             f"parse_corruption: corruption expected a string like 'uniform:0.4', got {text!r}"
         )
-    s = text.strip().lower()
+    if "+" in text:
+        parts = [_parse_one(p, text) for p in text.split("+")]
+        if (
+            len(parts) != 2
+            or parts[0].kind not in IMBALANCE_KINDS
+            or parts[1].kind not in NOISE_KINDS
+        ):
+            raise ValueError(
+                "parse_corruption: corruption expected one imbalance then one noise, "
+                f"'IMBALANCE:RATIO+NOISE:RATE' with IMBALANCE in {list(IMBALANCE_KINDS)} and "
+                f"NOISE in {list(NOISE_KINDS)} (e.g. 'long_tail:100+uniform:0.3'), got {text!r}"
+            )
+        return replace(parts[0], then=parts[1])
+    return _parse_one(text, text)
+
+
+def _parse_one(part: str, text: str) -> CorruptionSpec:
+    s = part.strip().lower()
     usage = (
         "parse_corruption: corruption expected 'clean' or 'KIND:RATE' with KIND in "
         f"{list(KINDS[1:])} "
@@ -267,15 +326,23 @@ def pair_map(
 def expected_transition(
     spec: CorruptionSpec, num_classes: int, *, dataset: str | None = None
 ) -> np.ndarray:
-    """The (K, K) transition matrix the noise model specifies (identity for imbalance).
+    """The (K, K) transition matrix the noise model specifies (identity without noise;
+    an imbalance followed by noise has the noise's matrix).
 
-    Not defined for ``instance`` noise (it depends on the features): ValueError.
+    Not defined for ``instance`` noise (it depends on the features) or ``given`` labels
+    (they come with the data): ValueError.
     """
     k = _check_k(num_classes)
     eye = np.eye(k)
-    r = spec.rate
-    if spec.kind in ("none", *IMBALANCE_KINDS):
+    if spec.kind == "given":
+        raise ValueError(
+            "expected_transition: spec.kind expected a kind with a fixed transition matrix "
+            "(not 'instance' or 'given'), got 'given'"
+        )
+    if spec.noise is None:
         return eye
+    spec = spec.noise
+    r = spec.rate
     if spec.kind == "uniform":
         return (1 - r) * eye + r / (k - 1) * (1 - eye)
     if spec.kind == "uniform_redraw":
@@ -286,8 +353,7 @@ def expected_transition(
         t[np.arange(k), m] += r
         return t
     raise ValueError(
-        "expected_transition: spec.kind expected a kind with a fixed transition matrix "
-        "(not 'instance' or 'given'), got "
+        "expected_transition: spec.kind expected a kind with a fixed transition matrix, got "
         f"{spec.kind!r}"
     )
 
@@ -320,29 +386,18 @@ def corrupt(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"corrupt: seed expected an int, got {seed!r}")
     rng = np.random.default_rng(int(seed))
-    n = len(labels)
-    keep = np.arange(n, dtype=np.int64)
-    r = spec.rate
-    if spec.kind == "none":
-        noisy = labels.copy()
-    elif spec.kind == "uniform":
-        flip = rng.random(n) < r
-        offset = rng.integers(1, k, size=n)
-        noisy = np.where(flip, (labels + offset) % k, labels)
-    elif spec.kind == "uniform_redraw":
-        redraw = rng.random(n) < r
-        noisy = np.where(redraw, rng.integers(0, k, size=n), labels)
-    elif spec.kind == "class_dependent":
-        m = pair_map(k, dataset=dataset, mapping=spec.mapping)
-        flip = rng.random(n) < r
-        noisy = np.where(flip, m[labels], labels)
-    elif spec.kind == "instance":
-        noisy = _instance_noise(labels, X, r, k, rng)
-    elif spec.kind == "given":
-        noisy = _given_labels(noisy_labels, n, k)
-    else:
+    keep = np.arange(len(labels), dtype=np.int64)
+    if spec.kind in IMBALANCE_KINDS:
         keep = _imbalance_indices(labels, spec, k, rng)
+    noise = spec.noise
+    if spec.kind == "given":
+        noisy = _given_labels(noisy_labels, len(labels), k)
+    elif noise is None:
         noisy = labels[keep]
+    else:
+        # features follow the kept rows (instance noise reads them)
+        Xk = X if X is None or keep.size == labels.size else np.asarray(X)[keep]
+        noisy = _noisy_labels(labels[keep], noise, k, rng, dataset, Xk)
     clean = labels[keep]
     noisy = noisy.astype(np.int64)
     return CorruptionResult(
@@ -351,22 +406,6 @@ def corrupt(
         actual_noise_rate=float((noisy != clean).mean()) if len(clean) else 0.0,
         transition=empirical_transition(clean, noisy, k),
     )
-
-
-def empirical_transition(clean: np.ndarray, noisy: np.ndarray, num_classes: int) -> np.ndarray:
-    """Row-normalised counts of clean -> noisy label pairs (zero rows for absent classes)."""
-    counts = np.zeros((num_classes, num_classes))
-    np.add.at(counts, (clean, noisy), 1.0)
-    totals = counts.sum(1, keepdims=True)
-    return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-
-
-def _check_k(num_classes: int) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
-        raise TypeError(f"corrupt: num_classes expected an int >= 2, got {num_classes!r}")
-    if num_classes < 2:
-        raise ValueError(f"corrupt: num_classes expected an int >= 2, got {num_classes!r}")
-    return int(num_classes)
 
 
 def _given_labels(noisy_labels: np.ndarray | None, n: int, k: int) -> np.ndarray:
@@ -386,6 +425,49 @@ def _given_labels(noisy_labels: np.ndarray | None, n: int, k: int) -> np.ndarray
             f"corrupt: noisy_labels expected labels in [0, {k}), got max {given.max()}"
         )
     return given.copy()
+
+
+def _noisy_labels(
+    labels: np.ndarray,
+    spec: CorruptionSpec,
+    k: int,
+    rng: np.random.Generator,
+    dataset: str | None,
+    X: np.ndarray | None,
+) -> np.ndarray:
+    """``labels`` corrupted by the noise kind of ``spec``."""
+    n = len(labels)
+    r = spec.rate
+    if spec.kind == "uniform":
+        flip = rng.random(n) < r
+        offset = rng.integers(1, k, size=n)
+        noisy = np.where(flip, (labels + offset) % k, labels)
+    elif spec.kind == "uniform_redraw":
+        redraw = rng.random(n) < r
+        noisy = np.where(redraw, rng.integers(0, k, size=n), labels)
+    elif spec.kind == "class_dependent":
+        m = pair_map(k, dataset=dataset, mapping=spec.mapping)
+        flip = rng.random(n) < r
+        noisy = np.where(flip, m[labels], labels)
+    else:  # instance
+        noisy = _instance_noise(labels, X, r, k, rng)
+    return noisy
+
+
+def empirical_transition(clean: np.ndarray, noisy: np.ndarray, num_classes: int) -> np.ndarray:
+    """Row-normalised counts of clean -> noisy label pairs (zero rows for absent classes)."""
+    counts = np.zeros((num_classes, num_classes))
+    np.add.at(counts, (clean, noisy), 1.0)
+    totals = counts.sum(1, keepdims=True)
+    return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+
+
+def _check_k(num_classes: int) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
+        raise TypeError(f"corrupt: num_classes expected an int >= 2, got {num_classes!r}")
+    if num_classes < 2:
+        raise ValueError(f"corrupt: num_classes expected an int >= 2, got {num_classes!r}")
+    return int(num_classes)
 
 
 def _instance_noise(

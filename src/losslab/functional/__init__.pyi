@@ -253,6 +253,18 @@ def ce(
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor: ...
+def class_balanced_ce(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    class_counts: Tensor | None = None,
+    beta: float = 0.9999,
+    weight: Tensor | None = None,
+    sample_weight: Tensor | None = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor: ...
 def clip(
     embeddings: Tensor,
     labels: Tensor | None = None,
@@ -905,6 +917,7 @@ __all__ = [
     "binary_tversky",
     "cacr",
     "ce",
+    "class_balanced_ce",
     "class_balanced_weights",
     "clip",
     "comp_sum",

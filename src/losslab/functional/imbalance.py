@@ -3,6 +3,7 @@ post-hoc logit correction, and class-balanced weights from effective numbers."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -135,6 +136,63 @@ def logit_adjusted(
         )
         offset = tau * torch.log(pi)
     return _adjusted_ce(inp, offset)
+
+
+@register(
+    "class_balanced_ce",
+    family="imbalance",
+    module="ClassBalancedCELoss",
+    reference="Cui, Jia, Lin, Song, Belongie. Class-Balanced Loss Based on Effective Number "
+    "of Samples. CVPR 2019, arXiv:1901.05555; code: github.com/richardaecn/class-balanced-loss",
+    properties={
+        "shift_invariant": {},
+        "convex": {},
+        "reduces_to_ce": {"class_counts": None},
+    },
+    constraints={"class_counts": COUNTS, "beta": Real(0.0, 1.0, hi_open=True)},
+)
+def class_balanced_ce(
+    inp: MulticlassInput, *, class_counts: Tensor | None = None, beta: float = 0.9999
+) -> Tensor:
+    r"""Class-balanced cross-entropy: cross-entropy weighted per class by the inverse
+    effective number of training samples.
+
+    $$
+    \ell(z, y) = -w_y \log \mathrm{softmax}(z)_y,\qquad
+    w_c = C\,\frac{(1 - \beta) / (1 - \beta^{n_c})}{\sum_j (1 - \beta) / (1 - \beta^{n_j})}
+    $$
+
+    with $n_c$ the training count of class $c$ (`class_balanced_weights`). The weight
+    sits on each sample, so `"mean"` divides the weighted sum by the number of samples, as
+    in the official code (not by the sum of the weights, as `weight=` would).
+    $\beta = 0$ gives plain cross-entropy, $\beta \to 1$ inverse class frequencies.
+
+    Args:
+        class_counts: positive per-class training counts `(C,)`; `None` gives plain
+            cross-entropy.
+        beta: $\beta \in [0, 1)$; the paper's 0.9999 for long-tailed CIFAR.
+
+    Example:
+        >>> import torch
+        >>> from losslab import functional as F
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+        >>> counts = torch.tensor([900.0, 90.0, 10.0])
+        >>> F.class_balanced_ce(
+        ...     logits, torch.tensor([0, 2]), class_counts=counts, beta=0.99, reduction="none"
+        ... )
+        tensor([0.0551, 2.3927])
+    """
+    logp = torch.log_softmax(inp.logits, dim=1)
+    if class_counts is not None:
+        counts = check_class_vector(
+            "class_balanced_ce", "class_counts", class_counts, COUNTS, inp.num_classes, inp.logits
+        )
+        n = counts.to(logp.dtype)
+        # as class_balanced_weights, without its host-side checks (counts are checked)
+        w = torch.ones_like(n) if beta == 0.0 else (1.0 - beta) / -torch.expm1(n * math.log(beta))
+        w = w / w.sum() * n.numel()
+        logp = logp * w.view((1, -1) + (1,) * (logp.dim() - 2))
+    return -inp.target_value(lambda v: v, logp)
 
 
 def post_hoc_logit_adjust(

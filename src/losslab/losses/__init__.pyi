@@ -356,6 +356,21 @@ class CWCLLoss(LossModule):
         self, embeddings: Tensor, labels: Tensor | None = None, sample_weight: Tensor | None = None
     ) -> Tensor: ...
 
+class ClassBalancedCELoss(LossModule):
+    def __init__(
+        self,
+        *,
+        class_counts: Tensor | None = None,
+        beta: float = 0.9999,
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None: ...
+    def forward(
+        self, logits: Tensor, target: Tensor, sample_weight: Tensor | None = None
+    ) -> Tensor: ...
+
 class CompSumLoss(LossModule):
     def __init__(
         self,
@@ -1173,6 +1188,7 @@ __all__ = [
     "CLIPLoss",
     "CSSVMLoss",
     "CWCLLoss",
+    "ClassBalancedCELoss",
     "CompSumLoss",
     "CosFaceLoss",
     "DCOLoss",

@@ -24,6 +24,7 @@ from losslab.metrics.classification import (
     macro_f1,
     nll,
     topk_accuracy,
+    worst_class_recall,
 )
 from losslab.metrics.embedding import alignment, uniformity
 from losslab.metrics.stateful import AdaptiveECE, CalibrationMetrics
@@ -52,4 +53,5 @@ __all__ = [
     "top_label_confidence",
     "topk_accuracy",
     "uniformity",
+    "worst_class_recall",
 ]

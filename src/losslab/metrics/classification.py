@@ -1,5 +1,5 @@
 r"""Classification metrics computed from logits: top-k accuracy, balanced accuracy,
-macro-F1 and negative log-likelihood.
+worst-class recall, macro-F1 and negative log-likelihood.
 
 All functions take ``scores`` of shape ``(N, C)`` (logits; anything monotone in the
 class probability works for the ranking metrics) and integer ``target`` of shape ``(N,)``
@@ -20,6 +20,7 @@ __all__ = [
     "macro_f1",
     "nll",
     "topk_accuracy",
+    "worst_class_recall",
 ]
 
 
@@ -109,6 +110,31 @@ def balanced_accuracy(scores: Any, target: Any) -> float:
     return float((np.diag(cm)[present] / support[present]).mean())
 
 
+def worst_class_recall(scores: Any, target: Any) -> float:
+    r"""Smallest per-class recall over the classes present in ``target``: the accuracy
+    on the class the model serves worst (on long-tailed data, usually a tail class).
+
+    .. math:: \min_{k \in \mathcal{K}}
+              \frac{|\{i: \hat y_i = k, y_i = k\}|}{|\{i : y_i = k\}|}
+
+    with :math:`\mathcal K` the classes with at least one target, as in
+    :func:`balanced_accuracy` (whose mean this is the minimum of).
+
+    Example:
+        >>> import numpy as np
+        >>> z = np.array([[2.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 0.0]])
+        >>> worst_class_recall(z, np.array([0, 0, 1, 1]))
+        0.5
+    """
+    s, t = _check(scores, target)
+    if t.size == 0:
+        return float("nan")
+    cm = _confusion(s.argmax(axis=1), t, s.shape[1])
+    support = cm.sum(axis=1)
+    present = support > 0
+    return float((np.diag(cm)[present] / support[present]).min())
+
+
 def macro_f1(scores: Any, target: Any) -> float:
     r"""Unweighted mean of per-class F1 over classes that occur in the target or the
     prediction; a class with no true positive has F1 = 0 (scikit-learn's convention).
@@ -144,12 +170,13 @@ def nll(scores: Any, target: Any, *, input: str = "logits") -> float:
 def classification_metrics(scores: Any, target: Any, max_k: int = 5) -> dict[str, float]:
     """All classification metrics of this module in one dict:
     ``acc`` (= ``top1``), ``top1`` ... ``top{max_k}`` (capped at C), ``balanced_acc``,
-    ``macro_f1`` and ``nll``."""
+    ``worst_recall``, ``macro_f1`` and ``nll``."""
     s, t = _check(scores, target)
     out: dict[str, float] = {"acc": accuracy(s, t)}
     for k in range(1, min(max_k, s.shape[1]) + 1):
         out[f"top{k}"] = topk_accuracy(s, t, k)
     out["balanced_acc"] = balanced_accuracy(s, t)
+    out["worst_recall"] = worst_class_recall(s, t)
     out["macro_f1"] = macro_f1(s, t)
     out["nll"] = nll(s, t)
     return out
