@@ -123,15 +123,24 @@ def run_cell(cell: Cell | Mapping[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    columns = METRIC_COLUMNS
     try:
-        data, info = build_split(cell)
-        torch.manual_seed(cell.seed)
-        kind = resolve_model_kind(cell.model, info["modality"], info["input_shape"])
-        model = build_model(kind, info["input_shape"], data.num_classes, modality=info["modality"])
-        loss_fn = losslab.loss_info(cell.loss).build(
-            num_samples=len(data.X_train), **cell.loss_config
-        )
-        result = train(model, loss_fn, data, cell.train_config())
+        if get_protocol(cell.protocol).task == "retrieval":
+            from losslab.bench import embedding
+
+            result, info, kind = embedding.retrieval_cell(cell)
+            columns = embedding.METRIC_COLUMNS
+        else:
+            data, info = build_split(cell)
+            torch.manual_seed(cell.seed)
+            kind = resolve_model_kind(cell.model, info["modality"], info["input_shape"])
+            model = build_model(
+                kind, info["input_shape"], data.num_classes, modality=info["modality"]
+            )
+            loss_fn = losslab.loss_info(cell.loss).build(
+                num_samples=len(data.X_train), **cell.loss_config
+            )
+            result = train(model, loss_fn, data, cell.train_config())
     except (ValueError, TypeError, RuntimeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise CellError(
@@ -141,8 +150,8 @@ def run_cell(cell: Cell | Mapping[str, Any]) -> dict[str, Any]:
         torch.set_num_threads(threads)
     f = result.final
     noise_kind, noise_rate = corruption_rate(cell.corruption)
-    metrics = {c: None if f is None else f[s][m] for c, (s, m) in METRIC_COLUMNS.items()}
-    if f is not None:
+    metrics = {c: None if f is None else f[s][m] for c, (s, m) in columns.items()}
+    if f is not None and "acc" in f["test"]:
         metrics["test_top5"] = f["test"].get("top5", f["test"]["acc"])
     return {
         "key": cell.key,

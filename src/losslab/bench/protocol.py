@@ -120,7 +120,9 @@ class Protocol:
     grid's ``auto`` model becomes (``auto`` stays per dataset: CNN for images, else MLP);
     ``scaling``: ``standardize`` (z-scores) or ``minmax`` (to [-1, 1]), both from training
     statistics; ``uniform_noise``: the corruption kind a grid's ``uniform`` means;
-    ``lrs``: the learning rates of a grid that names none.
+    ``lrs``: the learning rates of a grid that names none; ``task``: ``classification``
+    or ``retrieval`` (embedding cells, :mod:`losslab.bench.embedding`), which decides
+    how a cell trains and which metric columns its row has.
     """
 
     name: str
@@ -130,6 +132,7 @@ class Protocol:
     uniform_noise: str
     lrs: tuple[float, ...]
     doc: str = field(default="", compare=False)
+    task: str = "classification"
 
     @property
     def standardize(self) -> bool:
@@ -193,6 +196,26 @@ PROTOCOLS: dict[str, Protocol] = {
             uniform_noise="uniform_redraw",
             lrs=(0.01,),
             doc="the LDR code's tanh MLP, SGD step schedule, min-max features, redraw noise",
+        ),
+        Protocol(
+            name="retrieval",
+            # embedding MLP on the seen classes, class-balanced batches, early stopping on
+            # seen-validation Recall@1 (losslab.bench.embedding)
+            train={
+                "optimizer": "adam",
+                "weight_decay": 0.0,
+                "batch_size": 128,
+                "epochs": 30,
+                "schedule": "cosine",
+                "shuffle": True,
+                "patience": 8,
+            },
+            model="mlp",
+            scaling="standardize",
+            uniform_noise="uniform",
+            lrs=(1e-3,),
+            doc="embedding MLP on seen classes, Recall@k and MAP@R on unseen classes",
+            task="retrieval",
         ),
     )
 }
