@@ -220,7 +220,11 @@ def test_preset_and_budget_counts():
         "multi_similarity", "supcon", "arcface", "unpg", "proto_triplet", "ebv", "ce"
     }  # fmt: skip
     validate_grid(g, check_data=False)
-    assert Plan.of(g).counts["total"] == 2 * 7 * 3
+    # 3 learning rates tuned on seed 0 per (dataset, loss), then 2 more seeds
+    assert Plan.of(g).counts == {
+        "groups": 14, "tuned_groups": 14, "tuning": 42, "fixed": 0, "selected": 28, "total": 70
+    }  # fmt: skip
+    assert g.train["epochs"] == 40 and g.train["patience"] == 8
 
 
 # ----------------------------------------------------------------------------- cells
@@ -309,3 +313,13 @@ def test_store_and_resume(tmp_path):
     for r in rows:
         assert r["protocol"] == "retrieval" and r["test_acc"] is None
         assert 0 < r["val_acc"] <= 1 and math.isfinite(r["metrics"]["test"]["map_at_r"])
+
+
+def test_learning_rate_selected_by_validation_recall_at_1(tmp_path):
+    g = tiny(losses=["supcon"], seeds=[0, 1], lrs=[1e-4, 1e-2])
+    run = run_grid(g, tmp_path / "s.duckdb", InProcessBackend())
+    assert run.ran == 3  # 2 candidates on seed 0, the winner on seed 1
+    rows = {r["lr"]: r for r in ResultStore(tmp_path / "s.duckdb").rows() if r["seed"] == 0}
+    best = max(rows, key=lambda lr: rows[lr]["metrics"]["val"]["recall_at_1"])
+    assert rows[1e-4]["val_acc"] != rows[1e-2]["val_acc"]
+    assert run.selection[("digits", "clean", "supcon")] == ({}, best)

@@ -356,6 +356,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "ce",
         ],
         "seeds": [0, 1, 2],
+        "lrs": [3e-4, 1e-3, 3e-3],
         "protocol": "retrieval",
     },
 }

@@ -205,7 +205,7 @@ PROTOCOLS: dict[str, Protocol] = {
                 "optimizer": "adam",
                 "weight_decay": 0.0,
                 "batch_size": 128,
-                "epochs": 30,
+                "epochs": 40,
                 "schedule": "cosine",
                 "shuffle": True,
                 "patience": 8,
