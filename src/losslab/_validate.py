@@ -36,7 +36,15 @@ def describe(x: object) -> str:
     """Short description of a received value for error messages."""
     if isinstance(x, Tensor):
         return f"tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
-    return f"{x!r} ({type(x).__name__})"
+    shape = getattr(x, "shape", None)
+    if isinstance(shape, tuple):
+        # arrays (numpy, pandas, jax) print over many lines
+        return f"{type(x).__module__.split('.')[0]}.{type(x).__name__} of shape {tuple(shape)}"
+    text = repr(x)
+    if "\n" in text or len(text) > 80:
+        text = " ".join(text.split())
+        text = text if len(text) <= 80 else text[:77] + "..."
+    return f"{text} ({type(x).__name__})"
 
 
 def value_checks_enabled(validate: bool) -> bool:

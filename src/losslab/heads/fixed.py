@@ -111,7 +111,10 @@ class EquiangularHead(nn.Module):
         num_classes: number of classes $C$ (may exceed $D$).
         temperature: $\tau > 0$ (official 0.07).
         label_smoothing: of the training cross-entropy (official 0.1).
-        theta, lr, max_steps, seed: of :func:`equiangular_basis`.
+        theta: coherence threshold of :func:`equiangular_basis`.
+        lr: step size of :func:`equiangular_basis`.
+        max_steps: step budget of :func:`equiangular_basis`.
+        seed: seed of :func:`equiangular_basis`'s Gaussian start.
 
     Example:
         >>> import torch

@@ -46,7 +46,8 @@ class FourierHead(nn.Module):
             ``forward(..., return_regularization=True)``; 0 as the official class default,
             1e-6 in the paper's experiments.
         eps: ``> 0``, added to the probabilities before the logarithm; 1e-5 as the code.
-        device, dtype: of the linear layer.
+        device: of the linear layer.
+        dtype: of the linear layer.
 
     The linear layer's default initialisation is divided by 100 (weight and bias), as in
     the official code, so that the head starts near the uniform distribution.
