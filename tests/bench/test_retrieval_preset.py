@@ -323,3 +323,17 @@ def test_learning_rate_selected_by_validation_recall_at_1(tmp_path):
     best = max(rows, key=lambda lr: rows[lr]["metrics"]["val"]["recall_at_1"])
     assert rows[1e-4]["val_acc"] != rows[1e-2]["val_acc"]
     assert run.selection[("digits", "clean", "supcon")] == ({}, best)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from losslab.bench import embedding
+
+    tests = doctest.DocTestFinder(exclude_empty=True).find(embedding, embedding.__name__)
+    runner = doctest.DocTestRunner()
+    ran = 0
+    for t in tests:
+        runner.run(t)
+        ran += len(t.examples)
+    assert ran >= 6 and runner.failures == 0

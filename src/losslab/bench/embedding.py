@@ -202,7 +202,7 @@ class ClassBalancedSampler:
         >>> from losslab.bench.embedding import ClassBalancedSampler
         >>> s = ClassBalancedSampler([0, 0, 0, 1, 1, 1, 2, 2, 2], 4, samples_per_class=2)
         >>> [b.tolist() for b in s.epoch()]
-        [[5, 4, 1, 2], [6, 8, 4, 3]]
+        [[2, 0, 8, 6], [5, 4, 7, 6]]
     """
 
     def __init__(
