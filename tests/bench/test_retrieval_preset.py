@@ -337,3 +337,18 @@ def test_docstring_examples_run():
         runner.run(t)
         ran += len(t.examples)
     assert ran >= 6 and runner.failures == 0
+
+
+def test_fingerprint_covers_the_retrieval_code():
+    from losslab.bench.fingerprint import code_parts
+
+    retrieval = code_parts("ce", "digits", "retrieval")
+    classification = code_parts("ce", "digits", "tuned")
+    # the embedding trainer and the retrieval metrics decide a retrieval cell's result
+    assert retrieval["trainer"] != classification["trainer"]
+    assert {k: v for k, v in retrieval.items() if k != "trainer"} == {
+        k: v for k, v in classification.items() if k != "trainer"
+    }
+    # a head method has a fingerprint (its head's code) and so a key
+    assert code_parts("ebv", "digits", "retrieval")["loss"] != retrieval["loss"]
+    assert len(cell_of("ebv").key) == 24

@@ -18,11 +18,12 @@ import numpy as np
 import torch
 
 import losslab
+from losslab.bench.fingerprint import code_parts
 from losslab.bench.grid import Cell, corruption_rate
 from losslab.bench.models import build_model, resolve_model_kind
 from losslab.bench.protocol import get_protocol, problem
 from losslab.bench.trainer import SplitData, train
-from losslab.data import load_dataset, train_val_split
+from losslab.data import load_dataset
 from losslab.data.corrupt import CorruptionSpec, corrupt, parse_corruption
 
 __all__ = ["CellError", "build_split", "library_versions", "run_cell"]
@@ -51,8 +52,9 @@ def _load(name: str) -> Any:
 
 
 def build_split(cell: Cell) -> tuple[SplitData, dict[str, Any]]:
-    """Corrupt the training labels, split off the (equally noisy) validation set and
-    scale features with training statistics. Returns the tensors and metadata."""
+    """Corrupt the training labels, split off the (equally noisy) validation set (the
+    protocol's split of this repetition) and scale features with training statistics.
+    Returns the tensors and metadata."""
     protocol = get_protocol(cell.protocol)
     ds = _load(cell.dataset)
     K = int(ds.num_classes)
@@ -60,11 +62,13 @@ def build_split(cell: Cell) -> tuple[SplitData, dict[str, Any]]:
     y = np.asarray(ds.y_train, dtype=np.int64)
     spec = parse_corruption(cell.corruption)
     spec = CorruptionSpec(protocol.noise_kind(spec.kind), spec.rate, spec.mapping)
-    res = corrupt(y, spec, num_classes=K, seed=cell.seed, dataset=cell.dataset, X=X)
+    res = corrupt(
+        y, spec, num_classes=K, seed=protocol.noise_seed(cell.seed), dataset=cell.dataset, X=X
+    )
     idx = np.asarray(res.indices, dtype=np.int64)
     noisy = np.asarray(res.labels, dtype=np.int64)
     X, clean = X[idx], y[idx]
-    tr, va = train_val_split(noisy, val_fraction=cell.val_fraction, seed=cell.seed)
+    tr, va = protocol.split(noisy, cell.val_fraction, cell.seed)
     Xte = np.asarray(ds.X_test, dtype=np.float32)
     lo, scale = protocol.feature_scaling(X[tr])
 
@@ -125,6 +129,9 @@ def run_cell(cell: Cell | Mapping[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     columns = METRIC_COLUMNS
     try:
+        # the code that trains is the code fingerprinted: taken before training starts
+        code = {"key": cell.key, "config_key": cell.config_key, "fingerprint": cell.fingerprint}
+        parts = code_parts(cell.loss, cell.dataset, cell.protocol)
         if get_protocol(cell.protocol).task == "retrieval":
             from losslab.bench import embedding
 
@@ -154,7 +161,7 @@ def run_cell(cell: Cell | Mapping[str, Any]) -> dict[str, Any]:
     if f is not None and "acc" in f["test"]:
         metrics["test_top5"] = f["test"].get("top5", f["test"]["acc"])
     return {
-        "key": cell.key,
+        "key": code["key"],
         "dataset": cell.dataset,
         "corruption": cell.corruption,
         "noise_kind": noise_kind,
@@ -180,4 +187,7 @@ def run_cell(cell: Cell | Mapping[str, Any]) -> dict[str, Any]:
         "versions": library_versions(),
         "worker": f"{socket.gethostname()}:{os.getpid()}",
         "finished_at": datetime.now(timezone.utc).replace(tzinfo=None),
+        "config_key": code["config_key"],
+        "fingerprint": code["fingerprint"],
+        "code": parts,
     }

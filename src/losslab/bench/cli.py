@@ -1,5 +1,5 @@
-"""Command line: ``app`` holds ``run``, ``status`` and ``export`` (mounted as ``losslab
-bench``), ``report`` is the ``losslab report`` command. A user's mistake or a store fault
+"""Command line: ``app`` holds ``run``, ``status``, ``export`` and ``import`` (mounted as
+``losslab bench``), ``report`` is the ``losslab report`` command. A user's mistake or a store fault
 is one line per problem on stderr and exit status 2, never a traceback.
 ``python -m losslab.bench.cli`` gives all of them without the top-level CLI."""
 
@@ -25,15 +25,15 @@ from rich.progress import (
 from rich.table import Table
 
 from losslab.bench.backends import WorkerDiedError, make_backend
-from losslab.bench.grid import GridError, GridSpec, make_grid, merge, spec_from_file
+from losslab.bench.grid import PRESETS, GridError, GridSpec, make_grid, merge, spec_from_file
 from losslab.bench.plan import Plan
 from losslab.bench.protocol import DEFAULT_PROTOCOL, PROTOCOLS, problem
-from losslab.bench.report import final_frame, leaderboard, resolve_grid, write_report
+from losslab.bench.report import final_frame, grid_plan, leaderboard, resolve_grid, write_report
 from losslab.bench.report import progress as grid_progress
-from losslab.bench.runner import execute
+from losslab.bench.runner import StaleRow, execute, stale_rows
 from losslab.bench.store import ResultStore
 
-__all__ = ["app", "build_grid", "export", "main", "report", "run", "status"]
+__all__ = ["app", "build_grid", "export", "import_", "main", "report", "run", "status"]
 
 DEFAULT_STORE = Path("results/bench.duckdb")
 DEFAULT_REPORT = Path("results/report")
@@ -190,7 +190,7 @@ def _header(grid: GridSpec, plan: Plan) -> str:
 
 @app.command("run")
 def run(
-    preset: Annotated[str | None, typer.Option(help="Named grid: demo or ldr.")] = None,
+    preset: Annotated[str | None, typer.Option(help=f"Named grid: {', '.join(PRESETS)}.")] = None,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="Grid file (.yaml/.yml/.toml).")
     ] = None,
@@ -255,6 +255,13 @@ def run(
     if dry_run:
         return
     results = ResultStore(store, timeout_s=lock_timeout)
+    if results.path.is_file():
+        try:
+            old = stale_rows(results, plan)
+        except ValueError as exc:
+            raise _fail(exc) from None
+        if old:
+            console.print(_stale_line(grid.grid_id, old), markup=False, highlight=False)
     rows: list[dict[str, Any]] = []
     progress = Progress(
         TextColumn("[bold]cells"),
@@ -326,15 +333,51 @@ def status(
     except ValueError as exc:
         raise _fail(exc) from None
     t = Table(title=f"grids in {store}", title_justify="left")
-    for col in ("grid", "name", "started", "cells done", "diverged"):
+    for col in ("grid", "name", "started", "cells done", "diverged", "stale"):
         t.add_column(col)
+    stale: dict[str, list[StaleRow]] = {}
     for g in grids:
         done, total = grid_progress(g)
+        stale[g["grid"]] = _stale(results, g)
+        n = len(stale[g["grid"]])
         t.add_row(
-            g["grid"], g["name"], str(g["created_at"])[:19], f"{done}/{total}", str(g["diverged"])
+            g["grid"],
+            g["name"],
+            str(g["created_at"])[:19],
+            f"{done - n}/{total}",
+            str(g["diverged"]),
+            str(n),
         )
     console.print(t)
+    for gid, rows in stale.items():
+        if rows:
+            console.print(_stale_line(gid, rows), markup=False, highlight=False)
     console.print(_board_table(board, f"leaderboard: {info['grid']} (finished final cells)"))
+
+
+def _stale(results: ResultStore, info: Mapping[str, Any]) -> list[StaleRow]:
+    """The grid's stored members that ran other code (none if its plan no longer builds)."""
+    plan = grid_plan(info)
+    if plan is None:
+        return []
+    try:
+        return stale_rows(results, plan)
+    except ValueError:  # a loss or dataset of the grid is no longer registered
+        return []
+
+
+def _stale_line(grid_id: str, rows: Sequence[StaleRow], examples: int = 3) -> str:
+    parts: dict[str, int] = {}
+    for r in rows:
+        for p in r.changed:
+            parts[p] = parts.get(p, 0) + 1
+    changed = ", ".join(f"{p} code changed: {n}" for p, n in parts.items())
+    shown = "; ".join(r.label for r in rows[:examples])
+    more = f" (+{len(rows) - examples} more)" if len(rows) > examples else ""
+    return (
+        f"stale: grid {grid_id}: {len(rows)} stored cells ran other code ({changed}), e.g. "
+        f"{shown}{more}; `losslab bench run` trains them again"
+    )
 
 
 @app.command("export")
@@ -350,6 +393,26 @@ def export(
         raise _fail(exc) from None
     for f in files:
         console.print(str(f), markup=False, highlight=False)
+
+
+@app.command("import")
+def import_(
+    folder: Annotated[Path, typer.Argument(help="Folder written by `losslab bench export`.")],
+    store: Annotated[Path, typer.Option(help="DuckDB result file.")] = DEFAULT_STORE,
+) -> None:
+    """Load an export (results, grid_cells, grids) into a store: results already stored
+    are skipped, conflicting ones stop the import unchanged, so a later `bench run` of the
+    same grid trains only what the export lacks."""
+    try:
+        counts = ResultStore(store).import_export(folder)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    console.print(
+        f"{counts['added']} results imported, {counts['skipped']} already stored; "
+        f"{counts['grids']} grids, {counts['members']} grid cells added to {store}",
+        markup=False,
+        highlight=False,
+    )
 
 
 def report(

@@ -53,7 +53,7 @@ from losslab.bench.models import build_model, resolve_model_kind
 from losslab.bench.protocol import TrainConfig, get_protocol, problem
 from losslab.bench.trainer import TrainResult, _optimizer, _scheduler
 from losslab.data.corrupt import CorruptionSpec, corrupt, parse_corruption
-from losslab.data.split import class_split, train_val_split
+from losslab.data.split import class_split
 from losslab.heads import EquiangularHead, MarginHead
 from losslab.heads.margin import MARGIN_LOSSES
 from losslab.metrics import retrieval_metrics
@@ -142,11 +142,12 @@ def build_retrieval_split(cell: Cell) -> tuple[RetrievalData, dict[str, Any]]:
     spec = parse_corruption(cell.corruption)
     spec = CorruptionSpec(protocol.noise_kind(spec.kind), spec.rate, spec.mapping)
     # the dataset's own pair map names its original classes, not the seen ids
-    res = corrupt(y, spec, num_classes=len(seen), seed=cell.seed, dataset=None, X=X)
+    seed = protocol.noise_seed(cell.seed)
+    res = corrupt(y, spec, num_classes=len(seen), seed=seed, dataset=None, X=X)
     idx = np.asarray(res.indices, dtype=np.int64)
     noisy = np.asarray(res.labels, dtype=np.int64)
     X, clean = X[idx], y[idx]
-    tr, va = train_val_split(noisy, val_fraction=cell.val_fraction, seed=cell.seed)
+    tr, va = protocol.split(noisy, cell.val_fraction, cell.seed)
     y_te_all = np.asarray(ds.y_test, dtype=np.int64)
     test_rows = np.flatnonzero(np.isin(y_te_all, unseen))
     X_te = np.asarray(ds.X_test, dtype=np.float32)[test_rows]

@@ -22,10 +22,13 @@ import yaml
 
 import losslab
 from losslab._validate import describe
+from losslab.bench.fingerprint import fingerprint
 from losslab.bench.protocol import (
     DEFAULT_PROTOCOL,
+    FAITHFUL_PROTOCOL,
     MODEL_KINDS,
     PROTOCOLS,
+    RETRIEVAL_PROTOCOL,
     TrainConfig,
     get_protocol,
     problem,
@@ -123,7 +126,8 @@ def corruption_rate(spec: str) -> tuple[str, float]:
 
 @dataclass(frozen=True)
 class Cell:
-    """One training run. ``key`` hashes every field, so equal cells share a result.
+    """One training run. ``key`` hashes every field and the code fingerprint, so equal
+    cells trained by equal code share a result.
     ``standardize`` mirrors the protocol's feature scaling (part of the key)."""
 
     dataset: str
@@ -148,10 +152,23 @@ class Cell:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
     @property
-    def key(self) -> str:
+    def config_key(self) -> str:
+        """Hash of the configuration alone: equal for the same cell under any code."""
         payload = json.dumps(
             {"v": KEY_VERSION, **self.to_dict()}, sort_keys=True, separators=(",", ":")
         )
+        return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of the code that decides the result (``losslab.bench.fingerprint``)."""
+        return fingerprint(self.loss, self.dataset, self.protocol)
+
+    @property
+    def key(self) -> str:
+        """The stored result's key: configuration and code, so a result is reused only
+        while the code that produced it is unchanged."""
+        payload = f"{self.config_key}:{self.fingerprint}"
         return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
     @property
@@ -336,9 +353,54 @@ PRESETS: dict[str, dict[str, Any]] = {
             "class_dependent:0.5",
         ],
         "losses": list(LDR_LOSS_GRIDS),
+        # the LDR paper's lambda grid {0.1, 1, 10} for LDR-KL and ALDR-KL (its code runs
+        # 10 only), and truncated GCE pruning on the LDR code's schedule scaled to 40
+        # epochs: every 4 epochs after half of training (the code: every 10 of 100)
+        "loss_grids": {
+            "ldr_kl": [{"temperature": t, "margin": 0.1} for t in (0.1, 1.0, 10.0)],
+            "aldr_kl": [{"temperature0": t, "alpha": 2.0, "margin": 0.1} for t in (0.1, 1.0, 10.0)],
+            "tgce": [
+                {"q": q, "k": 0.5, "prune_start": 23, "prune_every": 4} for q in (0.05, 0.7, 0.95)
+            ],
+        },
         "seeds": [0, 1, 2],
         "lrs": [1e-3, 1e-2],
         "train": {"epochs": 40, "batch_size": 128, "patience": 10},
+        "model": "mlp",
+    },
+    # the LDR code's own runs: its 9 losses with its grids (LDR/ALDR lambda 10, WW-SVM
+    # averaged over classes), trained by the LDR code's protocol; seeds 0-9 are the 10
+    # repetitions (noise seed 0 or 1) x (fold 0-4)
+    FAITHFUL_PROTOCOL: {
+        "datasets": ["vowel"],
+        "corruptions": ["clean", "uniform:0.3", "uniform:0.6", "class_dependent:0.3"],
+        "losses": ["ce", "cs_svm", "ww_svm", "gce", "sce", "jsc", "nce_rce", "ldr_kl", "aldr_kl"],
+        "loss_grids": {
+            "ww_svm": [{"margin": m, "class_reduction": "mean"} for m in (0.1, 1.0, 10.0)],
+        },
+        "seeds": list(range(10)),
+        "protocol": FAITHFUL_PROTOCOL,
+    },
+    # fashion_mnist with the MLP: CE and the 9 best losses of the recorded ldr grid
+    # (docs/results-ldr.md), one learning rate, a short schedule (budget: docs/bench.md)
+    "fashion": {
+        "datasets": ["fashion_mnist"],
+        "corruptions": ["clean", "uniform:0.4", "class_dependent:0.3", "long_tail:50"],
+        "losses": [
+            "ce",
+            "sce",
+            "nce_rce",
+            "gce",
+            "jsc",
+            "nce_aul",
+            "nce_agce",
+            "comp_sum",
+            "rll",
+            "agce",
+        ],
+        "seeds": [0, 1, 2],
+        "lrs": [1e-3],
+        "train": {"epochs": 20, "batch_size": 256, "patience": 5},
         "model": "mlp",
     },
     # zero-shot retrieval (losslab.bench.embedding): train on half of the classes, Recall@k
@@ -357,7 +419,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         ],
         "seeds": [0, 1, 2],
         "lrs": [3e-4, 1e-3, 3e-3],
-        "protocol": "retrieval",
+        "protocol": RETRIEVAL_PROTOCOL,
     },
 }
 _TRAINING_KEYS = ("train", "model", "lrs")
@@ -390,7 +452,7 @@ def _preset_spec(preset_name: str, protocol: Any) -> dict[str, Any]:
 
 
 def preset(preset_name: str, /, **overrides: Any) -> GridSpec:
-    """A named grid (``demo`` or ``ldr``) with fields overridden (``None`` = keep)."""
+    """A named grid (a key of ``PRESETS``) with fields overridden (``None`` = keep)."""
     return GridSpec(**merge(_preset_spec(preset_name, overrides.get("protocol")), overrides))
 
 

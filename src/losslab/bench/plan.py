@@ -99,6 +99,18 @@ class Plan:
         """Distinct cells the grid trains (tuning and finals, without double counts)."""
         return self.counts["total"]
 
+    def possible_keys(self) -> set[str]:
+        """Every key the grid can store under the current code: its tuning and fixed
+        cells and every candidate's final for every seed (whatever selection picks). A
+        member of the grid outside this set ran other code or another grid version."""
+        keys = {c.key for c in (*self.tuning, *self.fixed)}
+        for g in self.groups:
+            if g.tuned:
+                keys |= {
+                    self.grid.cell(*g.id, *c, s).key for c in g.candidates for s in self.grid.seeds
+                }
+        return keys
+
     def select(self, rows_by_key: Mapping[str, Mapping[str, Any]]) -> Selection:
         """Per tuned group, the candidate with the best :func:`score` (ties: grid order).
         Needs every tuning row."""

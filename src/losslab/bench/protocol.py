@@ -3,12 +3,13 @@
 A :class:`Protocol` bundles every choice that differs between the default ``tuned``
 protocol and ``ldr-faithful`` (the LDR code's protocol, ldr_benchmark.md §3): training
 defaults, the model that ``auto`` means, feature scaling, the convention of uniform
-noise and the default learning rates. Code elsewhere asks the protocol object instead
-of comparing protocol names.
+noise, the validation split (random or k-fold) and the default learning rates. Code
+elsewhere asks the protocol object instead of comparing protocol names.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -17,12 +18,15 @@ from typing import Any
 import numpy as np
 
 from losslab._validate import describe
+from losslab.data import train_val_split
 
 __all__ = [
     "DEFAULT_PROTOCOL",
+    "FAITHFUL_PROTOCOL",
     "MODEL_KINDS",
     "OPTIMIZERS",
     "PROTOCOLS",
+    "RETRIEVAL_PROTOCOL",
     "SCHEDULES",
     "Protocol",
     "TrainConfig",
@@ -131,6 +135,10 @@ class Protocol:
     scaling: str
     uniform_noise: str
     lrs: tuple[float, ...]
+    #: ``None``: a stratified random validation split of ``val_fraction`` per seed; an int
+    #: k: k-fold cross-validation without shuffling, a seed being a repetition
+    #: (noise seed ``seed // k``, fold ``seed % k``)
+    folds: int | None = None
     doc: str = field(default="", compare=False)
     task: str = "classification"
 
@@ -146,6 +154,26 @@ class Protocol:
             lo = (X.max(0) + X.min(0)) / 2
             scale = (X.max(0) - X.min(0)) / 2
         return lo, np.where(scale > 1e-8, scale, 1.0)
+
+    def noise_seed(self, seed: int) -> int:
+        """The seed of the label noise of repetition ``seed``."""
+        return seed if self.folds is None else seed // self.folds
+
+    def split(
+        self, noisy: np.ndarray, val_fraction: float, seed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(training, validation) row indices of repetition ``seed``, both in file order.
+
+        With ``folds`` = k, the validation rows are fold ``seed % k`` of scikit-learn's
+        ``KFold(n_splits=k)`` without shuffling (contiguous blocks of the file, the first
+        ``n % k`` one row longer) and the training rows the other folds."""
+        if self.folds is None:
+            return train_val_split(noisy, val_fraction=val_fraction, seed=seed)
+        from sklearn.model_selection import KFold
+
+        folds = KFold(n_splits=self.folds).split(np.zeros((len(noisy), 1)))
+        tr, va = next(itertools.islice(folds, seed % self.folds, None))
+        return tr.astype(np.int64), va.astype(np.int64)
 
     def noise_kind(self, kind: str) -> str:
         """The corruption kind this protocol trains with for a grid's ``kind``."""
@@ -195,7 +223,11 @@ PROTOCOLS: dict[str, Protocol] = {
             # it redraws a noisy label from all K classes (it may redraw itself)
             uniform_noise="uniform_redraw",
             lrs=(0.01,),
-            doc="the LDR code's tanh MLP, SGD step schedule, min-max features, redraw noise",
+            # KFold(n_splits=5) without shuffling over the noisy training file, trained in
+            # file order, validated on the held-out fold
+            folds=5,
+            doc="the LDR code's tanh MLP, SGD step schedule, min-max features, redraw noise, "
+            "5 unshuffled folds",
         ),
         Protocol(
             name="retrieval",
@@ -223,6 +255,10 @@ PROTOCOLS: dict[str, Protocol] = {
 
 #: the protocol of a grid that names none, and the one the presets were chosen for
 DEFAULT_PROTOCOL = "tuned"
+#: the LDR code's protocol, named here once (presets refer to it through this constant)
+FAITHFUL_PROTOCOL = "ldr-faithful"
+#: zero-shot retrieval of embeddings (losslab.bench.embedding)
+RETRIEVAL_PROTOCOL = "retrieval"
 
 
 def get_protocol(name: str) -> Protocol:

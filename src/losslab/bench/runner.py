@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from losslab.bench.fingerprint import changed_parts
 from losslab.bench.grid import Cell, GridSpec, validate_grid
 from losslab.bench.plan import Plan, Selection
 from losslab.bench.store import ResultStore, StoreError, claimer_id
 
-__all__ = ["DEFAULT_LEASE_S", "GridRun", "execute", "run_grid"]
+__all__ = ["DEFAULT_LEASE_S", "GridRun", "StaleRow", "execute", "run_grid", "stale_rows"]
 
 #: a claimer renews its leases every third of this; a dead claimer's cells are free
 #: again at most this long after it died
@@ -35,6 +36,38 @@ class GridRun:
     skipped: int
     by_others: int = 0
     selection: Selection = field(default_factory=dict)
+    #: members of the grid dropped because they ran other code (their rows stay stored)
+    retired: int = 0
+
+
+@dataclass(frozen=True)
+class StaleRow:
+    """A stored member of a grid that ran other code than the grid would run now:
+    ``label`` names the cell, ``changed`` the fingerprint parts that differ."""
+
+    key: str
+    label: str
+    changed: tuple[str, ...]
+
+
+def stale_rows(store: ResultStore, plan: Plan) -> list[StaleRow]:
+    """The grid's stored members whose key the current code would not produce (see
+    :meth:`Plan.possible_keys`); ``bench run`` trains their cells again under new keys
+    and drops them from the grid, leaving the rows stored."""
+    possible = plan.possible_keys()
+    out = []
+    for r in store.member_results(plan.grid.grid_id):
+        if r["key"] in possible:
+            continue
+        cfg = ",".join(f"{k}={v}" for k, v in sorted((r["loss_config"] or {}).items()))
+        label = f"{r['dataset']}/{r['corruption']}/{r['loss']}({cfg})/lr={r['lr']:g}/s{r['seed']}"
+        try:
+            protocol = plan.grid.protocol  # every member of a grid trains under its protocol
+            changed = tuple(changed_parts(r["code"], r["loss"], r["dataset"], protocol))
+        except ValueError:  # a loss or dataset that no longer exists
+            changed = ("loss",)
+        out.append(StaleRow(r["key"], label, changed))
+    return out
 
 
 class _Claims:
@@ -112,6 +145,8 @@ def execute(
     grid = plan.grid
     owner = claimer_id()
     store.add_grid(grid.grid_id, grid.name, grid.to_dict())
+    # members that ran other code leave the grid; their cells train again under new keys
+    retired = store.retire_members(grid.grid_id, plan.possible_keys())
     store.add_members(grid.grid_id, plan.tuning, "tune")
     store.add_members(grid.grid_id, plan.fixed, "final")
     done_before = store.done_keys()
@@ -161,6 +196,7 @@ def execute(
         skipped=skipped,
         by_others=plan.total - ran - skipped,
         selection=selection,
+        retired=retired,
     )
 
 

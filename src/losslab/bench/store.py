@@ -80,10 +80,17 @@ RESULT_COLUMNS: list[tuple[str, str]] = [
     ("worker", "VARCHAR"),
     ("finished_at", "TIMESTAMP"),
     ("diverged_epoch", "INTEGER"),
+    # the cell's configuration hash and its code fingerprint (whole and per part): a row
+    # whose configuration is in a grid under another fingerprint is stale
+    ("config_key", "VARCHAR"),
+    ("fingerprint", "VARCHAR"),
+    ("code", "VARCHAR"),
 ]
 _NAMES = [c for c, _ in RESULT_COLUMNS]
-_JSON = {"loss_config", "config", "metrics", "curves", "reliability", "versions"}
+_JSON = {"loss_config", "config", "metrics", "curves", "reliability", "versions", "code"}
 TABLES = ("results", "grid_cells", "grids")
+#: what may differ between two runs of one cell: when and where it ran, and how fast
+_NOT_COMPARED = {"wall_time_s", "worker", "finished_at", "versions"}
 
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS results (" + ", ".join(f"{c} {t}" for c, t in RESULT_COLUMNS) + ")",
@@ -352,6 +359,25 @@ class ResultStore:
             )
             con.execute("COMMIT")
 
+    def retire_members(self, grid_id: str, keep: Iterable[str]) -> int:
+        """Drop the grid's members whose key is not in ``keep`` (cells of older code);
+        their results stay stored but no longer count for the grid. Returns how many
+        member keys were dropped."""
+        keep = list(keep)
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            (n,) = con.execute(
+                "SELECT count(DISTINCT key) FROM grid_cells WHERE grid = ? "
+                "AND key NOT IN (SELECT unnest(?))",
+                [grid_id, keep],
+            ).fetchall()[0]
+            con.execute(
+                "DELETE FROM grid_cells WHERE grid = ? AND key NOT IN (SELECT unnest(?))",
+                [grid_id, keep],
+            )
+            con.execute("COMMIT")
+        return int(n)
+
     # ------------------------------------------------------------------ leases
 
     def claim(self, keys: Sequence[str], owner: str, lease_s: float, limit: int = 1) -> list[str]:
@@ -486,6 +512,29 @@ class ResultStore:
         names = ["grid", "key", "role", "dataset", "corruption", "loss", "seed"]
         return [dict(zip(names, r, strict=True)) for r in rows]
 
+    def member_results(self, grid_id: str) -> list[dict[str, Any]]:
+        """The grid's stored members, without their curves: key, configuration (dataset,
+        corruption, loss, loss_config, lr, seed), config_key, fingerprint and code parts
+        (``None`` in rows stored before fingerprints)."""
+        names = ["key", "dataset", "corruption", "loss", "loss_config", "lr", "seed"]
+        extra = ["config_key", "fingerprint", "code"]
+        with self.connect(write=False) as con:
+            have = self._columns(con)
+            cols = [f"r.{c}" for c in names] + [
+                f"r.{c}" if c in have else f"NULL AS {c}" for c in extra
+            ]
+            rows = con.execute(
+                f"SELECT DISTINCT {', '.join(cols)} FROM results r "
+                "JOIN grid_cells m ON m.key = r.key WHERE m.grid = ? ORDER BY r.key",
+                [grid_id],
+            ).fetchall()
+        out = [dict(zip(names + extra, r, strict=True)) for r in rows]
+        for r in out:
+            for c in ("loss_config", "code"):
+                if isinstance(r[c], str):
+                    r[c] = json.loads(r[c])
+        return out
+
     def run_record(self, keys: Sequence[str]) -> tuple[Any, Any, float, int]:
         """(first finish time, last finish time, summed cell seconds, cells) of ``keys``."""
         with self.connect(write=False) as con:
@@ -496,6 +545,101 @@ class ResultStore:
             ).fetchone()
         first, last, total, n = row if row is not None else (None, None, 0.0, 0)
         return first, last, float(total or 0.0), int(n)
+
+    def import_export(self, folder: str | os.PathLike[str]) -> dict[str, int]:
+        """Load a folder written by :meth:`export` into this store, in one transaction.
+
+        Idempotent: a result whose key is already stored is skipped when its content
+        (configuration, metrics, curves, code fingerprint; not wall time, worker, finish
+        time or library versions) is equal, and the import fails without changing the
+        store when it differs. Grids and memberships are added unless present. Returns
+        counts: ``added``, ``skipped`` (results), ``grids``, ``members`` (added).
+
+        Example (a finished grid committed as Parquet, resumed on another machine)::
+
+            ResultStore("results/bench.duckdb").import_export("results/ldr-export")
+        """
+        src = Path(folder)
+        where = ("bench import", repr(str(src)))
+        expected = "a folder written by `losslab bench export` (results.parquet, ...)"
+        if not src.is_dir():
+            got = "a regular file" if src.exists() else "no such folder"
+            raise StoreError(problem(*where, expected, got))
+        files = {t: src / f"{t}.parquet" for t in TABLES}
+        if not files["results"].is_file():
+            raise StoreError(problem(*where, expected, "no results.parquet in it"))
+        comparable = [c for c in _NAMES if c not in _NOT_COMPARED]
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for t, f in files.items():
+                    if f.is_file():
+                        con.execute(
+                            f"CREATE TEMP TABLE incoming_{t} AS SELECT * FROM read_parquet(?)",
+                            [str(f)],
+                        )
+                have = {
+                    r[0]
+                    for r in con.execute(
+                        "SELECT column_name FROM information_schema.columns "
+                        "WHERE table_name = 'incoming_results'"
+                    ).fetchall()
+                }
+                if "key" not in have:
+                    raise StoreError(problem(*where, expected, "results without a key column"))
+                (dupes,) = con.execute(
+                    "SELECT count(*) - count(DISTINCT key) FROM incoming_results"
+                ).fetchall()[0]
+                if dupes:
+                    raise StoreError(problem(*where, expected, f"{dupes} repeated result keys"))
+                cols = [c for c in _NAMES if c in have]
+                differ = " OR ".join(
+                    f"i.{c} IS DISTINCT FROM r.{c}" for c in comparable if c in have and c != "key"
+                )
+                conflicts = [
+                    r[0]
+                    for r in con.execute(
+                        f"SELECT i.key FROM incoming_results i JOIN results r USING (key) "
+                        f"WHERE {differ or 'false'} ORDER BY i.key"
+                    ).fetchall()
+                ]
+                if conflicts:
+                    shown = ", ".join(conflicts[:3]) + (" ..." if len(conflicts) > 3 else "")
+                    raise StoreError(
+                        problem(
+                            *where,
+                            "results equal to the stored ones under the same key",
+                            f"{len(conflicts)} stored keys with other content ({shown}); "
+                            "nothing imported",
+                        )
+                    )
+                (total,) = con.execute("SELECT count(*) FROM incoming_results").fetchall()[0]
+                added = con.execute(
+                    f"INSERT INTO results ({', '.join(cols)}) SELECT {', '.join(cols)} "
+                    "FROM incoming_results ON CONFLICT (key) DO NOTHING RETURNING key"
+                ).fetchall()
+                counts = {"added": len(added), "skipped": int(total) - len(added)}
+                for t, names in (
+                    ("grids", "grid, name, spec, created_at"),
+                    ("grid_cells", "grid, key, role, dataset, corruption, loss, seed"),
+                ):
+                    n = 0
+                    if files[t].is_file():
+                        n = len(
+                            con.execute(
+                                f"INSERT INTO {t} ({names}) SELECT {names} FROM incoming_{t} "
+                                "ON CONFLICT DO NOTHING RETURNING 1"
+                            ).fetchall()
+                        )
+                    counts["members" if t == "grid_cells" else t] = n
+            except duckdb.Error as exc:
+                con.execute("ROLLBACK")
+                raise StoreError(problem(*where, expected, _first_line(exc))) from None
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+        return counts
 
     def export(self, out_dir: str | os.PathLike[str]) -> list[Path]:
         """A read-only snapshot for outside programs: one Parquet file per table

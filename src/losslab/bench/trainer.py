@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from losslab._module import LossModule
 from losslab.bench.protocol import TrainConfig
 from losslab.metrics import classification_metrics, reliability_bins, top_label_confidence
 
@@ -107,11 +108,33 @@ def _objective(loss_fn: nn.Module) -> Callable[[torch.Tensor, torch.Tensor, torc
     return lambda logits, y, idx: loss_fn(logits, y)
 
 
+def _refresh_state(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    data: SplitData,
+    epoch: int,
+    curves: dict[str, list[float]],
+) -> None:
+    """The one hook of losses whose per-example state is refreshed on a schedule
+    (truncated GCE's pruning): before an epoch where ``refresh_due(epoch)`` holds, the
+    loss gets the model's logits of the whole training set, computed in eval mode without
+    gradient, with the examples' dataset indices. Records the epoch and the mean state."""
+    if not isinstance(loss_fn, LossModule) or not loss_fn.refresh_due(epoch):
+        return
+    n = len(data.X_train)
+    loss_fn.refresh(_logits(model, data.X_train), data.y_train, index=torch.arange(n))
+    assert loss_fn.spec.state is not None  # refresh_due holds for stateful losses only
+    state = loss_fn.get_buffer(loss_fn.spec.state.name)
+    curves.setdefault("refresh_epoch", []).append(epoch)
+    curves.setdefault("refresh_state_mean", []).append(float(state.float().mean()))
+
+
 def train(model: nn.Module, loss_fn: nn.Module, data: SplitData, cfg: TrainConfig) -> TrainResult:
     """Train ``model`` with ``loss_fn`` on ``data`` and evaluate every epoch.
 
     With ``cfg.patience`` set, training stops once the noisy-validation accuracy has not
     improved for that many epochs and the best-validation weights are restored;
+    a loss with a scheduled state refresh is refreshed before its due epochs;
     otherwise the last epoch's weights are reported. Non-finite logits, loss or
     evaluation outputs end the run as diverged; the best finite epoch's weights are
     then reported (none: ``final is None``).
@@ -127,6 +150,7 @@ def train(model: nn.Module, loss_fn: nn.Module, data: SplitData, cfg: TrainConfi
     diverged_epoch: int | None = None
     epochs_run = 0
     for epoch in range(cfg.epochs):
+        _refresh_state(model, loss_fn, data, epoch, curves)
         model.train()
         order = torch.randperm(n, generator=gen) if cfg.shuffle else torch.arange(n)
         total, count = 0.0, 0
