@@ -4,10 +4,12 @@
         --out docs/results-ldr.md --note "Command: ... Machine: ... Budget: ..."
 
 Writes the page and its figures under ``docs/<page name>/``: the run record read from the store,
-the note, then the body of ``losslab report`` (leaderboard with the mean rank per loss, mean +-
-std test top-1 per loss x corruption for each dataset, under-fitting check, selected
-configurations). A grid with unfinished cells, or a store that cannot be read, is one line
-on stderr and exit status 2: only finished tables go in docs.
+the note, then the body of ``losslab report`` (leaderboard with the mean rank per loss, its
+bootstrap interval and the verdict against CE; the Friedman test, the Nemenyi critical
+difference and its diagram; each loss against CE; accuracy vs noise per loss family; mean +-
+std test top-1 per loss x corruption for each dataset; under-fitting check; calibration;
+selected configurations). A grid with unfinished cells, or a store that cannot be read, is
+one line on stderr and exit status 2: only finished tables go in docs.
 """
 
 from __future__ import annotations

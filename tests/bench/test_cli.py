@@ -60,7 +60,7 @@ def test_run_status_report(tmp_path):
     res = runner.invoke(main, ["report", "--store", str(db), "--out", str(out)])
     assert res.exit_code == 0, res.output
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3 and "Leaderboard" in page
+    assert page.count("data:image/png;base64,") == 5 and "Leaderboard" in page
     md = (out / "report.md").read_text()
     assert "Clean-label training accuracy" in md and "| gce |" in md
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import pandas as pd
 import typer
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import (
@@ -28,9 +29,17 @@ from losslab.bench.backends import WorkerDiedError, make_backend
 from losslab.bench.grid import PRESETS, GridError, GridSpec, make_grid, merge, spec_from_file
 from losslab.bench.plan import Plan
 from losslab.bench.protocol import DEFAULT_PROTOCOL, PROTOCOLS, problem
-from losslab.bench.report import final_frame, grid_plan, leaderboard, resolve_grid, write_report
+from losslab.bench.report import (
+    final_frame,
+    grid_plan,
+    leaderboard,
+    resolve_grid,
+    stats_line,
+    write_report,
+)
 from losslab.bench.report import progress as grid_progress
 from losslab.bench.runner import StaleRow, execute, stale_rows
+from losslab.bench.stats import REFERENCE, bench_stats
 from losslab.bench.store import ResultStore
 
 __all__ = ["app", "build_grid", "export", "import_", "main", "report", "run", "status"]
@@ -59,28 +68,42 @@ _LIVE_KEYS = (
 
 
 def _board_table(board: pd.DataFrame, title: str, limit: int = 25) -> Table:
-    t = Table(title=title, title_justify="left", show_edge=False)
-    for col, just in (
-        ("#", "right"),
-        ("loss", "left"),
-        ("mean rank", "right"),
-        ("test acc", "right"),
-        ("ECE", "right"),
-        ("NLL", "right"),
-        ("clean-train acc", "right"),
-        ("cells", "right"),
-    ):
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    """The leaderboard's columns, narrow enough for an 80-column terminal; the caption
+    says what each short heading means."""
+    ref = REFERENCE
+    t = Table(
+        title=title,
+        title_justify="left",
+        caption=(
+            "rank: mean rank of test accuracy over groups (1 = best), 95% CI: bootstrap over "
+            f"groups; acc, ECE: test; train: clean-label training accuracy; w/t/l, p "
+            f"(Holm-corrected Wilcoxon) and better?: against {ref} over (group, seed) pairs"
+        ),
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for col in ("#", "loss", "rank", "95% CI", "acc", "ECE", "train", "w/t/l", "p", "better?"):
+        t.add_column(col, justify="left" if col == "loss" else "right", no_wrap=True)
+
+    def num(v: Any, digits: int = 3) -> str:
+        return "" if pd.isna(v) else f"{float(v):.{digits}f}"
+
     for i, r in enumerate(board.head(limit).itertuples(index=False), 1):
+        ci = "" if pd.isna(r.rank_lo) else f"{r.rank_lo:.1f}-{r.rank_hi:.1f}"
+        wtl = "" if pd.isna(r.wins) else f"{int(r.wins)}/{int(r.ties)}/{int(r.defeats)}"
+        p = "" if pd.isna(r.p_holm) else f"{float(r.p_holm):.2g}"
         t.add_row(
             str(i),
-            r.loss,
-            f"{r.mean_rank:.2f}",
-            f"{r.test_acc:.3f}",
-            f"{r.test_ece:.3f}",
-            f"{r.test_nll:.3f}",
-            f"{r.train_clean_acc:.3f}",
-            str(r.cells),
+            str(r.loss),
+            num(r.mean_rank, 2),
+            ci,
+            num(r.test_acc),
+            num(r.test_ece),
+            num(r.train_clean_acc),
+            wtl,
+            p,
+            str(r.better_than_ce),
         )
     return t
 
@@ -329,7 +352,9 @@ def status(
     try:
         grids = results.grids()
         info = resolve_grid(results, grid)
-        board = leaderboard(final_frame(results, info["grid"]))
+        finals = final_frame(results, info["grid"])
+        st = bench_stats(finals) if len(finals) else None
+        board = leaderboard(finals, st)
     except ValueError as exc:
         raise _fail(exc) from None
     t = Table(title=f"grids in {store}", title_justify="left")
@@ -353,6 +378,8 @@ def status(
         if rows:
             console.print(_stale_line(gid, rows), markup=False, highlight=False)
     console.print(_board_table(board, f"leaderboard: {info['grid']} (finished final cells)"))
+    if st is not None:
+        console.print(stats_line(st), markup=False, highlight=False)
 
 
 def _stale(results: ResultStore, info: Mapping[str, Any]) -> list[StaleRow]:

@@ -15,26 +15,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from losslab.bench import figures
 from losslab.bench.grid import GridError, GridSpec, corruption_rate
 from losslab.bench.plan import Plan
 from losslab.bench.protocol import problem
+from losslab.bench.stats import EXACT_MAX, MIN_PAIRS, REFERENCE, BenchStats, bench_stats
 from losslab.bench.store import ResultStore
-from losslab.metrics import ReliabilityBins
 
 __all__ = [
     "ReportFiles",
+    "board_display",
     "diverged_frame",
     "final_frame",
     "grid_plan",
     "leaderboard",
+    "markdown_to_html",
     "progress",
     "resolve_grid",
     "run_record",
+    "stats_line",
+    "stats_text",
+    "trained_losses",
     "write_report",
     "write_results_page",
 ]
-
-KIND_STYLE = {"uniform": "-", "class_dependent": "--"}
 
 
 @dataclass(frozen=True)
@@ -127,38 +131,48 @@ def _corruption_order(values: Iterable[str]) -> list[str]:
 
 _MEAN_COLS = ["test_acc", "test_ece", "test_nll", "test_macro_f1", "train_clean_acc"]
 
+BOARD_COLUMNS = [
+    "loss",
+    "mean_rank",
+    "rank_lo",
+    "rank_hi",
+    "test_acc",
+    "test_ece",
+    "test_nll",
+    "train_clean_acc",
+    "groups",
+    "cells",
+    "wins",
+    "ties",
+    "defeats",
+    "p_holm",
+    "better_than_ce",
+]
 
-def _group_means(df: pd.DataFrame) -> pd.DataFrame:
-    return df.groupby(["dataset", "corruption", "loss"], as_index=False)[_MEAN_COLS].mean()
+#: a loss "trained" when its clean-label training accuracy exceeds chance (1/K) by this
+#: much on average over its cells; only such losses are compared in the reliability panel
+TRAINED_MARGIN = 0.05
 
 
-def leaderboard(rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Per loss: mean rank of its seed-averaged test accuracy within each
-    (dataset, corruption) group (1 = best, ties averaged; only groups where every loss
-    has a result; a loss whose every seed diverged without a finite epoch ranks last),
-    and mean test accuracy/ECE/NLL/clean-train accuracy over groups."""
+def leaderboard(
+    rows: pd.DataFrame | Iterable[Mapping[str, Any]], st: BenchStats | None = None
+) -> pd.DataFrame:
+    """Per loss: mean rank of its seed-averaged test accuracy within each (dataset,
+    corruption) group (1 = best, ties averaged; only groups where every loss has a result;
+    a loss whose every seed diverged without a finite epoch ranks last) with its 95%
+    bootstrap interval (``rank_lo``, ``rank_hi``), mean test accuracy/ECE/NLL/clean-train
+    accuracy over groups, and the paired comparison with cross-entropy over (group, seed)
+    pairs: ``wins``/``ties``/``defeats``, Holm-corrected Wilcoxon ``p_holm`` and
+    ``better_than_ce`` (rule: :func:`losslab.bench.stats.verdict`; ``ref`` for CE itself).
+    ``st``: the statistics of the same rows, when already computed."""
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     if df.empty:
-        return pd.DataFrame(
-            columns=[
-                "loss",
-                "mean_rank",
-                "test_acc",
-                "test_ece",
-                "test_nll",
-                "train_clean_acc",
-                "groups",
-                "cells",
-            ]
-        )
+        return pd.DataFrame(columns=BOARD_COLUMNS)
     df = df.astype({c: float for c in _MEAN_COLS if c in df})
-    g = _group_means(df)
-    n_losses = g["loss"].nunique()
-    complete = g.groupby(["dataset", "corruption"])["loss"].transform("nunique") == n_losses
-    ranked = g[complete].copy()
-    ranked["rank"] = ranked.groupby(["dataset", "corruption"])["test_acc"].rank(
-        ascending=False, method="average", na_option="bottom"
-    )
+    st = st if st is not None else bench_stats(df)
+    g = df.groupby(["dataset", "corruption", "loss"], as_index=False)[
+        [c for c in _MEAN_COLS if c in df]
+    ].mean()
     out = g.groupby("loss").agg(
         test_acc=("test_acc", "mean"),
         test_ece=("test_ece", "mean"),
@@ -166,20 +180,21 @@ def leaderboard(rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFram
         train_clean_acc=("train_clean_acc", "mean"),
         groups=("test_acc", "size"),
     )
-    out["mean_rank"] = ranked.groupby("loss")["rank"].mean()
+    out["mean_rank"] = st.mean_rank
+    out["rank_lo"] = st.rank_ci["lo"]
+    out["rank_hi"] = st.rank_ci["hi"]
     out["cells"] = df.groupby("loss").size()
+    vs = st.versus
+    out["wins"] = vs["wins"]
+    out["ties"] = vs["ties"]
+    out["defeats"] = vs["losses"]
+    out["p_holm"] = vs["p_holm"].astype(float)
+    out["better_than_ce"] = vs["better"]
+    out["better_than_ce"] = out["better_than_ce"].fillna("n/a")
+    if st.reference in out.index:
+        out.loc[st.reference, "better_than_ce"] = "ref"
     out = out.reset_index().sort_values(["mean_rank", "test_acc"], ascending=[True, False])
-    cols = [
-        "loss",
-        "mean_rank",
-        "test_acc",
-        "test_ece",
-        "test_nll",
-        "train_clean_acc",
-        "groups",
-        "cells",
-    ]
-    return out[cols].reset_index(drop=True)
+    return out[BOARD_COLUMNS].reset_index(drop=True)
 
 
 # ------------------------------------------------------------------------------ tables
@@ -191,20 +206,56 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _md_cell(v: Any) -> str:
+    """A table cell's text with the characters Markdown would read as syntax escaped."""
+    text = _fmt(v)
+    for ch in ("\\", "|", "*", "`"):
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
 def _md_table(df: pd.DataFrame) -> str:
-    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    head = "| " + " | ".join(_md_cell(c) for c in df.columns) + " |"
     sep = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    body = [
+        "| " + " | ".join(_md_cell(v) for v in row) + " |" for row in df.itertuples(index=False)
+    ]
     return "\n".join([head, sep, *body])
 
 
-def _html_table(df: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
-        for row in df.itertuples(index=False)
+def _p(v: Any) -> str:
+    return "" if v is None or pd.isna(v) else f"{float(v):.3g}"
+
+
+def _count(v: Any) -> str:
+    return "" if v is None or pd.isna(v) else str(int(v))
+
+
+def board_display(board: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
+    """The leaderboard as the report prints it (numbers formatted, one column per idea)."""
+    wtl = [
+        "" if pd.isna(r.wins) else f"{_count(r.wins)}/{_count(r.ties)}/{_count(r.defeats)}"
+        for r in board.itertuples()
+    ]
+    ci = [
+        "" if pd.isna(r.rank_lo) else f"{r.rank_lo:.2f}-{r.rank_hi:.2f}" for r in board.itertuples()
+    ]
+    return pd.DataFrame(
+        {
+            "loss": board["loss"],
+            "mean rank": [_fmt(float(v)) for v in board["mean_rank"]],
+            "95% CI": ci,
+            "test acc": board["test_acc"].astype(float),
+            "ECE": board["test_ece"].astype(float),
+            "NLL": board["test_nll"].astype(float),
+            "clean-train acc": board["train_clean_acc"].astype(float),
+            "groups": board["groups"],
+            "cells": board["cells"],
+            f"w/t/l vs {reference}": wtl,
+            "p (Holm)": [_p(v) for v in board["p_holm"]],
+            f"better than {reference}?": board["better_than_ce"],
+        }
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _accuracy_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -255,104 +306,157 @@ def _selection_table(df: pd.DataFrame) -> pd.DataFrame:
     return sel.sort_values(["dataset", "corruption", "loss"]).reset_index(drop=True)
 
 
-# ----------------------------------------------------------------------------- figures
+def _versus_table(st: BenchStats) -> pd.DataFrame:
+    vs = st.versus
+    return pd.DataFrame(
+        {
+            "loss": vs.index,
+            "pairs": vs["pairs"].to_numpy(),
+            "wins": vs["wins"].to_numpy(),
+            "ties": vs["ties"].to_numpy(),
+            "losses": vs["losses"].to_numpy(),
+            "median difference": [f"{float(v):+.4f}" for v in vs["median_diff"]],
+            "Wilcoxon p": [_p(v) for v in vs["p"]],
+            "Holm p": [_p(v) for v in vs["p_holm"]],
+            f"better than {st.reference}?": vs["better"].to_numpy(),
+        }
+    )
 
 
-def _png(fig: Any, path: Path) -> None:
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+def _calibration_table(df: pd.DataFrame) -> pd.DataFrame | None:
+    """ECE before and after temperature scaling per loss (mean over groups and seeds), or
+    ``None`` when the rows carry no temperature-scaled ECE."""
+    if "test_ece_ts" not in df or df["test_ece_ts"].isna().all():
+        return None
+    cols = ["test_ece", "test_ece_ts"] + (["ts_temperature"] if "ts_temperature" in df else [])
+    g = df.astype({c: float for c in cols}).groupby(["dataset", "corruption", "loss"])[cols]
+    t = g.mean().groupby("loss").mean().sort_values("test_ece_ts")
+    names = {"test_ece": "ECE before", "test_ece_ts": "ECE after", "ts_temperature": "temperature"}
+    return t.rename(columns=names).reset_index()
 
 
-def _fig_accuracy_vs_noise(df: pd.DataFrame, path: Path) -> None:
-    import matplotlib.pyplot as plt
+def _chance(df: pd.DataFrame) -> pd.Series:
+    """1/K per row (K from the cell's recorded data, NaN if absent)."""
 
-    datasets = list(dict.fromkeys(df["dataset"]))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.2), squeeze=False)
-    g = df.groupby(["dataset", "loss", "noise_kind", "noise_rate"], as_index=False)["test_acc"]
-    g = g.agg(["mean", "std"])
-    losses = sorted(df["loss"].unique())
-    colors = {loss: plt.cm.tab20(i % 20) for i, loss in enumerate(losses)}
-    for ax, ds in zip(axes[0], datasets, strict=True):
-        part = g[g["dataset"] == ds]
-        for loss in losses:
-            lp = part[part["loss"] == loss]
-            clean = lp[lp["noise_kind"] == "clean"]
-            kinds = [k for k in lp["noise_kind"].unique() if k != "clean"] or ["clean"]
-            for kind in kinds:
-                seg = pd.concat([clean, lp[lp["noise_kind"] == kind]]).drop_duplicates()
-                seg = seg.sort_values("noise_rate")
-                ax.errorbar(
-                    seg["noise_rate"],
-                    seg["mean"],
-                    yerr=seg["std"].fillna(0),
-                    color=colors[loss],
-                    linestyle=KIND_STYLE.get(kind, ":"),
-                    marker="o",
-                    markersize=3,
-                    capsize=2,
-                    linewidth=1.3,
-                    label=loss if kind == kinds[0] else None,
-                )
-        ax.set_title(f"{ds}  (solid: uniform, dashed: class-dependent)", fontsize=9)
-        ax.set_xlabel("noise rate")
-        ax.set_ylabel("test accuracy")
-        ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="best", ncol=2)
-    fig.suptitle("Test accuracy vs training-label noise (mean ± std over seeds)")
-    _png(fig, path)
-    plt.close(fig)
+    def k(config: Any) -> float:
+        try:
+            return float(config["data"]["num_classes"])
+        except (KeyError, TypeError):
+            return float("nan")
+
+    col = df["config"] if "config" in df else pd.Series([None] * len(df), index=df.index)
+    return 1.0 / col.map(k)
 
 
-def _fig_mean_rank(board: pd.DataFrame, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    b = board.dropna(subset=["mean_rank"]).sort_values("mean_rank", ascending=False)
-    fig, ax = plt.subplots(figsize=(6.5, 0.32 * len(b) + 1.2))
-    ax.barh(b["loss"], b["mean_rank"], color="tab:blue")
-    ax.set_xlabel("mean rank of test accuracy across (dataset, corruption) cells (1 = best)")
-    ax.grid(axis="x", alpha=0.3)
-    _png(fig, path)
-    plt.close(fig)
+def trained_losses(df: pd.DataFrame, margin: float = TRAINED_MARGIN) -> list[str]:
+    """Losses whose clean-label training accuracy exceeds chance (1/K) by more than
+    ``margin`` on average over their cells (a cell with no finite epoch counts as 0)."""
+    excess = df["train_clean_acc"].astype(float).fillna(0.0) - _chance(df)
+    mean = excess.groupby(df["loss"]).mean()
+    return sorted(str(n) for n in mean[mean > margin].index)
 
 
-def _fig_reliability(df: pd.DataFrame, losses: list[str], path: Path) -> None:
-    import matplotlib.pyplot as plt
+# ----------------------------------------------------------------------------- statistics
 
-    fig, axes = plt.subplots(1, len(losses), figsize=(4.4 * len(losses), 4.2), squeeze=False)
-    for ax, (tag, loss) in zip(axes[0], zip(["best", "worst"], losses, strict=False), strict=False):
-        total: ReliabilityBins | None = None
-        for rel in df.loc[df["loss"] == loss, "reliability"]:
-            if rel:
-                b = ReliabilityBins.from_dict(rel)
-                total = b if total is None else total + b
-        ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
-        if total is not None:
-            centers = (total.edges[:-1] + total.edges[1:]) / 2
-            width = total.edges[1] - total.edges[0]
-            ax.bar(
-                centers,
-                np.nan_to_num(total.accuracy),
-                width=width * 0.95,
-                edgecolor="black",
-                color="tab:blue",
-                alpha=0.75,
-                label="accuracy",
+
+def _names(items: Iterable[str]) -> str:
+    return ", ".join(items)
+
+
+def stats_text(st: BenchStats) -> list[str]:
+    """The paragraphs that state what the tests support, and nothing more."""
+    k, n, a, ref = len(st.mean_rank), st.n_groups, st.alpha, st.reference
+    out = []
+    if st.friedman is None:
+        out.append(
+            f"A Friedman test needs at least 2 losses and 2 groups where every loss has a "
+            f"result; this grid has {k} losses and {n} such groups, so no test is made and "
+            "no loss is distinguished from another by rank."
+        )
+    else:
+        f = st.friedman
+        text = (
+            f"Friedman test over {n} (dataset, corruption) groups and {k} losses (value: "
+            "mean test accuracy over seeds of the selected configuration; ties share "
+            f"their average rank, the statistic is corrected for ties): chi-square = "
+            f"{f.statistic:.2f}, df = {k - 1}, p = {f.pvalue:.3g}. "
+        )
+        if st.rejects:
+            text += f"The mean ranks are not all equal (p < {a:g})."
+        else:
+            text += (
+                f"At alpha = {a:g} it does not reject equal mean ranks: these results do "
+                "not tell the losses apart by rank."
             )
-            ax.plot(
-                centers,
-                total.mean_confidence,
-                "o",
-                color="tab:red",
-                markersize=3,
-                label="mean confidence",
+        out.append(text)
+        cd = float(st.cd or 0.0)
+        text = (
+            f"Nemenyi post-hoc test (alpha = {a:g}): over {n} groups the critical difference "
+            f"is {cd:.2f} ranks; pairs of losses whose mean ranks are closer than {cd:.2f} are "
+            "not distinguishable. In the diagram a bar joins losses that are not."
+        )
+        if st.rejects and ref in st.mean_rank:
+            r0 = st.mean_rank[ref]
+            ahead = [str(x) for x, r in st.mean_rank.items() if r0 - r >= cd]
+            behind = [str(x) for x, r in st.mean_rank.items() if r - r0 >= cd]
+            text += (
+                f" Ranked ahead of {ref} by at least the critical difference: "
+                f"{_names(ahead) or 'none'}; behind it: {_names(behind) or 'none'}."
             )
-            ax.set_title(f"{tag}: {loss}  (ECE {total.ece:.3f}, pooled test sets)", fontsize=9)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_xlabel("confidence (15 equal-width bins)")
-        ax.set_ylabel("accuracy")
-        ax.legend(fontsize=7, loc="upper left")
-    _png(fig, path)
-    plt.close(fig)
+        elif not st.rejects:
+            text += " As the Friedman test does not reject, no pair is declared different."
+        out.append(text)
+    if st.dropped:
+        what = "; ".join(
+            f"{d}/{c} (no result for {_names(m)})" for (d, c), m in sorted(st.dropped.items())
+        )
+        out.append(f"Left out of the rank statistics, as a loss has no result there: {what}.")
+    if st.no_finite:
+        what = "; ".join(f"{loss} in {d}/{c}" for (d, c), loss in st.no_finite)
+        out.append(
+            "Ranked last in its group because every seed diverged before a finite epoch "
+            f"(counted as accuracy 0 in the paired comparisons): {what}."
+        )
+    if n:
+        out.append(
+            "The intervals of mean rank are 95% percentile bootstrap intervals over groups "
+            "(2000 resamples of the groups with replacement, seed 0)."
+        )
+    if st.versus.empty:
+        why = f"{ref} is not in this grid" if ref not in st.scores.columns else "no other loss"
+        out.append(f"Paired comparison with {ref}: none ({why}); 'better than {ref}?' is n/a.")
+        return out
+    out.append(
+        f"Paired comparison with {ref} over the (dataset, corruption, seed) pairs both "
+        "losses have: wins, ties and losses of test accuracy, the median difference (loss "
+        f"minus {ref}) and the two-sided Wilcoxon signed-rank p-value "
+        "(zero_method='zsplit': zero differences split between the signed rank sums; exact "
+        f"up to {EXACT_MAX} nonzero differences, normal approximation above), "
+        f"Holm-corrected over the losses compared. Rule for 'better than {ref}?': yes when "
+        f"the Holm p < {a:g} and the median difference > 0; worse when the Holm p < {a:g} "
+        f"and the median difference < 0; no otherwise; n/a with fewer than {MIN_PAIRS} "
+        "pairs (the smallest two-sided p of 5 pairs is 0.0625)."
+    )
+    yes = [str(x) for x, v in st.versus["better"].items() if v == "yes"]
+    worse = [str(x) for x, v in st.versus["better"].items() if v == "worse"]
+    out.append(
+        (f"Better than {ref} by this rule: {_names(yes)}." if yes else
+         f"No loss is better than {ref} by this rule.")
+        + (f" Worse than {ref} by this rule: {_names(worse)}." if worse else "")
+    )  # fmt: skip
+    return out
+
+
+def stats_line(st: BenchStats) -> str:
+    """One line for ``bench status``: Friedman p, the critical difference, the verdicts."""
+    if st.friedman is None:
+        return f"statistics: too few complete groups ({st.n_groups}) for a Friedman test"
+    yes = [str(x) for x, v in st.versus["better"].items() if v == "yes"]
+    return (
+        f"Friedman over {st.n_groups} groups: p = {st.friedman.pvalue:.3g}; Nemenyi "
+        f"critical difference {st.cd:.2f} ranks (alpha {st.alpha:g}); better than "
+        f"{st.reference} (Holm-corrected Wilcoxon): {_names(yes) or 'none'}"
+    )
 
 
 # ------------------------------------------------------------------------------ report
@@ -364,6 +468,32 @@ DIVERGED_NOTE = (
     "Selection prefers candidates that trained to the end. In the accuracy tables † "
     "marks a result with a diverged seed."
 )
+
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;color:#222;"
+    "line-height:1.45}table{border-collapse:collapse;margin:1em 0;font-size:13px}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+    "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}"
+    "img{max-width:100%;display:block;margin:1em 0}"
+    "code{background:#f3f3f3;padding:0 3px;border-radius:3px;font-size:90%}"
+    "p code{word-break:break-all}"
+)
+
+
+def markdown_to_html(md: str, title: str, figures: Iterable[Path] = ()) -> str:
+    """A self-contained HTML page from the report's Markdown (markdown-it-py, tables on,
+    raw HTML off): each figure linked by its file name is inlined as a PNG data URI."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(md)
+    for p in figures:
+        data = base64.b64encode(p.read_bytes()).decode()
+        body = body.replace(f'src="{p.name}"', f'src="data:image/png;base64,{data}"')
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
+        f"<body>{body}</body></html>"
+    )
 
 
 def write_report(
@@ -384,9 +514,6 @@ def write_report(
 
 
 def _write_report(store: ResultStore | str | Path, out: Path, grid: str | None) -> ReportFiles:
-    import matplotlib
-
-    matplotlib.use("Agg")
     store = store if isinstance(store, ResultStore) else ResultStore(store)
     info = resolve_grid(store, grid)
     df = final_frame(store, info["grid"])
@@ -397,111 +524,121 @@ def _write_report(store: ResultStore | str | Path, out: Path, grid: str | None) 
     diverged = diverged_frame(store, info["grid"])
     done, total = progress(info)
     out.mkdir(parents=True, exist_ok=True)
-    board = leaderboard(df)
-    figs = [out / "accuracy_vs_noise.png", out / "mean_rank.png", out / "reliability.png"]
-    _fig_accuracy_vs_noise(df, figs[0])
-    _fig_mean_rank(board, figs[1])
-    ranked = board.dropna(subset=["mean_rank"])["loss"].tolist() or board["loss"].tolist()
-    extremes = [ranked[0], ranked[-1]] if len(ranked) > 1 else ranked[:1]
-    _fig_reliability(df, extremes, figs[2])
+    df = df.astype({c: float for c in _MEAN_COLS if c in df})
+    st = bench_stats(df)
+    board = leaderboard(df, st)
+    ref = st.reference
 
-    acc_tables = _accuracy_tables(df)
-    clean_table = _clean_train_table(df)
-    sel = _selection_table(df)
-    versions = df["versions"].iloc[0] if "versions" in df else {}
-    protocol = df["protocol"].iloc[0]
+    figs = {
+        name: out / f"{name}.png"
+        for name in ("cd_diagram", "mean_rank", "accuracy_vs_noise", "ece", "reliability")
+    }
+    figures.cd_diagram(st, figs["cd_diagram"])
+    figures.mean_rank_figure(st, figs["mean_rank"])
+    figures.accuracy_by_family(df, figs["accuracy_vs_noise"], ref)
+    figures.ece_figure(df, figs["ece"], ref)
+    trained = trained_losses(df)
+    order = [str(x) for x in board["loss"] if str(x) in trained]
+    extremes = [order[0], order[-1]] if len(order) > 1 else order
+    tags = ["best", "worst"] if len(extremes) > 1 else ["only"]
+    figures.reliability_figure(
+        df,
+        [(f"{t}: {loss}", loss, "reliability") for t, loss in zip(tags, extremes, strict=True)],
+        figs["reliability"],
+    )
+    calib = _calibration_table(df)
+    if calib is not None and "reliability_ts" in df and extremes:
+        figs["reliability_ts"] = out / "reliability_ts.png"
+        panels = [
+            (f"{t}: {loss}, {when}", loss, col)
+            for t, loss in zip(tags, extremes, strict=True)
+            for when, col in (("before", "reliability"), ("after TS", "reliability_ts"))
+        ]
+        figures.reliability_figure(df, panels, figs["reliability_ts"])
+
     n_final_div = int((diverged["role"] == "final").sum())
+    versions = df["versions"].iloc[0] if "versions" in df else {}
     summary = (
-        f"grid `{info['grid']}` ({done}/{total} cells done), protocol "
-        f"`{protocol}`, {len(df)} final cells over {df['dataset'].nunique()} datasets x "
-        f"{df['corruption'].nunique()} corruptions x {df['loss'].nunique()} losses x "
-        f"{df['seed'].nunique()} seeds; summed cell time {df['wall_time_s'].sum():.0f} s; "
-        f"{len(diverged)} diverged cells ({n_final_div} of them final)"
+        f"Grid `{info['grid']}` ({done}/{total} cells done), protocol "
+        f"`{df['protocol'].iloc[0]}`: {len(df)} final cells over {df['dataset'].nunique()} "
+        f"datasets x {df['corruption'].nunique()} corruptions x {df['loss'].nunique()} "
+        f"losses x {df['seed'].nunique()} seeds; summed cell time "
+        f"{df['wall_time_s'].sum():.0f} s; {len(diverged)} diverged cells ({n_final_div} of "
+        "them final)."
     )
     notes = (
         "Hyperparameters (learning rate and the loss's own) were selected per (dataset, "
         "corruption, loss) on the noisy validation split with one seed; the tables report "
         "the clean test split for the selected configuration over all seeds. "
-        "`train_clean_acc` is the accuracy on the training inputs against their *clean* "
-        "labels: a low value under clean labels means the model under-fits, and the "
-        "table then measures optimisation speed rather than robustness."
+        "The clean-train accuracy is the accuracy on the training inputs against their "
+        "*clean* labels: a low value under clean labels means the model under-fits, and "
+        "the table then measures optimisation speed rather than robustness."
     )
-    md = [
-        f"# losslab benchmark report: {info['name']}",
-        "",
-        summary,
-        "",
-        notes,
-        "",
-        "## Leaderboard",
-        "",
-        _md_table(board),
-        "",
-    ]
-    md += ["![accuracy vs noise](accuracy_vs_noise.png)", "", "![mean rank](mean_rank.png)", ""]
-    for ds, t in acc_tables.items():
-        md += [f"## {ds}: test accuracy (mean ± std over seeds)", "", _md_table(t), ""]
-    md += ["## Clean-label training accuracy (under-fitting check)", "", _md_table(clean_table), ""]
+    title = f"# losslab benchmark report: {_md_cell(info['name'])}"
+    md = [title, "", summary, "", notes, ""]
+    md += ["## Leaderboard", "", _md_table(board_display(board, ref)), ""]
     md += [
-        f"## Reliability: best ({extremes[0]}) and worst ({extremes[-1]}) loss",
-        "",
-        "![reliability](reliability.png)",
+        f"Mean rank: lower is better; 95% CI: bootstrap interval over groups; w/t/l: wins, "
+        f"ties and losses against {ref} over (group, seed) pairs; the last column follows "
+        "the rule stated under Statistics.",
         "",
     ]
-    md += ["## Selected configurations", "", _md_table(sel), ""]
+    md += ["## Statistics", ""]
+    for para in stats_text(st):
+        md += [para, ""]
+    md += ["![critical-difference diagram](cd_diagram.png)", ""]
+    md += ["![mean rank with bootstrap interval](mean_rank.png)", ""]
+    if not st.versus.empty:
+        md += [f"### Each loss against {ref}", "", _md_table(_versus_table(st)), ""]
+    md += ["## Accuracy vs noise, by loss family", ""]
+    md += ["![accuracy vs noise](accuracy_vs_noise.png)", ""]
+    for ds, t in _accuracy_tables(df).items():
+        md += [f"## {ds}: test accuracy (mean ± std over seeds)", "", _md_table(t), ""]
+    md += [
+        "In these tables \\* marks a result of one seed, † a result with a diverged seed.",
+        "",
+    ]
+    md += ["## Clean-label training accuracy (under-fitting check)", ""]
+    md += [_md_table(_clean_train_table(df)), ""]
+    md += ["## Calibration", "", "![test ECE per loss](ece.png)", ""]
+    if extremes:
+        md += [
+            f"Reliability of the best ({extremes[0]}) and the worst ({extremes[-1]}) by mean "
+            f"rank among the losses that trained (clean-train accuracy above chance, 1/K, by "
+            f"more than {TRAINED_MARGIN:g} on average over their cells): "
+            f"{_names(trained)}.",
+            "",
+            "![reliability](reliability.png)",
+            "",
+        ]
+    else:
+        md += [
+            f"No loss trained (clean-train accuracy above chance, 1/K, by more than "
+            f"{TRAINED_MARGIN:g} on average), so no reliability diagram is compared.",
+            "",
+        ]
+    if calib is not None:
+        md += [
+            "### Temperature scaling",
+            "",
+            "Test ECE before and after temperature scaling fitted on the noisy validation "
+            "split (mean over groups and seeds).",
+            "",
+            _md_table(calib),
+            "",
+        ]
+        if "reliability_ts" in figs:
+            md += ["![reliability after temperature scaling](reliability_ts.png)", ""]
+    md += ["## Selected configurations", "", _md_table(_selection_table(df)), ""]
     md += ["## Diverged cells", "", DIVERGED_NOTE, ""]
     md += [_md_table(diverged) if len(diverged) else "None.", ""]
     md += ["## Versions", "", "`" + json.dumps(versions, sort_keys=True) + "`", ""]
     md_path = out / "report.md"
-    md_path.write_text("\n".join(md))
-
-    def img(p: Path, alt: str) -> str:
-        data = base64.b64encode(p.read_bytes()).decode()
-        return f'<img alt="{alt}" src="data:image/png;base64,{data}">'
-
-    parts = [
-        f"<h1>losslab benchmark report: {html.escape(info['name'])}</h1>",
-        f"<p>{html.escape(summary)}</p><p class=note>{html.escape(notes)}</p>",
-        "<h2>Leaderboard</h2>",
-        _html_table(board),
-        img(figs[0], "accuracy vs noise"),
-        img(figs[1], "mean rank"),
-    ]
-    for ds, t in acc_tables.items():
-        parts += [
-            f"<h2>{html.escape(ds)}: test accuracy (mean ± std over seeds)</h2>",
-            _html_table(t),
-        ]
-    parts += [
-        "<h2>Clean-label training accuracy (under-fitting check)</h2>",
-        _html_table(clean_table),
-    ]
-    parts += [
-        f"<h2>Reliability: best ({html.escape(extremes[0])}) and worst "
-        f"({html.escape(extremes[-1])}) loss</h2>",
-        img(figs[2], "reliability"),
-    ]
-    parts += ["<h2>Selected configurations</h2>", _html_table(sel)]
-    parts += [
-        "<h2>Diverged cells</h2>",
-        f"<p class=note>{html.escape(DIVERGED_NOTE)}</p>",
-        _html_table(diverged) if len(diverged) else "<p>None.</p>",
-    ]
-    parts += ["<h2>Versions</h2>", f"<pre>{html.escape(json.dumps(versions, indent=1))}</pre>"]
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0;font-size:13px}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-        "th{background:#f3f3f3}td:first-child{text-align:left}"
-        "img{max-width:100%;display:block;margin:1em 0}.note{color:#555;font-size:13px}"
-    )
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>losslab report</title>"
-        f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
-    )
+    text = "\n".join(md)
+    md_path.write_text(text)
     html_path = out / "report.html"
-    html_path.write_text(page)
-    return ReportFiles(md_path, html_path, figs)
+    html_path.write_text(markdown_to_html(text, "losslab report", figs.values()))
+    return ReportFiles(md_path, html_path, list(figs.values()))
 
 
 def run_record(store: ResultStore, grid_id: str) -> dict[str, Any]:
