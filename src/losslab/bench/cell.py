@@ -140,7 +140,7 @@ def run_cell(cell: Cell | Mapping[str, Any], *, device: str = "cpu") -> dict[str
 
     ``device`` (``"cpu"``, ``"cuda"``, ``"mps"``) is where it trains; it is recorded with
     the library versions (``versions["device"]``, the GPU's name included) and is no part
-    of the cell's key.
+    of the cell's key. Retrieval (embedding) cells train on the CPU.
 
     Torch runs on one thread inside the cell so that results do not depend on how many
     cores the process was given (thread count changes float reduction order). A cell
@@ -152,17 +152,29 @@ def run_cell(cell: Cell | Mapping[str, Any], *, device: str = "cpu") -> dict[str
     t0 = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    columns = METRIC_COLUMNS
     try:
         # the code that trains is the code fingerprinted: taken before training starts
         code = {"key": cell.key, "config_key": cell.config_key, "fingerprint": cell.fingerprint}
-        parts = code_parts(cell.loss, cell.dataset)
-        data, info = build_split(cell)
-        torch.manual_seed(cell.seed)
-        kind = resolve_model_kind(cell.model, info["modality"], info["input_shape"])
-        model = build_model(kind, info["input_shape"], data.num_classes, modality=info["modality"])
-        loss_config = resolve_loss_config(cell.loss_config, data.y_train, data.num_classes)
-        loss_fn = losslab.loss_info(cell.loss).build(num_samples=len(data.X_train), **loss_config)
-        result = train(model, loss_fn, data, replace(cell.train_config(), device=device))
+        parts = code_parts(cell.loss, cell.dataset, cell.protocol)
+        if get_protocol(cell.protocol).task == "retrieval":
+            from losslab.bench import embedding
+
+            result, info, kind = embedding.retrieval_cell(cell)
+            device = "cpu"  # the embedding trainer has no device option
+            columns = embedding.METRIC_COLUMNS
+        else:
+            data, info = build_split(cell)
+            torch.manual_seed(cell.seed)
+            kind = resolve_model_kind(cell.model, info["modality"], info["input_shape"])
+            model = build_model(
+                kind, info["input_shape"], data.num_classes, modality=info["modality"]
+            )
+            loss_config = resolve_loss_config(cell.loss_config, data.y_train, data.num_classes)
+            loss_fn = losslab.loss_info(cell.loss).build(
+                num_samples=len(data.X_train), **loss_config
+            )
+            result = train(model, loss_fn, data, replace(cell.train_config(), device=device))
     except (ValueError, TypeError, RuntimeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise CellError(
@@ -172,8 +184,8 @@ def run_cell(cell: Cell | Mapping[str, Any], *, device: str = "cpu") -> dict[str
         torch.set_num_threads(threads)
     f = result.final
     noise_kind, noise_rate = corruption_rate(cell.corruption)
-    metrics = {c: None if f is None else f[s][m] for c, (s, m) in METRIC_COLUMNS.items()}
-    if f is not None:
+    metrics = {c: None if f is None else f[s][m] for c, (s, m) in columns.items()}
+    if f is not None and "acc" in f["test"]:
         metrics["test_top5"] = f["test"].get("top5", f["test"]["acc"])
     metrics.update(nc_columns(f))
     return {

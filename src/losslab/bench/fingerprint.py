@@ -12,7 +12,9 @@ the same code):
   losses, the functions that update or refresh its state, plus their qualified names;
 * ``trainer``: ``losslab/bench/trainer.py``, with what it measures once on the reported
   weights (``cell_metrics.py``) and how a cell fills loss configs from its training
-  labels (``loss_config.py``);
+  labels (``loss_config.py``); for cells of a retrieval protocol also
+  ``losslab/bench/embedding.py`` (their split, batches, heads and trainer) and
+  ``losslab/metrics/retrieval.py``;
 * ``model``: ``losslab/bench/models.py``;
 * ``data``: the dataset's catalogue entry (source, split, checksum of the arrays), the
   corruption and split code, and the functions of the bench that build a cell's split.
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import losslab
+from losslab.bench.protocol import DEFAULT_PROTOCOL, PROTOCOLS
 
 __all__ = ["PARTS", "changed_parts", "code_parts", "fingerprint"]
 
@@ -78,6 +81,10 @@ def _function_text(fn: Callable[..., Any]) -> str:
 
 
 def _loss_functions(loss: str) -> tuple[Callable[..., Any], ...]:
+    from losslab.bench.embedding import HEAD_METHODS
+
+    if loss in HEAD_METHODS:  # a retrieval method that is a head, not a registered loss
+        return (HEAD_METHODS[loss].forward,)
     spec = losslab.loss_info(loss)
     state = spec.state
     extra = () if state is None else (state.init, state.update, state.refresh, state.refresh_due)
@@ -111,38 +118,46 @@ def _data_text(dataset: str) -> str:
     )
 
 
-def code_parts(loss: str, dataset: str) -> dict[str, str]:
-    """The fingerprint of each part (``PARTS``) for a cell of ``loss`` on ``dataset``.
+def _trainer_modules(protocol: str) -> tuple[str, ...]:
+    common = ("losslab.bench.trainer", "losslab.bench.cell_metrics", "losslab.bench.loss_config")
+    proto = PROTOCOLS.get(protocol)
+    if proto is not None and proto.task == "retrieval":
+        return (*common, "losslab.bench.embedding", "losslab.metrics.retrieval")
+    return common
+
+
+def code_parts(loss: str, dataset: str, protocol: str = DEFAULT_PROTOCOL) -> dict[str, str]:
+    """The fingerprint of each part (``PARTS``) for a cell of ``loss`` on ``dataset``
+    under ``protocol``.
 
     Computed once per process for each registered loss and dataset; a loss registered
     again (new kernel) is hashed again.
     """
     fns = _loss_functions(loss)
-    cache_key = (loss, fns, dataset)
+    modules = _trainer_modules(protocol)
+    cache_key = (loss, fns, dataset, modules)
     if cache_key not in _CACHE:
         _CACHE[cache_key] = {
             "loss": _digest(*sorted({_function_text(f) for f in fns})),
-            "trainer": _digest(
-                _module_text("losslab.bench.trainer"),
-                _module_text("losslab.bench.cell_metrics"),
-                _module_text("losslab.bench.loss_config"),
-            ),
+            "trainer": _digest(*(_module_text(m) for m in modules)),
             "model": _digest(_module_text("losslab.bench.models")),
             "data": _digest(_data_text(dataset)),
         }
     return dict(_CACHE[cache_key])
 
 
-def fingerprint(loss: str, dataset: str) -> str:
+def fingerprint(loss: str, dataset: str, protocol: str = DEFAULT_PROTOCOL) -> str:
     """One hash of :func:`code_parts` (16 hex digits)."""
-    parts = code_parts(loss, dataset)
+    parts = code_parts(loss, dataset, protocol)
     return _digest(*(f"{p}={parts[p]}" for p in PARTS))
 
 
-def changed_parts(stored: Mapping[str, str] | None, loss: str, dataset: str) -> list[str]:
+def changed_parts(
+    stored: Mapping[str, str] | None, loss: str, dataset: str, protocol: str = DEFAULT_PROTOCOL
+) -> list[str]:
     """The parts whose code differs from ``stored`` (a row's ``code``); every part when
     the row predates fingerprints (``None``)."""
-    now = code_parts(loss, dataset)
+    now = code_parts(loss, dataset, protocol)
     if not stored:
         return list(PARTS)
     return [p for p in PARTS if stored.get(p) != now[p]]

@@ -29,6 +29,7 @@ from losslab.bench.protocol import (
     FAITHFUL_PROTOCOL,
     MODEL_KINDS,
     PROTOCOLS,
+    RETRIEVAL_PROTOCOL,
     SELECT_METRICS,
     TrainConfig,
     get_protocol,
@@ -169,7 +170,7 @@ class Cell:
     @property
     def fingerprint(self) -> str:
         """Hash of the code that decides the result (``losslab.bench.fingerprint``)."""
-        return fingerprint(self.loss, self.dataset)
+        return fingerprint(self.loss, self.dataset, self.protocol)
 
     @property
     def key(self) -> str:
@@ -527,6 +528,24 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {"epochs": 30, "batch_size": 256, "patience": 8},
         "model": "mlp",
     },
+    # zero-shot retrieval (losslab.bench.embedding): train on half of the classes, Recall@k
+    # and MAP@R on the other half; training settings are the retrieval protocol's
+    "retrieval": {
+        "datasets": ["glyphs", "fashion_mnist"],
+        "corruptions": ["clean"],
+        "losses": [
+            "multi_similarity",
+            "supcon",
+            "arcface",
+            "unpg",
+            "proto_triplet",
+            "ebv",
+            "ce",
+        ],
+        "seeds": [0, 1, 2],
+        "lrs": [3e-4, 1e-3, 3e-3],
+        "protocol": RETRIEVAL_PROTOCOL,
+    },
 }
 _TRAINING_KEYS = ("train", "model", "lrs")
 
@@ -782,7 +801,12 @@ def make_grid(
         raw = spec.get("loss_grids")
         grids: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
         problems += _name_problems(
-            where, spec.get("losses"), grids, spec.get("datasets"), check_data=check_data
+            where,
+            spec.get("losses"),
+            grids,
+            spec.get("datasets"),
+            check_data=check_data,
+            protocol=spec.get("protocol", DEFAULT_PROTOCOL),
         )
     if problems or grid is None:
         raise GridError(problems)
@@ -798,12 +822,25 @@ def _close(name: str, known: Iterable[str]) -> str:
 
 
 def _name_problems(
-    where: str, losses: Any, loss_grids: Mapping[str, Any], datasets: Any, *, check_data: bool
+    where: str,
+    losses: Any,
+    loss_grids: Mapping[str, Any],
+    datasets: Any,
+    *,
+    check_data: bool,
+    protocol: Any = DEFAULT_PROTOCOL,
 ) -> list[str]:
     """Unknown losses, configs a loss rejects, unknown and unfetched datasets. Tolerates
-    malformed values (the structural checks report those)."""
+    malformed values (the structural checks report those). Retrieval grids also accept
+    head methods (``ebv``) and check that each loss can train an embedding."""
     out: list[str] = []
     known_losses = losslab.list_losses()
+    proto = PROTOCOLS.get(protocol) if isinstance(protocol, str) else None
+    retrieval = proto is not None and proto.task == "retrieval"
+    if retrieval:
+        from losslab.bench import embedding
+
+        known_losses = [*known_losses, *embedding.HEAD_METHODS]
     for loss in losses if isinstance(losses, list) else []:
         if not isinstance(loss, str):
             continue
@@ -817,13 +854,15 @@ def _name_problems(
                 )
             )
             continue
-        spec = losslab.loss_info(loss)
         cfgs = loss_grids.get(loss, LDR_LOSS_GRIDS.get(loss, [{}]))
         for i, cfg in enumerate(cfgs if isinstance(cfgs, list) else []):
             if not isinstance(cfg, Mapping):
                 continue
             try:
-                spec.build(num_samples=8, **resolve_loss_config(cfg))
+                if retrieval:
+                    embedding.check_method(loss, cfg)
+                else:
+                    losslab.loss_info(loss).build(num_samples=8, **resolve_loss_config(cfg))
             except (TypeError, ValueError) as exc:
                 out.append(
                     problem(
@@ -853,7 +892,12 @@ def check_grid(grid: GridSpec, *, check_data: bool = True) -> list[str]:
     loss rejects, and (``check_data``) datasets that are not fetched."""
     grids = {loss: grid.configs(loss) for loss in grid.losses}
     return _name_problems(
-        f"grid {grid.name}", grid.losses, grids, grid.datasets, check_data=check_data
+        f"grid {grid.name}",
+        grid.losses,
+        grids,
+        grid.datasets,
+        check_data=check_data,
+        protocol=grid.protocol,
     )
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "MODEL_KINDS",
     "OPTIMIZERS",
     "PROTOCOLS",
+    "RETRIEVAL_PROTOCOL",
     "SCHEDULES",
     "SELECT_METRICS",
     "Protocol",
@@ -141,7 +142,9 @@ class Protocol:
     grid's ``auto`` model becomes (``auto`` stays per dataset: CNN for images, else MLP);
     ``scaling``: ``standardize`` (z-scores) or ``minmax`` (to [-1, 1]), both from training
     statistics; ``uniform_noise``: the corruption kind a grid's ``uniform`` means;
-    ``lrs``: the learning rates of a grid that names none.
+    ``lrs``: the learning rates of a grid that names none; ``task``: ``classification``
+    or ``retrieval`` (embedding cells, :mod:`losslab.bench.embedding`), which decides
+    how a cell trains and which metric columns its row has.
     """
 
     name: str
@@ -155,6 +158,7 @@ class Protocol:
     #: (noise seed ``seed // k``, fold ``seed % k``)
     folds: int | None = None
     doc: str = field(default="", compare=False)
+    task: str = "classification"
 
     @property
     def standardize(self) -> bool:
@@ -243,6 +247,26 @@ PROTOCOLS: dict[str, Protocol] = {
             doc="the LDR code's tanh MLP, SGD step schedule, min-max features, redraw noise, "
             "5 unshuffled folds",
         ),
+        Protocol(
+            name="retrieval",
+            # embedding MLP on the seen classes, class-balanced batches, early stopping on
+            # seen-validation Recall@1 (losslab.bench.embedding)
+            train={
+                "optimizer": "adam",
+                "weight_decay": 0.0,
+                "batch_size": 128,
+                "epochs": 40,
+                "schedule": "cosine",
+                "shuffle": True,
+                "patience": 8,
+            },
+            model="mlp",
+            scaling="standardize",
+            uniform_noise="uniform",
+            lrs=(1e-3,),
+            doc="embedding MLP on seen classes, Recall@k and MAP@R on unseen classes",
+            task="retrieval",
+        ),
     )
 }
 
@@ -251,6 +275,8 @@ PROTOCOLS: dict[str, Protocol] = {
 DEFAULT_PROTOCOL = "tuned"
 #: the LDR code's protocol, named here once (presets refer to it through this constant)
 FAITHFUL_PROTOCOL = "ldr-faithful"
+#: zero-shot retrieval of embeddings (losslab.bench.embedding)
+RETRIEVAL_PROTOCOL = "retrieval"
 
 
 def get_protocol(name: str) -> Protocol:

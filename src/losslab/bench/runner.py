@@ -62,7 +62,8 @@ def stale_rows(store: ResultStore, plan: Plan) -> list[StaleRow]:
         cfg = ",".join(f"{k}={v}" for k, v in sorted((r["loss_config"] or {}).items()))
         label = f"{r['dataset']}/{r['corruption']}/{r['loss']}({cfg})/lr={r['lr']:g}/s{r['seed']}"
         try:
-            changed = tuple(changed_parts(r["code"], r["loss"], r["dataset"]))
+            protocol = plan.grid.protocol  # every member of a grid trains under its protocol
+            changed = tuple(changed_parts(r["code"], r["loss"], r["dataset"], protocol))
         except ValueError:  # a loss or dataset that no longer exists
             changed = ("loss",)
         out.append(StaleRow(r["key"], label, changed))

@@ -49,3 +49,39 @@ def train_val_split(
     mask = np.ones(len(labels), bool)
     mask[val] = False
     return np.flatnonzero(mask).astype(np.int64), val.astype(np.int64)
+
+
+def class_split(
+    num_classes: int, *, unseen_fraction: float = 0.5, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split the class ids ``range(num_classes)`` into sorted (seen, unseen) arrays.
+
+    Zero-shot retrieval trains on the seen classes and retrieves among the unseen ones.
+    ``round(unseen_fraction * num_classes)`` classes, at least 1 and leaving at least 2
+    seen (a pair loss needs negatives), are drawn by a seeded permutation
+    (``numpy.random.default_rng(seed)``), so the split does not follow the class order.
+
+    Example:
+        >>> from losslab.data.split import class_split
+        >>> seen, unseen = class_split(10, seed=0)
+        >>> len(seen), len(unseen), sorted([*seen, *unseen]) == list(range(10))
+        (5, 5, True)
+    """
+    where = "class_split"
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
+        raise TypeError(f"{where}: num_classes expected an int >= 3, got {num_classes!r}")
+    if num_classes < 3:
+        raise ValueError(f"{where}: num_classes expected an int >= 3, got {num_classes!r}")
+    if isinstance(unseen_fraction, bool) or not isinstance(unseen_fraction, (int, float)):
+        raise TypeError(
+            f"{where}: unseen_fraction expected a float in (0, 1), got {unseen_fraction!r}"
+        )
+    if not 0.0 < float(unseen_fraction) < 1.0:
+        raise ValueError(
+            f"{where}: unseen_fraction expected a float in (0, 1), got {unseen_fraction!r}"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"{where}: seed expected an int, got {seed!r}")
+    k = min(max(round(unseen_fraction * num_classes), 1), int(num_classes) - 2)
+    order = np.random.default_rng(int(seed)).permutation(int(num_classes))
+    return np.sort(order[k:]).astype(np.int64), np.sort(order[:k]).astype(np.int64)

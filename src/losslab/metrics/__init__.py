@@ -1,6 +1,6 @@
 """Evaluation metrics: accuracy family, NLL, calibration (ECE and its relatives, Brier
 score, smooth ECE, reliability bins; functional and stateful) and embedding quality
-(alignment, uniformity)."""
+(alignment, uniformity), retrieval (Recall@k, MAP@R)."""
 
 from losslab.metrics.calibration import (
     ReliabilityBins,
@@ -27,6 +27,7 @@ from losslab.metrics.classification import (
     worst_class_recall,
 )
 from losslab.metrics.embedding import alignment, uniformity
+from losslab.metrics.retrieval import map_at_r, recall_at_k, retrieval_metrics
 from losslab.metrics.stateful import AdaptiveECE, CalibrationMetrics
 
 __all__ = [
@@ -45,10 +46,13 @@ __all__ = [
     "expected_calibration_error",
     "log_softmax",
     "macro_f1",
+    "map_at_r",
     "mce",
     "nll",
+    "recall_at_k",
     "reliability",
     "reliability_bins",
+    "retrieval_metrics",
     "smooth_ece",
     "top_label_confidence",
     "topk_accuracy",
