@@ -35,7 +35,7 @@ DEFAULT_EXPORT = Path("results/export")
 WHERE = "bench run"
 
 #: shown in --help without importing the protocol module (a test keeps them in sync)
-PROTOCOL_NAMES = ("tuned", "ldr-faithful")
+PROTOCOL_NAMES = ("tuned", "ldr-faithful", "retrieval")
 DEVICES = "cpu | cuda | cuda:N | mps"
 
 app = typer.Typer(
