@@ -178,3 +178,20 @@ def test_store_written_before_the_columns_reports_the_same(grid_store, frame, tm
     assert all(r["test_map_at_r"] is None for r in old.rows())
     assert {c for c, _ in RESULT_COLUMNS} >= set(FLAT)
     pd.testing.assert_frame_equal(leaderboard(final_frame(old, gid)), leaderboard(frame))
+
+
+def test_loss_without_a_finite_epoch_ranks_last(grid_store, frame, tmp_path, monkeypatch):
+    from losslab.bench import report as report_mod
+
+    # every seed of multi_similarity under noise diverged before a finite epoch
+    bad = (frame["loss"] == "multi_similarity") & (frame["corruption"] == "uniform:0.4")
+    rows = frame.copy()
+    rows.loc[bad, FLAT] = np.nan
+    rows.loc[bad, "diverged"] = True
+    monkeypatch.setattr(report_mod, "final_frame", lambda *_: rows)
+    text = write_report(grid_store, tmp_path / "out").markdown.read_text()
+    assert "multi_similarity in digits/uniform:0.4" in text
+    assert "(counted as Recall@1 0 in the paired comparisons)" in " ".join(text.split())
+    table = text.split("## digits: ")[1]
+    row = next(line for line in table.splitlines() if line.startswith("| multi_similarity |"))
+    assert row.count("diverged") == 3
