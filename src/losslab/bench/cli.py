@@ -66,6 +66,11 @@ _LIVE_KEYS = (
     "train_clean_acc",
     "val_acc",
     "val_nll",
+    # retrieval rows: the board ranks Recall@1 when the protocol's task is retrieval
+    "protocol",
+    "test_recall_at_1",
+    "test_map_at_r",
+    "train_clean_recall_at_1",
 )
 
 
