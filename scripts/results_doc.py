@@ -8,8 +8,10 @@ the note, then the body of ``losslab report`` (leaderboard with the mean rank pe
 bootstrap interval and the verdict against CE; the Friedman test, the Nemenyi critical
 difference and its diagram; each loss against CE; accuracy vs noise per loss family; mean +-
 std test top-1 per loss x corruption for each dataset; under-fitting check; calibration;
-selected configurations). A grid with unfinished cells, or a store that cannot be read, is
-one line on stderr and exit status 2: only finished tables go in docs.
+selected configurations). A retrieval grid (protocol ``retrieval``) ranks test Recall@1 and
+tabulates Recall@1, Recall@4 and MAP@R on the unseen classes instead, without the calibration
+panels. A grid with unfinished cells, or a store that cannot be read, is one line on stderr and
+exit status 2: only finished tables go in docs.
 """
 
 from __future__ import annotations

@@ -59,52 +59,73 @@ _LIVE_KEYS = (
     "train_clean_acc",
     "val_acc",
     "val_nll",
+    # retrieval rows: the board ranks Recall@1 when the protocol's task is retrieval
+    "protocol",
+    "test_recall_at_1",
+    "test_map_at_r",
+    "train_clean_recall_at_1",
 )
 
 
 def _board_table(board: pd.DataFrame, title: str, limit: int = 25) -> Table:
     """The leaderboard's columns, narrow enough for an 80-column terminal; the caption
-    says what each short heading means."""
+    says what each short heading means. A retrieval grid's board shows Recall@1 and MAP@R
+    where a classification board shows accuracy and ECE."""
     import pandas as pd
     from rich import box
     from rich.table import Table
 
+    from losslab.bench.report import RETRIEVAL_BOARD_COLUMNS
     from losslab.bench.stats import REFERENCE
 
     ref = REFERENCE
+    retrieval = set(RETRIEVAL_BOARD_COLUMNS) <= set(board.columns)
+    if retrieval:
+        means = ("test_recall_at_1", "test_map_at_r", "train_clean_recall_at_1")
+        heads = ("R@1", "MAP@R", "train")
+        what = (
+            "test Recall@1 over groups (1 = best), 95% CI: bootstrap over groups; R@1, "
+            "MAP@R: test (unseen classes); train: clean-label training Recall@1"
+        )
+    else:
+        means = ("test_acc", "test_ece", "train_clean_acc")
+        heads = ("acc", "ECE", "train")
+        what = (
+            "test accuracy over groups (1 = best), 95% CI: bootstrap over groups; acc, ECE: "
+            "test; train: clean-label training accuracy"
+        )
     t = Table(
         title=title,
         title_justify="left",
         caption=(
-            "rank: mean rank of test accuracy over groups (1 = best), 95% CI: bootstrap over "
-            f"groups; acc, ECE: test; train: clean-label training accuracy; w/t/l, p "
-            f"(Holm-corrected Wilcoxon) and better?: against {ref} over (group, seed) pairs"
+            f"rank: mean rank of {what}; w/t/l, p (Holm-corrected Wilcoxon) and better?: "
+            f"against {ref} over (group, seed) pairs"
         ),
         caption_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
+        # one space between columns: a board of 17-letter loss names fits 80 columns
+        collapse_padding=True,
     )
-    for col in ("#", "loss", "rank", "95% CI", "acc", "ECE", "train", "w/t/l", "p", "better?"):
+    for col in ("#", "loss", "rank", "95% CI", *heads, "w/t/l", "p", "better?"):
         t.add_column(col, justify="left" if col == "loss" else "right", no_wrap=True)
 
     def num(v: Any, digits: int = 3) -> str:
         return "" if pd.isna(v) else f"{float(v):.{digits}f}"
 
-    for i, r in enumerate(board.head(limit).itertuples(index=False), 1):
-        ci = "" if pd.isna(r.rank_lo) else f"{r.rank_lo:.1f}-{r.rank_hi:.1f}"
-        wtl = "" if pd.isna(r.wins) else f"{int(r.wins)}/{int(r.ties)}/{int(r.defeats)}"
-        p = "" if pd.isna(r.p_holm) else f"{float(r.p_holm):.2g}"
+    for i, r in enumerate(board.head(limit).to_dict("records"), 1):
+        ci = "" if pd.isna(r["rank_lo"]) else f"{r['rank_lo']:.1f}-{r['rank_hi']:.1f}"
+        wtl = "" if pd.isna(r["wins"]) else f"{int(r['wins'])}/{int(r['ties'])}/{int(r['defeats'])}"
+        p = "" if pd.isna(r["p_holm"]) else f"{float(r['p_holm']):.2g}"
         t.add_row(
             str(i),
-            str(r.loss),
-            num(r.mean_rank, 2),
+            str(r["loss"]),
+            num(r["mean_rank"], 2),
             ci,
-            num(r.test_acc),
-            num(r.test_ece),
-            num(r.train_clean_acc),
+            *(num(r[c]) for c in means),
             wtl,
             p,
-            str(r.better_than_ce),
+            str(r["better_than_ce"]),
         )
     return t
 
@@ -547,9 +568,8 @@ def status(
     """Grids in the store, their progress, and the newest grid's leaderboard (reads only)."""
     from rich.table import Table
 
-    from losslab.bench.report import final_frame, leaderboard, resolve_grid, stats_line
+    from losslab.bench.report import final_frame, grid_stats, leaderboard, resolve_grid, stats_line
     from losslab.bench.report import progress as grid_progress
-    from losslab.bench.stats import bench_stats
     from losslab.bench.store import ResultStore
 
     results = ResultStore(store)
@@ -557,7 +577,7 @@ def status(
         grids = results.grids()
         info = resolve_grid(results, grid)
         finals = final_frame(results, info["grid"])
-        st = bench_stats(finals) if len(finals) else None
+        st = grid_stats(finals) if len(finals) else None
         board = leaderboard(finals, st)
     except ValueError as exc:
         raise _fail(exc) from None

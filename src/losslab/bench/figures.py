@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from losslab.bench.stats import REFERENCE, BenchStats
+from losslab.bench.stats import METRIC_NAMES, REFERENCE, BenchStats
 from losslab.metrics import ReliabilityBins
 
 if TYPE_CHECKING:
@@ -89,9 +89,12 @@ def _curve(ax: Axes, part: pd.DataFrame, loss: str, **style: Any) -> None:
         )
 
 
-def accuracy_by_family(df: pd.DataFrame, path: Path, reference: str = REFERENCE) -> None:
-    """Test accuracy vs noise rate (mean ± std over seeds): one row per loss family, one
-    column per dataset, the family's legend to the right
+def accuracy_by_family(
+    df: pd.DataFrame, path: Path, reference: str = REFERENCE, metric: str = "test_acc"
+) -> None:
+    """Test accuracy (or another ``metric`` column, e.g. ``test_recall_at_1``) vs noise
+    rate (mean ± std over seeds): one row per loss family, one column per dataset, the
+    family's legend to the right
     of its row; the reference loss in black in every panel; solid lines for uniform noise,
     dashed for class-dependent noise, each starting from the clean point."""
     from matplotlib import colormaps
@@ -100,7 +103,8 @@ def accuracy_by_family(df: pd.DataFrame, path: Path, reference: str = REFERENCE)
     datasets = list(dict.fromkeys(df["dataset"]))
     fams = _families(df["loss"].unique().tolist(), reference)
     stats = df.groupby(["dataset", "loss", "noise_kind", "noise_rate"], as_index=False)
-    g = stats["test_acc"].agg(["mean", "std"])
+    g = stats[metric].agg(["mean", "std"])
+    name = METRIC_NAMES.get(metric, metric)
     fig = _figure(3.4 * len(datasets) + 1.6, 2.3 * len(fams) + 0.7)
     axes = fig.subplots(len(fams), len(datasets), sharex=True, squeeze=False)
     cmap = colormaps["tab10"]
@@ -120,14 +124,15 @@ def accuracy_by_family(df: pd.DataFrame, path: Path, reference: str = REFERENCE)
             if row == len(fams) - 1:
                 ax.set_xlabel("noise rate", fontsize=8)
             if col == 0:
-                ax.set_ylabel("test accuracy", fontsize=8)
+                ax.set_ylabel(name, fontsize=8)
         handles = [Line2D([], [], markersize=5, label=n, **st) for n, st in styles.items()]
         axes[row][-1].legend(
             handles=handles, loc="upper left", bbox_to_anchor=(1.03, 1.0), fontsize=8,
             frameon=False, title=fam, title_fontsize=8,
         )  # fmt: skip
     fig.suptitle(
-        f"Test accuracy vs training-label noise (mean ± std over seeds)\n{reference} in black "
+        f"{name[0].upper()}{name[1:]} vs training-label noise (mean ± std over seeds)\n"
+        f"{reference} in black "
         "in every panel\nsolid: uniform noise, dashed: class-dependent noise",
         fontsize=10,
     )
@@ -155,7 +160,7 @@ def mean_rank_figure(st: BenchStats, path: Path) -> None:
         ax.set_yticks(y, [str(n) for n in r.index], fontsize=8)
         ax.set_xlim(0.5, len(st.mean_rank) + 0.5)
     ax.set_xlabel(
-        f"mean rank of test accuracy over {st.n_groups} (dataset, corruption) groups "
+        f"mean rank of {st.metric_name} over {st.n_groups} (dataset, corruption) groups "
         "(1 = best; bars: 95% bootstrap interval)",
         fontsize=8,
     )

@@ -18,16 +18,21 @@ import pandas as pd
 from losslab.bench import figures
 from losslab.bench.grid import GridError, GridSpec, corruption_rate
 from losslab.bench.plan import Plan
-from losslab.bench.protocol import problem
+from losslab.bench.protocol import get_protocol, problem
 from losslab.bench.stats import EXACT_MAX, MIN_PAIRS, REFERENCE, BenchStats, bench_stats
 from losslab.bench.store import ResultStore
 
 __all__ = [
+    "CLASSIFICATION",
+    "RETRIEVAL",
     "ReportFiles",
+    "TaskView",
     "board_display",
     "diverged_frame",
     "final_frame",
     "grid_plan",
+    "grid_stats",
+    "grid_task",
     "leaderboard",
     "markdown_to_html",
     "progress",
@@ -85,9 +90,22 @@ def progress(info: Mapping[str, Any]) -> tuple[int, int]:
 
 
 def final_frame(store: ResultStore, grid_id: str) -> pd.DataFrame:
-    """One row per finished final cell of the grid (JSON columns parsed)."""
+    """One row per finished final cell of the grid (JSON columns parsed). Retrieval rows
+    stored before the store had their flat metric columns get them from ``metrics``."""
     keys = [m["key"] for m in store.members(grid_id, "final")]
-    return pd.DataFrame(store.rows(keys))
+    return pd.DataFrame([_flat_retrieval(r) for r in store.rows(keys)])
+
+
+def _flat_retrieval(row: dict[str, Any]) -> dict[str, Any]:
+    metrics = row.get("metrics")
+    if not isinstance(metrics, dict) or "recall_at_1" not in (metrics.get("test") or {}):
+        return row
+    from losslab.bench.embedding import METRIC_COLUMNS
+
+    for col, (split, name) in METRIC_COLUMNS.items():
+        if row.get(col) is None:
+            row[col] = (metrics.get(split) or {}).get(name)
+    return row
 
 
 def diverged_frame(store: ResultStore, grid_id: str) -> pd.DataFrame:
@@ -129,25 +147,92 @@ def _corruption_order(values: Iterable[str]) -> list[str]:
     return sorted(set(values), key=key)
 
 
-_MEAN_COLS = ["test_acc", "test_ece", "test_nll", "test_macro_f1", "train_clean_acc"]
+@dataclass(frozen=True)
+class TaskView:
+    """What a report ranks and shows for the grids of one task (a protocol's ``task``).
 
-BOARD_COLUMNS = [
-    "loss",
-    "mean_rank",
-    "rank_lo",
-    "rank_hi",
-    "test_acc",
-    "test_ece",
-    "test_nll",
-    "train_clean_acc",
-    "groups",
-    "cells",
-    "wins",
-    "ties",
-    "defeats",
-    "p_holm",
-    "better_than_ce",
-]
+    ``metric``: the column ranked (higher is better); ``means``: the per-loss means of the
+    leaderboard, with their headings; ``tables``: the per-dataset mean ± std tables
+    (column, heading); ``train``: the clean-label training score (the under-fitting
+    check); ``calibration``: whether the rows carry class probabilities (ECE, reliability).
+    """
+
+    task: str
+    metric: str
+    means: tuple[tuple[str, str], ...]
+    tables: tuple[tuple[str, str], ...]
+    train: str
+    calibration: bool
+
+
+CLASSIFICATION = TaskView(
+    task="classification",
+    metric="test_acc",
+    means=(
+        ("test_acc", "test acc"),
+        ("test_ece", "ECE"),
+        ("test_nll", "NLL"),
+        ("train_clean_acc", "clean-train acc"),
+    ),
+    tables=(("test_acc", "test accuracy"),),
+    train="train_clean_acc",
+    calibration=True,
+)
+RETRIEVAL = TaskView(
+    task="retrieval",
+    metric="test_recall_at_1",
+    means=(
+        ("test_recall_at_1", "Recall@1"),
+        ("test_recall_at_4", "Recall@4"),
+        ("test_map_at_r", "MAP@R"),
+        ("train_clean_recall_at_1", "clean-train Recall@1"),
+    ),
+    tables=(
+        ("test_recall_at_1", "Recall@1"),
+        ("test_recall_at_4", "Recall@4"),
+        ("test_map_at_r", "MAP@R"),
+    ),
+    train="train_clean_recall_at_1",
+    calibration=False,
+)
+
+
+def _protocol_task(name: Any) -> str | None:
+    try:
+        return get_protocol(str(name)).task
+    except ValueError:
+        return None
+
+
+def grid_task(rows: pd.DataFrame) -> TaskView:
+    """The view of a grid's rows: :data:`RETRIEVAL` when their protocol's task is
+    retrieval (or, for a protocol this library does not know, when they carry test
+    Recall@1 and no test accuracy), else :data:`CLASSIFICATION`."""
+    if "protocol" in rows:
+        tasks = {_protocol_task(p) for p in rows["protocol"].dropna().unique()}
+        if "retrieval" in tasks:
+            return RETRIEVAL
+        if tasks - {None}:
+            return CLASSIFICATION
+    recall = "test_recall_at_1" in rows and bool(rows["test_recall_at_1"].notna().any())
+    acc = "test_acc" in rows and bool(rows["test_acc"].notna().any())
+    return RETRIEVAL if recall and not acc else CLASSIFICATION
+
+
+def grid_stats(rows: pd.DataFrame) -> BenchStats:
+    """:func:`losslab.bench.stats.bench_stats` of a grid's final rows, ranking its task's
+    primary metric (test accuracy, or test Recall@1 for retrieval)."""
+    return bench_stats(rows, metric=grid_task(rows).metric)
+
+
+_MEAN_COLS = ["test_acc", "test_ece", "test_nll", "test_macro_f1", "train_clean_acc"]
+_FLOAT_COLS = _MEAN_COLS + [c for c, _ in RETRIEVAL.means]
+
+_BOARD_HEAD = ["loss", "mean_rank", "rank_lo", "rank_hi"]
+_BOARD_TAIL = ["groups", "cells", "wins", "ties", "defeats", "p_holm", "better_than_ce"]
+BOARD_COLUMNS = [*_BOARD_HEAD, *(c for c, _ in CLASSIFICATION.means), *_BOARD_TAIL]
+#: the leaderboard of a retrieval grid: Recall@1/4, MAP@R and clean-train Recall@1
+RETRIEVAL_BOARD_COLUMNS = [*_BOARD_HEAD, *(c for c, _ in RETRIEVAL.means), *_BOARD_TAIL]
 
 #: a loss "trained" when its clean-label training accuracy exceeds chance (1/K) by this
 #: much on average over its cells; only such losses are compared in the reliability panel
@@ -164,22 +249,19 @@ def leaderboard(
     accuracy over groups, and the paired comparison with cross-entropy over (group, seed)
     pairs: ``wins``/``ties``/``defeats``, Holm-corrected Wilcoxon ``p_holm`` and
     ``better_than_ce`` (rule: :func:`losslab.bench.stats.verdict`; ``ref`` for CE itself).
+    A retrieval grid (:func:`grid_task`) ranks test Recall@1 instead and shows mean
+    Recall@1, Recall@4, MAP@R and clean-train Recall@1 (:data:`RETRIEVAL_BOARD_COLUMNS`).
     ``st``: the statistics of the same rows, when already computed."""
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     if df.empty:
         return pd.DataFrame(columns=BOARD_COLUMNS)
-    df = df.astype({c: float for c in _MEAN_COLS if c in df})
-    st = st if st is not None else bench_stats(df)
-    g = df.groupby(["dataset", "corruption", "loss"], as_index=False)[
-        [c for c in _MEAN_COLS if c in df]
-    ].mean()
-    out = g.groupby("loss").agg(
-        test_acc=("test_acc", "mean"),
-        test_ece=("test_ece", "mean"),
-        test_nll=("test_nll", "mean"),
-        train_clean_acc=("train_clean_acc", "mean"),
-        groups=("test_acc", "size"),
-    )
+    view = grid_task(df)
+    df = df.astype({c: float for c in _FLOAT_COLS if c in df})
+    st = st if st is not None else bench_stats(df, metric=view.metric)
+    means = [c for c, _ in view.means]
+    df = df.assign(**{c: np.nan for c in means if c not in df})
+    g = df.groupby(["dataset", "corruption", "loss"], as_index=False)[means].mean()
+    out = g.groupby("loss").agg(**{c: (c, "mean") for c in means}, groups=(view.metric, "size"))
     out["mean_rank"] = st.mean_rank
     out["rank_lo"] = st.rank_ci["lo"]
     out["rank_hi"] = st.rank_ci["hi"]
@@ -193,8 +275,9 @@ def leaderboard(
     out["better_than_ce"] = out["better_than_ce"].fillna("n/a")
     if st.reference in out.index:
         out.loc[st.reference, "better_than_ce"] = "ref"
-    out = out.reset_index().sort_values(["mean_rank", "test_acc"], ascending=[True, False])
-    return out[BOARD_COLUMNS].reset_index(drop=True)
+    out = out.reset_index().sort_values(["mean_rank", view.metric], ascending=[True, False])
+    columns = RETRIEVAL_BOARD_COLUMNS if view is RETRIEVAL else BOARD_COLUMNS
+    return out[columns].reset_index(drop=True)
 
 
 # ------------------------------------------------------------------------------ tables
@@ -232,7 +315,8 @@ def _count(v: Any) -> str:
 
 
 def board_display(board: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
-    """The leaderboard as the report prints it (numbers formatted, one column per idea)."""
+    """The leaderboard as the report prints it (numbers formatted, one column per idea;
+    the means of the board's task: accuracy, ECE, NLL, or Recall@1/4 and MAP@R)."""
     wtl = [
         "" if pd.isna(r.wins) else f"{_count(r.wins)}/{_count(r.ties)}/{_count(r.defeats)}"
         for r in board.itertuples()
@@ -240,15 +324,13 @@ def board_display(board: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFra
     ci = [
         "" if pd.isna(r.rank_lo) else f"{r.rank_lo:.2f}-{r.rank_hi:.2f}" for r in board.itertuples()
     ]
+    view = RETRIEVAL if RETRIEVAL.metric in board else CLASSIFICATION
     return pd.DataFrame(
         {
             "loss": board["loss"],
             "mean rank": [_fmt(float(v)) for v in board["mean_rank"]],
             "95% CI": ci,
-            "test acc": board["test_acc"].astype(float),
-            "ECE": board["test_ece"].astype(float),
-            "NLL": board["test_nll"].astype(float),
-            "clean-train acc": board["train_clean_acc"].astype(float),
+            **{head: board[c].astype(float) for c, head in view.means},
             "groups": board["groups"],
             "cells": board["cells"],
             f"w/t/l vs {reference}": wtl,
@@ -258,17 +340,17 @@ def board_display(board: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFra
     )
 
 
-def _accuracy_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Per dataset: loss x corruption, 'mean ± std' of test accuracy over seeds
+def _accuracy_tables(df: pd.DataFrame, column: str = "test_acc") -> dict[str, pd.DataFrame]:
+    """Per dataset: loss x corruption, 'mean ± std' of ``column`` over seeds
     (``*``: one seed; ``†``: some seed diverged; ``diverged``: no seed has a finite epoch)."""
     out = {}
     order = _corruption_order(df["corruption"])
     df = df.assign(diverged=df["diverged"].fillna(False).astype(bool))
     for ds, part in df.groupby("dataset", sort=False):
         stats = part.groupby(["loss", "corruption"]).agg(
-            mean=("test_acc", "mean"),
-            std=("test_acc", "std"),
-            size=("test_acc", "size"),
+            mean=(column, "mean"),
+            std=(column, "std"),
+            size=(column, "size"),
             div=("diverged", "any"),
         )
         table = pd.DataFrame(index=sorted(part["loss"].unique()))
@@ -290,9 +372,25 @@ def _accuracy_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return out
 
 
-def _clean_train_table(df: pd.DataFrame) -> pd.DataFrame:
-    t = df.astype({"train_clean_acc": float}).pivot_table(
-        index="loss", columns="corruption", values="train_clean_acc", aggfunc="mean", dropna=False
+def _metric_tables(df: pd.DataFrame, view: TaskView) -> dict[str, pd.DataFrame]:
+    """Per dataset: one row per loss, one column per (corruption, metric of the view's
+    tables), as :func:`_accuracy_tables` writes them; the heading is the metric's alone
+    when the grid has one corruption."""
+    per = [(head, _accuracy_tables(df, col)) for col, head in view.tables]
+    single = df["corruption"].nunique() == 1
+    out = {}
+    for ds, first in per[0][1].items():
+        table = first[["loss"]].copy()
+        for c in first.columns[1:]:
+            for head, tables in per:
+                table[head if single else f"{c}: {head}"] = tables[ds][c].to_numpy()
+        out[ds] = table
+    return out
+
+
+def _clean_train_table(df: pd.DataFrame, column: str = "train_clean_acc") -> pd.DataFrame:
+    t = df.astype({column: float}).pivot_table(
+        index="loss", columns="corruption", values=column, aggfunc="mean", dropna=False
     )
     order = [c for c in _corruption_order(df["corruption"]) if c in t.columns]
     return t[order].reset_index()
@@ -377,7 +475,7 @@ def stats_text(st: BenchStats) -> list[str]:
         f = st.friedman
         text = (
             f"Friedman test over {n} (dataset, corruption) groups and {k} losses (value: "
-            "mean test accuracy over seeds of the selected configuration; ties share "
+            f"mean {st.metric_name} over seeds of the selected configuration; ties share "
             f"their average rank, the statistic is corrected for ties): chi-square = "
             f"{f.statistic:.2f}, df = {k - 1}, p = {f.pvalue:.3g}. "
         )
@@ -415,7 +513,8 @@ def stats_text(st: BenchStats) -> list[str]:
         what = "; ".join(f"{loss} in {d}/{c}" for (d, c), loss in st.no_finite)
         out.append(
             "Ranked last in its group because every seed diverged before a finite epoch "
-            f"(counted as accuracy 0 in the paired comparisons): {what}."
+            f"(counted as {st.metric_name.removeprefix('test ')} 0 in the paired "
+            f"comparisons): {what}."
         )
     if n:
         out.append(
@@ -428,7 +527,7 @@ def stats_text(st: BenchStats) -> list[str]:
         return out
     out.append(
         f"Paired comparison with {ref} over the (dataset, corruption, seed) pairs both "
-        "losses have: wins, ties and losses of test accuracy, the median difference (loss "
+        f"losses have: wins, ties and losses of {st.metric_name}, the median difference (loss "
         f"minus {ref}) and the two-sided Wilcoxon signed-rank p-value "
         "(zero_method='zsplit': zero differences split between the signed rank sums; exact "
         f"up to {EXACT_MAX} nonzero differences, normal approximation above), "
@@ -461,6 +560,17 @@ def stats_line(st: BenchStats) -> str:
 
 # ------------------------------------------------------------------------------ report
 
+
+RETRIEVAL_NOTES = (
+    "Each cell learns an embedding on the seen classes of its dataset and is scored by "
+    "retrieval among the unseen classes of the test split (cosine similarity; Recall@k: "
+    "a row of the query's class among its k nearest; MAP@R as in Musgrave et al. 2020). "
+    "The learning rate was selected per (dataset, corruption, loss) by Recall@1 on the "
+    "noisy validation split of the seen classes with one seed; the tables report the "
+    "unseen test classes for the selected configuration over all seeds. The clean-train "
+    "Recall@1 is the Recall@1 of the training rows against their *clean* labels: a low "
+    "value means the model under-fits."
+)
 
 DIVERGED_NOTE = (
     "A cell diverges when its logits, loss or evaluation become non-finite; it is a "
@@ -524,37 +634,46 @@ def _write_report(store: ResultStore | str | Path, out: Path, grid: str | None) 
     diverged = diverged_frame(store, info["grid"])
     done, total = progress(info)
     out.mkdir(parents=True, exist_ok=True)
-    df = df.astype({c: float for c in _MEAN_COLS if c in df})
-    st = bench_stats(df)
+    view = grid_task(df)
+    df = df.astype({c: float for c in _FLOAT_COLS if c in df})
+    st = bench_stats(df, metric=view.metric)
     board = leaderboard(df, st)
     ref = st.reference
+    retrieval = view is RETRIEVAL
+    # a noise curve needs more than the clean point; classification reports always draw it
+    noise_curve = not retrieval or df["corruption"].nunique() > 1
 
-    figs = {
-        name: out / f"{name}.png"
-        for name in ("cd_diagram", "mean_rank", "accuracy_vs_noise", "ece", "reliability")
-    }
+    names = ["cd_diagram", "mean_rank"]
+    names += ["accuracy_vs_noise"] if noise_curve else []
+    names += ["ece", "reliability"] if view.calibration else []
+    figs = {name: out / f"{name}.png" for name in names}
     figures.cd_diagram(st, figs["cd_diagram"])
     figures.mean_rank_figure(st, figs["mean_rank"])
-    figures.accuracy_by_family(df, figs["accuracy_vs_noise"], ref)
-    figures.ece_figure(df, figs["ece"], ref)
-    trained = trained_losses(df)
-    order = [str(x) for x in board["loss"] if str(x) in trained]
-    extremes = [order[0], order[-1]] if len(order) > 1 else order
-    tags = ["best", "worst"] if len(extremes) > 1 else ["only"]
-    figures.reliability_figure(
-        df,
-        [(f"{t}: {loss}", loss, "reliability") for t, loss in zip(tags, extremes, strict=True)],
-        figs["reliability"],
-    )
-    calib = _calibration_table(df)
-    if calib is not None and "reliability_ts" in df and extremes:
-        figs["reliability_ts"] = out / "reliability_ts.png"
-        panels = [
-            (f"{t}: {loss}, {when}", loss, col)
-            for t, loss in zip(tags, extremes, strict=True)
-            for when, col in (("before", "reliability"), ("after TS", "reliability_ts"))
-        ]
-        figures.reliability_figure(df, panels, figs["reliability_ts"])
+    if noise_curve:
+        figures.accuracy_by_family(df, figs["accuracy_vs_noise"], ref, view.metric)
+    calib = None
+    extremes: list[str] = []
+    trained: list[str] = []
+    if view.calibration:
+        figures.ece_figure(df, figs["ece"], ref)
+        trained = trained_losses(df)
+        order = [str(x) for x in board["loss"] if str(x) in trained]
+        extremes = [order[0], order[-1]] if len(order) > 1 else order
+        tags = ["best", "worst"] if len(extremes) > 1 else ["only"]
+        figures.reliability_figure(
+            df,
+            [(f"{t}: {loss}", loss, "reliability") for t, loss in zip(tags, extremes, strict=True)],
+            figs["reliability"],
+        )
+        calib = _calibration_table(df)
+        if calib is not None and "reliability_ts" in df and extremes:
+            figs["reliability_ts"] = out / "reliability_ts.png"
+            panels = [
+                (f"{t}: {loss}, {when}", loss, col)
+                for t, loss in zip(tags, extremes, strict=True)
+                for when, col in (("before", "reliability"), ("after TS", "reliability_ts"))
+            ]
+            figures.reliability_figure(df, panels, figs["reliability_ts"])
 
     n_final_div = int((diverged["role"] == "final").sum())
     versions = df["versions"].iloc[0] if "versions" in df else {}
@@ -566,14 +685,14 @@ def _write_report(store: ResultStore | str | Path, out: Path, grid: str | None) 
         f"{df['wall_time_s'].sum():.0f} s; {len(diverged)} diverged cells ({n_final_div} of "
         "them final)."
     )
-    notes = (
+    notes = RETRIEVAL_NOTES if retrieval else (
         "Hyperparameters (learning rate and the loss's own) were selected per (dataset, "
         "corruption, loss) on the noisy validation split with one seed; the tables report "
         "the clean test split for the selected configuration over all seeds. "
         "The clean-train accuracy is the accuracy on the training inputs against their "
         "*clean* labels: a low value under clean labels means the model under-fits, and "
         "the table then measures optimisation speed rather than robustness."
-    )
+    )  # fmt: skip
     title = f"# losslab benchmark report: {_md_cell(info['name'])}"
     md = [title, "", summary, "", notes, ""]
     md += ["## Leaderboard", "", _md_table(board_display(board, ref)), ""]
@@ -590,47 +709,69 @@ def _write_report(store: ResultStore | str | Path, out: Path, grid: str | None) 
     md += ["![mean rank with bootstrap interval](mean_rank.png)", ""]
     if not st.versus.empty:
         md += [f"### Each loss against {ref}", "", _md_table(_versus_table(st)), ""]
-    md += ["## Accuracy vs noise, by loss family", ""]
-    md += ["![accuracy vs noise](accuracy_vs_noise.png)", ""]
-    for ds, t in _accuracy_tables(df).items():
-        md += [f"## {ds}: test accuracy (mean ± std over seeds)", "", _md_table(t), ""]
+    if retrieval:
+        if noise_curve:
+            md += ["## Recall@1 vs noise, by loss family", ""]
+            md += ["![Recall@1 vs noise](accuracy_vs_noise.png)", ""]
+        heads = ", ".join(h for _, h in view.tables[:-1]) + f" and {view.tables[-1][1]}"
+        for ds, t in _metric_tables(df, view).items():
+            md += [
+                f"## {ds}: test {heads} on unseen classes (mean ± std over seeds)",
+                "",
+                _md_table(t),
+                "",
+            ]
+    else:
+        md += ["## Accuracy vs noise, by loss family", ""]
+        md += ["![accuracy vs noise](accuracy_vs_noise.png)", ""]
+        for ds, t in _accuracy_tables(df).items():
+            md += [f"## {ds}: test accuracy (mean ± std over seeds)", "", _md_table(t), ""]
     md += [
         "In these tables \\* marks a result of one seed, † a result with a diverged seed.",
         "",
     ]
-    md += ["## Clean-label training accuracy (under-fitting check)", ""]
-    md += [_md_table(_clean_train_table(df)), ""]
-    md += ["## Calibration", "", "![test ECE per loss](ece.png)", ""]
-    if extremes:
+    what = "Recall@1" if retrieval else "accuracy"
+    md += [f"## Clean-label training {what} (under-fitting check)", ""]
+    md += [_md_table(_clean_train_table(df, view.train)), ""]
+    if not view.calibration:
         md += [
-            f"Reliability of the best ({extremes[0]}) and the worst ({extremes[-1]}) by mean "
-            f"rank among the losses that trained (clean-train accuracy above chance, 1/K, by "
-            f"more than {TRAINED_MARGIN:g} on average over their cells): "
-            f"{_names(trained)}.",
-            "",
-            "![reliability](reliability.png)",
+            "Calibration (ECE, reliability, temperature scaling) is not reported: retrieval "
+            "cells score embeddings by similarity and have no class probabilities.",
             "",
         ]
     else:
-        md += [
-            f"No loss trained (clean-train accuracy above chance, 1/K, by more than "
-            f"{TRAINED_MARGIN:g} on average), so no reliability diagram is compared.",
-            "",
-        ]
-    if calib is not None:
-        md += [
-            "### Temperature scaling",
-            "",
-            "Test ECE before and after temperature scaling fitted on the noisy validation "
-            "split (mean over groups and seeds).",
-            "",
-            _md_table(calib),
-            "",
-        ]
-        if "reliability_ts" in figs:
-            md += ["![reliability after temperature scaling](reliability_ts.png)", ""]
+        md += ["## Calibration", "", "![test ECE per loss](ece.png)", ""]
+        if extremes:
+            md += [
+                f"Reliability of the best ({extremes[0]}) and the worst ({extremes[-1]}) by "
+                f"mean rank among the losses that trained (clean-train accuracy above chance, "
+                f"1/K, by more than {TRAINED_MARGIN:g} on average over their cells): "
+                f"{_names(trained)}.",
+                "",
+                "![reliability](reliability.png)",
+                "",
+            ]
+        else:
+            md += [
+                f"No loss trained (clean-train accuracy above chance, 1/K, by more than "
+                f"{TRAINED_MARGIN:g} on average), so no reliability diagram is compared.",
+                "",
+            ]
+        if calib is not None:
+            md += [
+                "### Temperature scaling",
+                "",
+                "Test ECE before and after temperature scaling fitted on the noisy validation "
+                "split (mean over groups and seeds).",
+                "",
+                _md_table(calib),
+                "",
+            ]
+            if "reliability_ts" in figs:
+                md += ["![reliability after temperature scaling](reliability_ts.png)", ""]
     md += ["## Selected configurations", "", _md_table(_selection_table(df)), ""]
-    md += ["## Diverged cells", "", DIVERGED_NOTE, ""]
+    note = DIVERGED_NOTE.replace("accuracy tables", "metric tables") if retrieval else DIVERGED_NOTE
+    md += ["## Diverged cells", "", note, ""]
     md += [_md_table(diverged) if len(diverged) else "None.", ""]
     md += ["## Versions", "", "`" + json.dumps(versions, sort_keys=True) + "`", ""]
     md_path = out / "report.md"

@@ -3,7 +3,8 @@
 Losses are compared as treatments over blocks, following Demšar (2006, JMLR 7:1-30):
 
 * a **block** (group) is one (dataset, corruption) pair; a loss's value in it is the mean
-  test accuracy over seeds of its selected configuration;
+  over seeds of its selected configuration's primary metric (``metric``: test accuracy,
+  or test Recall@1 for a retrieval grid; higher is better);
 * the **Friedman test** asks whether the mean ranks of the losses differ at all;
 * the **Nemenyi critical difference** ``CD = q_alpha * sqrt(k (k + 1) / (6 N))`` (``q_alpha``:
   the studentized range quantile for ``k`` means and infinite degrees of freedom, divided
@@ -52,6 +53,7 @@ from losslab._validate import describe, fail
 __all__ = [
     "ALPHA",
     "EXACT_MAX",
+    "METRIC_NAMES",
     "MIN_PAIRS",
     "REFERENCE",
     "BenchStats",
@@ -75,6 +77,8 @@ ALPHA = 0.05
 #: smallest two-sided exact Wilcoxon p-value is 2 / 2**5 = 0.0625 > 0.05, with 6 it is 0.031.
 MIN_PAIRS = 6
 REFERENCE = "ce"
+#: how the texts and figures name a ranked metric column
+METRIC_NAMES = {"test_acc": "test accuracy", "test_recall_at_1": "test Recall@1"}
 GROUP = ["dataset", "corruption"]
 #: Up to this many nonzero differences the signed-rank p-value is exact (every sign
 #: assignment enumerated); above, scipy's normal approximation.
@@ -317,13 +321,13 @@ def verdict(pairs: int, p_holm: float, median_diff: float, alpha: float = ALPHA)
 class BenchStats:
     """Everything :func:`bench_stats` derives from a grid's final rows.
 
-    ``scores``: groups x losses, mean test accuracy over seeds (``-inf``: no seed reached a
+    ``scores``: groups x losses, mean ``metric`` over seeds (``-inf``: no seed reached a
     finite epoch; NaN: no result). ``ranks``: ranks over the complete groups. ``dropped``:
     left-out group -> the losses it lacks. ``no_finite``: (group, loss) ranked last because
     every seed diverged without a finite epoch. ``friedman`` and ``cd`` are ``None`` below
     2 losses or 2 complete groups. ``versus``: per loss, the paired comparison with the
     reference (``pairs``, ``wins``, ``ties``, ``losses``, ``median_diff``, ``p``, ``p_holm``,
-    ``better``), empty when the reference is absent.
+    ``better``), empty when the reference is absent. ``metric``: the column ranked.
     """
 
     scores: pd.DataFrame
@@ -338,6 +342,12 @@ class BenchStats:
     reference: str
     alpha: float
     cliques: list[list[str]] = field(default_factory=list)
+    metric: str = "test_acc"
+
+    @property
+    def metric_name(self) -> str:
+        """The ranked metric as the texts name it (``test accuracy``, ``test Recall@1``)."""
+        return METRIC_NAMES.get(self.metric, self.metric)
 
     @property
     def n_groups(self) -> int:
@@ -358,18 +368,23 @@ def bench_stats(
     alpha: float = ALPHA,
     n_boot: int = 2000,
     seed: int = 0,
+    metric: str = "test_acc",
 ) -> BenchStats:
     """Friedman test, Nemenyi critical difference, bootstrap intervals of mean rank and
     paired comparisons with ``reference`` for the final rows of a grid (columns
-    ``dataset``, ``corruption``, ``loss``, ``seed``, ``test_acc``; one row per
+    ``dataset``, ``corruption``, ``loss``, ``seed`` and ``metric``, higher is better:
+    ``test_acc``, or ``test_recall_at_1`` for a retrieval grid; one row per
     (group, loss, seed), as selection leaves them)."""
-    missing = [c for c in [*GROUP, "loss", "seed", "test_acc"] if c not in rows]
+    if not isinstance(metric, str):
+        fail("bench_stats", "metric", "a column name", describe(metric))
+    missing = [c for c in [*GROUP, "loss", "seed", metric] if c not in rows]
     if missing:
-        fail("bench_stats", "rows", "columns dataset, corruption, loss, seed, test_acc", missing)
+        fail("bench_stats", "rows", f"columns dataset, corruption, loss, seed, {metric}", missing)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         fail("bench_stats", "alpha", "a level in (0, 1)", describe(alpha))
-    df = rows[[*GROUP, "loss", "seed", "test_acc"]].astype({"test_acc": float})
-    g = df.groupby([*GROUP, "loss"])["test_acc"].mean().fillna(-np.inf)
+    df = rows[[*GROUP, "loss", "seed", metric]].astype({metric: float})
+    df = df.rename(columns={metric: "value"})
+    g = df.groupby([*GROUP, "loss"])["value"].mean().fillna(-np.inf)
     scores = g.unstack("loss") if len(g) else pd.DataFrame()
     losses = sorted(scores.columns) if len(scores) else []
     scores = scores.reindex(columns=losses)
@@ -404,15 +419,16 @@ def bench_stats(
         reference=reference,
         alpha=float(alpha),
         cliques=cliques,
+        metric=metric,
     )
 
 
 def _versus(df: pd.DataFrame, losses: list[str], reference: str, alpha: float) -> pd.DataFrame:
     if reference not in losses:
         return pd.DataFrame(columns=VERSUS_COLUMNS, index=pd.Index([], name="loss"))
-    # a seed with no finite epoch counts as accuracy 0; an absent seed is no pair
-    acc = df.assign(test_acc=df["test_acc"].fillna(0.0))
-    seeds = acc.groupby([*GROUP, "seed", "loss"])["test_acc"].mean().unstack("loss")
+    # a seed with no finite epoch counts as a score of 0; an absent seed is no pair
+    acc = df.assign(value=df["value"].fillna(0.0))
+    seeds = acc.groupby([*GROUP, "seed", "loss"])["value"].mean().unstack("loss")
     ref = seeds[reference].to_numpy()
     names = [loss for loss in losses if loss != reference]
     if not names:

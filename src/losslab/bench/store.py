@@ -94,6 +94,15 @@ RESULT_COLUMNS: list[tuple[str, str]] = [
     ("nc2", "DOUBLE"),
     ("nc3", "DOUBLE"),
     ("nc4", "DOUBLE"),
+    # retrieval rows (protocol task "retrieval"): Recall@k and MAP@R of unseen classes
+    # (test), of the seen validation set (val), and training Recall@1 on clean labels
+    ("test_recall_at_1", "DOUBLE"),
+    ("test_recall_at_4", "DOUBLE"),
+    ("test_map_at_r", "DOUBLE"),
+    ("val_recall_at_1", "DOUBLE"),
+    ("val_recall_at_4", "DOUBLE"),
+    ("val_map_at_r", "DOUBLE"),
+    ("train_clean_recall_at_1", "DOUBLE"),
 ]
 _NAMES = [c for c, _ in RESULT_COLUMNS]
 _JSON = {"loss_config", "config", "metrics", "curves", "reliability", "versions", "code"}
