@@ -3,7 +3,9 @@
     python examples/noisy_digits.py [--noise 0.4] [--epochs 40] [--seeds 2]
 
 Trains the same small MLP with each loss on noisy training labels and reports test
-accuracy on the clean test split (mean +- std over seeds).
+accuracy on the clean test split (mean +- std over seeds). The training set is wrapped in
+``losslab.data.IndexedDataset``, so every batch carries the sample indices that stateful
+losses (ALDR-KL) take as ``index=``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from rich.console import Console
 from rich.table import Table
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, TensorDataset
 
 import losslab
+from losslab.data import IndexedDataset
 
 LOSSES = ["ce", "focal", "gce", "mae", "sce", "nce_rce", "ldr_kl", "aldr_kl"]
 
@@ -38,11 +42,16 @@ def train(loss_name: str, X, y, Xte, yte, *, epochs: int, seed: int) -> float:
     loss_fn = losslab.build_loss(loss_name, **({"num_samples": n} if spec.stateful else {}))
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
-    g = torch.Generator().manual_seed(seed)
+    batches = DataLoader(
+        IndexedDataset(TensorDataset(X, y)),
+        batch_size=64,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
     for _ in range(epochs):
-        for idx in torch.randperm(n, generator=g).split(64):
+        for xb, yb, idx in batches:
             extra = {"index": idx} if spec.stateful else {}
-            loss = loss_fn(model(X[idx]), y[idx], **extra)
+            loss = loss_fn(model(xb), yb, **extra)
             opt.zero_grad()
             loss.backward()
             opt.step()

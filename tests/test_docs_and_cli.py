@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -100,9 +99,6 @@ def test_every_formula_renders_as_text():
         assert "\\" not in text and opened == text.count(")") + text.count("]"), (name, text)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the data and bench sub-commands still import torch at import time"
-)
 def test_cli_help_does_not_import_torch():
     code = (
         "import sys; from losslab.cli import app; "

@@ -1,28 +1,64 @@
-"""The ``losslab`` command: ``list``, ``info``, and the ``data`` / ``bench`` sub-commands."""
+"""The ``losslab`` command: ``list``, ``info``, and the ``data`` / ``bench`` sub-commands.
+
+The registry (and with it torch) is imported inside the commands that use it, and the
+sub-commands' modules only when they run or show their help (:class:`LosslabGroup`), so
+that ``losslab --help`` answers without loading torch, pandas, duckdb or matplotlib.
+"""
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
+from typing import ClassVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from losslab._mathtext import latex_to_text
+from losslab._cliutil import LazyGroup
+
+
+class LosslabGroup(LazyGroup):
+    """The top-level group: ``data``, ``bench``, ``report``, ``calibrate`` and
+    ``diagnose`` live in their own modules and load on first use."""
+
+    lazy_commands: ClassVar[dict[str, tuple[str, str, str | None, str]]] = {
+        "data": (
+            "losslab.data.cli",
+            "app",
+            None,
+            "Datasets: list, fetch from package registries, register your own.",
+        ),
+        "bench": ("losslab.bench.cli", "app", None, "Run and inspect benchmark grids."),
+        "report": (
+            "losslab.bench.cli",
+            "main",
+            "report",
+            "Write report.md and a self-contained report.html with figures.",
+        ),
+        "calibrate": (
+            "losslab.calibration.cli",
+            "app",
+            "calibrate",
+            "Fit calibrators on --val logits and evaluate them on --apply.",
+        ),
+        "diagnose": (
+            "losslab.calibration.cli",
+            "app",
+            "diagnose",
+            "Neural-collapse measures (NC1-NC4, simplex-ETF distances) of saved features.",
+        ),
+    }
+    extras: ClassVar[dict[str, str]] = {"losslab.data.cli": "cli", "losslab.calibration.cli": "cli"}
+
 
 app = typer.Typer(
     help="losslab: training losses with verified properties, and their benchmark.",
     no_args_is_help=True,
     add_completion=False,
+    cls=LosslabGroup,
 )
 console = Console()
 err_console = Console(stderr=True)
-
-# The registry (and with it torch) is imported inside the commands that use it, so that
-# `losslab --help` and the sub-commands' help answer without loading torch.
 
 
 def _fail(message: str) -> None:
@@ -37,6 +73,9 @@ def list_cmd(
     kind: str | None = typer.Option(None, "--kind", help="Only losses of this input kind."),
 ) -> None:
     """Table of registered losses: name, kind, family, verified properties."""
+    from rich.table import Table
+    from rich.text import Text
+
     from losslab.registry import list_losses, loss_info
 
     try:
@@ -62,6 +101,7 @@ def list_cmd(
 @app.command("info")
 def info_cmd(name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Formula, defaults, properties and reference of one loss."""
+    from losslab._mathtext import latex_to_text
     from losslab.registry import loss_info
 
     try:
@@ -109,28 +149,6 @@ def info_cmd(name: str, as_json: bool = typer.Option(False, "--json", help="Prin
 
 def _jsonable(v: object) -> object:
     return v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
-
-
-def _mount_optional(module: str, name: str, help_text: str) -> None:
-    # Sub-commands whose dependencies (duckdb, matplotlib, ...) live in the `bench` extra.
-    try:
-        sub = importlib.import_module(module)
-    except ImportError:
-        return
-    if hasattr(sub, "app"):
-        app.add_typer(sub.app, name=name, help=help_text)
-
-
-_mount_optional("losslab.data.cli", "data", "Datasets: list and fetch from package registries.")
-_mount_optional("losslab.bench.cli", "bench", "Run and inspect benchmark grids.")
-_mount_optional("losslab.calibration.cli", "", "calibrate and diagnose (top-level commands).")
-
-try:  # `losslab report` is a top-level command of the benchmark.
-    from losslab.bench.cli import report as _report
-
-    app.command("report")(_report)
-except ImportError:
-    pass
 
 
 def main() -> None:

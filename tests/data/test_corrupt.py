@@ -224,12 +224,14 @@ def test_seeded(kind: str) -> None:
 def test_result_invariants(y: list[int], kind: str, rate: float, seed: int) -> None:
     labels = np.asarray(y, np.int64)
     k = 7
-    if kind == "none":
+    if kind in ("none", "given"):
         rate = 0.0
     if kind in ("long_tail", "step"):
         rate = 1.0 + 50 * rate
     X = np.random.default_rng(0).normal(size=(len(labels), 3))
-    res = corrupt(labels, CorruptionSpec(kind, rate), num_classes=k, seed=seed, X=X)
+    given = np.random.default_rng(seed).permutation(labels)
+    spec = CorruptionSpec(kind, rate)
+    res = corrupt(labels, spec, num_classes=k, seed=seed, X=X, noisy_labels=given)
     assert res.labels.dtype == np.int64 and len(res.labels) == len(res.indices)
     assert np.all(np.diff(res.indices) > 0) and res.indices.max() < len(labels)
     assert res.labels.min() >= 0 and res.labels.max() < k

@@ -6,12 +6,47 @@ One direction: configuration (:mod:`~losslab.bench.protocol`, :mod:`~losslab.ben
 See docs/bench.md.
 """
 
-from losslab.bench.cell import run_cell
-from losslab.bench.grid import Cell, GridError, GridSpec, grid_from_file, preset, validate_grid
-from losslab.bench.plan import Plan
-from losslab.bench.protocol import PROTOCOLS, Protocol, TrainConfig
-from losslab.bench.runner import execute, run_grid
-from losslab.bench.store import ResultStore, StoreError
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from losslab.bench.cell import run_cell
+    from losslab.bench.grid import Cell, GridError, GridSpec, grid_from_file, preset, validate_grid
+    from losslab.bench.plan import Plan
+    from losslab.bench.protocol import PROTOCOLS, Protocol, TrainConfig
+    from losslab.bench.runner import execute, run_grid
+    from losslab.bench.store import ResultStore, StoreError
+
+# name -> module; imported on first use, so that `losslab bench --help` (which imports
+# losslab.bench.cli, and with it this package) does not load torch
+_FROM = {
+    "run_cell": "cell",
+    "Cell": "grid",
+    "GridError": "grid",
+    "GridSpec": "grid",
+    "grid_from_file": "grid",
+    "preset": "grid",
+    "validate_grid": "grid",
+    "Plan": "plan",
+    "PROTOCOLS": "protocol",
+    "Protocol": "protocol",
+    "TrainConfig": "protocol",
+    "execute": "runner",
+    "run_grid": "runner",
+    "ResultStore": "store",
+    "StoreError": "store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _FROM:
+        raise AttributeError(f"module 'losslab.bench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"losslab.bench.{_FROM[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "PROTOCOLS",

@@ -56,11 +56,14 @@ class Backend(Protocol):
 
 
 class InProcessBackend:
-    """Run cells sequentially in the calling process."""
+    """Run cells sequentially in the calling process (on ``device``)."""
+
+    def __init__(self, device: str = "cpu"):
+        self.device = device
 
     def run(self, cells: Iterable[Cell], store: ResultStore, on_result: OnResult) -> None:
         for cell in cells:
-            row = run_cell(cell)
+            row = run_cell(cell, device=self.device)
             store.insert(row)
             on_result(row)
 
@@ -94,8 +97,8 @@ def _init_worker(worker_init: WorkerInit) -> None:
         worker_init()
 
 
-def _run_and_store(cell: dict[str, Any], store: ResultStore) -> dict[str, Any]:
-    row = run_cell(cell)
+def _run_and_store(cell: dict[str, Any], store: ResultStore, device: str) -> dict[str, Any]:
+    row = run_cell(cell, device=device)
     store.insert(row)
     return row
 
@@ -104,11 +107,12 @@ class PoolBackend:
     """``workers`` local processes. ``worker_init`` (a picklable, module-level function)
     runs once in each worker, e.g. to register user-defined losses."""
 
-    def __init__(self, workers: int = 2, worker_init: WorkerInit = None):
+    def __init__(self, workers: int = 2, worker_init: WorkerInit = None, device: str = "cpu"):
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(problem("PoolBackend", "workers", "a positive int", repr(workers)))
         self.workers = workers
         self.worker_init = worker_init
+        self.device = device
 
     def run(self, cells: Iterable[Cell], store: ResultStore, on_result: OnResult) -> None:
         todo = iter(cells)
@@ -125,13 +129,13 @@ class PoolBackend:
         )
         try:
             pending: set[Future[dict[str, Any]]] = {
-                pool.submit(_run_and_store, first.to_dict(), store)
+                pool.submit(_run_and_store, first.to_dict(), store, self.device)
             }
             while pending:
                 # draw only as many cells as there are workers, so unstarted cells stay
                 # free for other processes on the same store
                 while len(pending) < self.workers and (cell := next(todo, None)) is not None:
-                    pending.add(pool.submit(_run_and_store, cell.to_dict(), store))
+                    pending.add(pool.submit(_run_and_store, cell.to_dict(), store, self.device))
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     on_result(fut.result())
@@ -150,11 +154,11 @@ class PoolBackend:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _ray_task(cell: dict[str, Any], worker_init: WorkerInit) -> dict[str, Any]:
+def _ray_task(cell: dict[str, Any], worker_init: WorkerInit, device: str) -> dict[str, Any]:
     torch.set_num_threads(1)
     if worker_init is not None:
         worker_init()
-    return run_cell(cell)
+    return run_cell(cell, device=device)
 
 
 class RayBackend:
@@ -167,10 +171,12 @@ class RayBackend:
         address: str | None = None,
         num_cpus: int | None = None,
         worker_init: WorkerInit = None,
+        device: str = "cpu",
     ):
         self.address = address
         self.num_cpus = num_cpus
         self.worker_init = worker_init
+        self.device = device
 
     def _ensure_ray(self) -> Any:
         try:
@@ -201,10 +207,10 @@ class RayBackend:
         ray = self._ensure_ray()
         task = ray.remote(num_cpus=1)(_ray_task)
         limit = max(int(ray.cluster_resources().get("CPU", 1)), 1)
-        pending = [task.remote(first.to_dict(), self.worker_init)]
+        pending = [task.remote(first.to_dict(), self.worker_init, self.device)]
         while pending:
             while len(pending) < limit and (cell := next(todo, None)) is not None:
-                pending.append(task.remote(cell.to_dict(), self.worker_init))
+                pending.append(task.remote(cell.to_dict(), self.worker_init, self.device))
             done, pending = ray.wait(pending, num_returns=1)
             row = ray.get(done[0])
             store.insert(row)
@@ -217,8 +223,10 @@ def make_backend(
     workers: int = 1,
     address: str | None = None,
     worker_init: WorkerInit = None,
+    device: str = "cpu",
 ) -> Backend:
-    """Backend by name; ``workers > 1`` with ``inprocess`` means a local pool."""
+    """Backend by name; ``workers > 1`` with ``inprocess`` means a local pool. ``device``:
+    where every cell trains (no part of the cell keys)."""
     if name not in BACKENDS:
         raise ValueError(problem("bench", "backend", f"one of {list(BACKENDS)}", repr(name)))
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -226,7 +234,7 @@ def make_backend(
     if name == "ray":
         # --workers caps a local Ray instance's CPUs; the default (1) means all cores
         cpus = workers if workers > 1 and not address else None
-        return RayBackend(address=address, num_cpus=cpus, worker_init=worker_init)
+        return RayBackend(address=address, num_cpus=cpus, worker_init=worker_init, device=device)
     if name == "pool" or workers > 1:
-        return PoolBackend(workers=workers, worker_init=worker_init)
-    return InProcessBackend()
+        return PoolBackend(workers=workers, worker_init=worker_init, device=device)
+    return InProcessBackend(device=device)

@@ -11,6 +11,7 @@ import platform
 import socket
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -68,8 +69,15 @@ def build_split(cell: Cell) -> tuple[SplitData, dict[str, Any]]:
     X = np.asarray(ds.X_train, dtype=np.float32)
     y = np.asarray(ds.y_train, dtype=np.int64)
     spec = parse_corruption(cell.corruption).map_kinds(protocol.noise_kind)
+    given = getattr(ds, "y_train_noisy", None)
     res = corrupt(
-        y, spec, num_classes=K, seed=protocol.noise_seed(cell.seed), dataset=cell.dataset, X=X
+        y,
+        spec,
+        num_classes=K,
+        seed=protocol.noise_seed(cell.seed),
+        dataset=cell.dataset,
+        X=X,
+        noisy_labels=given,
     )
     idx = np.asarray(res.indices, dtype=np.int64)
     noisy = np.asarray(res.labels, dtype=np.int64)
@@ -120,8 +128,19 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def run_cell(cell: Cell | Mapping[str, Any]) -> dict[str, Any]:
+def _device_label(device: str) -> str:
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(dev)})"
+    return device
+
+
+def run_cell(cell: Cell | Mapping[str, Any], *, device: str = "cpu") -> dict[str, Any]:
     """Train and evaluate one cell; returns the row for ``ResultStore.insert``.
+
+    ``device`` (``"cpu"``, ``"cuda"``, ``"mps"``) is where it trains; it is recorded with
+    the library versions (``versions["device"]``, the GPU's name included) and is no part
+    of the cell's key. Retrieval (embedding) cells train on the CPU.
 
     Torch runs on one thread inside the cell so that results do not depend on how many
     cores the process was given (thread count changes float reduction order). A cell
@@ -142,6 +161,7 @@ def run_cell(cell: Cell | Mapping[str, Any]) -> dict[str, Any]:
             from losslab.bench import embedding
 
             result, info, kind = embedding.retrieval_cell(cell)
+            device = "cpu"  # the embedding trainer has no device option
             columns = embedding.METRIC_COLUMNS
         else:
             data, info = build_split(cell)
@@ -154,7 +174,7 @@ def run_cell(cell: Cell | Mapping[str, Any]) -> dict[str, Any]:
             loss_fn = losslab.loss_info(cell.loss).build(
                 num_samples=len(data.X_train), **loss_config
             )
-            result = train(model, loss_fn, data, cell.train_config())
+            result = train(model, loss_fn, data, replace(cell.train_config(), device=device))
     except (ValueError, TypeError, RuntimeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise CellError(
@@ -192,7 +212,7 @@ def run_cell(cell: Cell | Mapping[str, Any]) -> dict[str, Any]:
         "metrics": f,
         "curves": result.curves,
         "reliability": result.test_reliability,
-        "versions": library_versions(),
+        "versions": {**library_versions(), "device": _device_label(device)},
         "worker": f"{socket.gethostname()}:{os.getpid()}",
         "finished_at": datetime.now(timezone.utc).replace(tzinfo=None),
         "config_key": code["config_key"],

@@ -1,48 +1,31 @@
 """Command line: ``app`` holds ``run``, ``status``, ``export`` and ``import`` (mounted as
-``losslab bench``), ``report`` is the ``losslab report`` command. A user's mistake or a store fault
-is one line per problem on stderr and exit status 2, never a traceback.
-``python -m losslab.bench.cli`` gives all of them without the top-level CLI."""
+``losslab bench``), ``report`` is the ``losslab report`` command. A user's mistake or a store
+fault is one line per problem on stderr and exit status 2, never a traceback.
+``python -m losslab.bench.cli`` gives all of them without the top-level CLI.
+
+torch, pandas, duckdb and matplotlib are imported inside the commands, so that the help
+of every command answers without loading them (``tests/test_cli_help.py``)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
-from rich import box
-from rich.console import Console, Group
-from rich.live import Live
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
+from rich.console import Console
 
-from losslab.bench.backends import WorkerDiedError, make_backend
-from losslab.bench.grid import PRESETS, GridError, GridSpec, make_grid, merge, spec_from_file
-from losslab.bench.plan import Plan
-from losslab.bench.protocol import DEFAULT_PROTOCOL, PROTOCOLS, problem
-from losslab.bench.report import (
-    RETRIEVAL_BOARD_COLUMNS,
-    final_frame,
-    grid_plan,
-    grid_stats,
-    leaderboard,
-    resolve_grid,
-    stats_line,
-    write_report,
-)
-from losslab.bench.report import progress as grid_progress
-from losslab.bench.runner import StaleRow, execute, stale_rows
-from losslab.bench.stats import REFERENCE
-from losslab.bench.store import ResultStore
+from losslab._cliutil import OneLineErrorsGroup
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.table import Table
+
+    from losslab.bench.grid import GridSpec
+    from losslab.bench.plan import Plan
+    from losslab.bench.runner import StaleRow
+    from losslab.bench.store import ResultStore
 
 __all__ = ["app", "build_grid", "export", "import_", "main", "report", "run", "status"]
 
@@ -51,7 +34,17 @@ DEFAULT_REPORT = Path("results/report")
 DEFAULT_EXPORT = Path("results/export")
 WHERE = "bench run"
 
-app = typer.Typer(help="Run and inspect loss-benchmark grids.", no_args_is_help=True)
+#: shown in --help without importing the protocol module (a test keeps them in sync)
+PROTOCOL_NAMES = ("tuned", "ldr-faithful", "retrieval")
+DEVICES = "cpu | cuda | cuda:N | mps"
+
+app = typer.Typer(
+    help="Run and inspect loss-benchmark grids.",
+    no_args_is_help=True,
+    add_completion=False,
+    cls=OneLineErrorsGroup,
+)
+
 console = Console()
 
 _LIVE_KEYS = (
@@ -78,6 +71,13 @@ def _board_table(board: pd.DataFrame, title: str, limit: int = 25) -> Table:
     """The leaderboard's columns, narrow enough for an 80-column terminal; the caption
     says what each short heading means. A retrieval grid's board shows Recall@1 and MAP@R
     where a classification board shows accuracy and ECE."""
+    import pandas as pd
+    from rich import box
+    from rich.table import Table
+
+    from losslab.bench.report import RETRIEVAL_BOARD_COLUMNS
+    from losslab.bench.stats import REFERENCE
+
     ref = REFERENCE
     retrieval = set(RETRIEVAL_BOARD_COLUMNS) <= set(board.columns)
     if retrieval:
@@ -133,6 +133,10 @@ def _board_table(board: pd.DataFrame, title: str, limit: int = 25) -> Table:
 def _provisional_board(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Leaderboard over the current validation leader of every group (what the selection
     would pick now), so tuning candidates are not averaged together."""
+    import pandas as pd
+
+    from losslab.bench.report import leaderboard
+
     if not rows:
         return leaderboard([])
     df = pd.DataFrame(rows)
@@ -148,6 +152,8 @@ def _fail(exc: BaseException | str, code: int = 2) -> typer.Exit:
 
 
 def _parse_seeds(seeds: str, out: list[str]) -> list[int] | None:
+    from losslab.bench.protocol import problem
+
     expected = "a count like '3' (= 0,1,2) or a list like '0,1' ('5,' = seed 5 only)"
     try:
         parts = [int(s) for s in seeds.split(",") if s.strip()]
@@ -174,10 +180,24 @@ def build_grid(
     *,
     select_metric: str | None = None,
     diagnostics: bool = False,
+    data: Sequence[Path] = (),
+    label_column: str | None = None,
+    noisy_column: str | None = None,
+    split_column: str | None = None,
 ) -> GridSpec:
     """A grid from a preset, a YAML/TOML file or options, with command-line overrides.
-    Raises :class:`GridError` listing every problem (names and data included)."""
+    ``data``: files registered as datasets (``losslab.data.register_file``) and added to
+    ``datasets``. Raises :class:`GridError` listing every problem (names and data
+    included)."""
+    from losslab.bench.grid import GridError, make_grid, merge, spec_from_file
+    from losslab.bench.protocol import problem
+
     problems: list[str] = []
+    registered, noisy = _register_files(data, label_column, noisy_column, split_column, problems)
+    datasets = [*(datasets or []), *registered] or None
+    if data and not (corruptions or preset or config):
+        # own data without --corruption: as it is, and with its given noisy labels
+        corruptions = ["clean", *(["given"] if noisy else [])]
     if preset and config:
         problems.append(problem(WHERE, "--preset and --config", "one of them", "both"))
     overrides: dict[str, Any] = {
@@ -214,18 +234,103 @@ def build_grid(
         spec = merge({"preset": preset}, overrides)
     else:
         spec = merge({"seeds": [0]}, overrides)
+        missing = False
         for key, flag in (
             ("datasets", "--dataset"),
             ("corruptions", "--corruption"),
             ("losses", "--loss"),
         ):
+            if key == "datasets" and data:
+                continue  # the --data files that could not be read are problems already
             if not spec.get(key):
+                missing = True
                 problems.append(
                     problem(WHERE, flag, "at least one value (or --preset or --config)", "none")
                 )
-        if problems:
+        if missing or not spec.get("datasets"):
+            # the grid cannot be built; what else is wrong is listed with what can be checked
+            losses = spec.get("losses") or []
+            problems += _name_problems_of(losses, spec.get("corruptions") or [])
             raise GridError(problems)
+    problems += _given_problems(spec.get("datasets"), spec.get("corruptions"))
     return make_grid(spec, where=where, check_names=True, check_data=True, problems=problems)
+
+
+def _name_problems_of(losses: list[Any], corruptions: list[Any]) -> list[str]:
+    """Unknown losses and bad corruptions of a grid that cannot be built (no dataset)."""
+    from losslab.bench.grid import GridError, GridSpec
+
+    try:
+        GridSpec(datasets=["-"], corruptions=corruptions or ["clean"], losses=losses or ["ce"],
+                 seeds=[0], name="-")  # fmt: skip
+    except GridError as exc:
+        structural = [p.replace("grid -:", f"{WHERE}:", 1) for p in exc.problems]
+    else:
+        structural = []
+    from losslab.bench.grid import _name_problems
+
+    names = _name_problems(WHERE, losses, {}, [], check_data=False)
+    return structural + names
+
+
+def _register_files(
+    files: Sequence[Path],
+    label_column: str | None,
+    noisy_column: str | None,
+    split_column: str | None,
+    out: list[str],
+) -> tuple[list[str], bool]:
+    """Register each ``--data`` file; returns the identities and whether any of them
+    has given noisy labels. A file that cannot be read is a problem in ``out``."""
+    from losslab.data import has_given_labels, register_file
+
+    idents: list[str] = []
+    for path in files:
+        try:
+            idents.append(
+                register_file(
+                    path,
+                    label_column=label_column,
+                    noisy_column=noisy_column,
+                    split_column=split_column,
+                )
+            )
+        except (TypeError, ValueError, OSError) as exc:
+            out.append(f"{WHERE}: --data {str(exc).splitlines()[0]}")
+    for flag, value in (
+        ("--label-column", label_column),
+        ("--noisy-column", noisy_column),
+        ("--split-column", split_column),
+    ):
+        if value is not None and not files:
+            out.append(f"{WHERE}: {flag} expected --data with a .csv or .parquet file, got none")
+    return idents, any(has_given_labels(i) for i in idents)
+
+
+def _given_problems(datasets: Any, corruptions: Any) -> list[str]:
+    """The corruption 'given' needs every dataset of the grid to have given noisy labels."""
+    from losslab.bench.protocol import problem
+    from losslab.data import has_given_labels
+    from losslab.data.corrupt import parse_corruption
+
+    def is_given(c: object) -> bool:
+        try:
+            return isinstance(c, str) and parse_corruption(c).kind == "given"
+        except ValueError:
+            return False
+
+    if not isinstance(corruptions, list) or not any(map(is_given, corruptions)):
+        return []
+    return [
+        problem(
+            WHERE,
+            "corruptions",
+            "'given' only for datasets with given noisy labels (y_noisy, --noisy-column)",
+            f"'given' with {d!r}, which has none",
+        )
+        for d in (datasets if isinstance(datasets, list) else [])
+        if isinstance(d, str) and has_given_labels(d) is False
+    ]
 
 
 def _header(grid: GridSpec, plan: Plan) -> str:
@@ -243,17 +348,43 @@ def _header(grid: GridSpec, plan: Plan) -> str:
 
 @app.command("run")
 def run(
-    preset: Annotated[str | None, typer.Option(help=f"Named grid: {', '.join(PRESETS)}.")] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="Named grid (demo, ldr, ...: see docs/bench.md).")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="Grid file (.yaml/.yml/.toml).")
     ] = None,
     dataset: Annotated[
-        list[str] | None, typer.Option("--dataset", "-d", help="Dataset (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--dataset", "--datasets", "-d", help="Dataset, catalogued or registered (repeatable)."
+        ),
+    ] = None,
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--data",
+            help="Your own data file (.npz, .csv, .parquet), registered as a dataset named "
+            "after the file (repeatable).",
+        ),
+    ] = None,
+    label_column: Annotated[
+        str | None,
+        typer.Option(help="--data tables: the integer label column (default 'label')."),
+    ] = None,
+    noisy_column: Annotated[
+        str | None,
+        typer.Option(help="--data tables: given noisy labels (corruption 'given')."),
+    ] = None,
+    split_column: Annotated[
+        str | None,
+        typer.Option(help="--data tables: 'train'/'test' per row (default: stratified 25 % test)."),
     ] = None,
     corruption: Annotated[
         list[str] | None,
         typer.Option(
-            "--corruption", help="clean | uniform:R | class_dependent:R | ... (repeatable)."
+            "--corruption",
+            help="clean | given | uniform:R | class_dependent:R | ... (repeatable).",
         ),
     ] = None,
     loss: Annotated[
@@ -268,8 +399,15 @@ def run(
     epochs: Annotated[int | None, typer.Option(help="Override the number of epochs.")] = None,
     model: Annotated[str | None, typer.Option(help="auto | mlp | cnn | ldr_mlp.")] = None,
     protocol: Annotated[
-        str | None, typer.Option(help=f"{' | '.join(PROTOCOLS)} (default {DEFAULT_PROTOCOL}).")
+        str | None,
+        typer.Option(help=f"{' | '.join(PROTOCOL_NAMES)} (default {PROTOCOL_NAMES[0]})."),
     ] = None,
+    device: Annotated[
+        str,
+        typer.Option(
+            help=f"{DEVICES}: where models train; not part of the cell key (stored per row)."
+        ),
+    ] = "cpu",
     store: Annotated[Path, typer.Option(help="DuckDB result file.")] = DEFAULT_STORE,
     workers: Annotated[
         int, typer.Option(help="Local worker processes (>1 uses a process pool).")
@@ -279,7 +417,7 @@ def run(
         str | None, typer.Option(help="Ray cluster address (with --backend ray).")
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", metavar="", help="Validate and count cells only.")
+        bool, typer.Option("--dry-run", help="Validate and count cells only (a flag).")
     ] = False,
     select_metric: Annotated[
         str | None,
@@ -292,7 +430,6 @@ def run(
         bool,
         typer.Option(
             "--diagnostics",
-            metavar="",
             help="Also record neural collapse (NC1-NC4) per cell; these are cells of their "
             "own (other keys), trained again if stored without.",
         ),
@@ -303,12 +440,34 @@ def run(
 ) -> None:
     """Run a grid; finished cells are skipped, so re-running resumes, and several runs
     on one store share the work."""
+    from rich.console import Group
+    from rich.live import Live
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from losslab.bench.backends import WorkerDiedError, make_backend
+    from losslab.bench.grid import GridError
+    from losslab.bench.plan import Plan
+    from losslab.bench.report import final_frame, leaderboard
+    from losslab.bench.runner import execute, stale_rows
+    from losslab.bench.store import ResultStore
+    from losslab.bench.trainer import check_device
+
+    early: list[str] = []
     try:
-        engine = make_backend(backend, workers=workers, address=address)
+        check_device(device, where=WHERE, arg="--device")
     except ValueError as exc:
-        engine_problem: str | None = str(exc)
-    else:
-        engine_problem = None
+        early.append(str(exc))
+    try:
+        engine = make_backend(backend, workers=workers, address=address, device=device)
+    except ValueError as exc:
+        early.append(str(exc))
     try:
         grid = build_grid(
             preset,
@@ -323,13 +482,15 @@ def run(
             protocol,
             select_metric=select_metric,
             diagnostics=diagnostics,
+            data=data or (),
+            label_column=label_column,
+            noisy_column=noisy_column,
+            split_column=split_column,
         )
     except GridError as exc:
-        raise _fail(
-            "\n".join(([engine_problem] if engine_problem else []) + exc.problems)
-        ) from None
-    if engine_problem:
-        raise _fail(engine_problem)
+        raise _fail("\n".join(early + exc.problems)) from None
+    if early:
+        raise _fail("\n".join(early))
     plan = Plan.of(grid)
     console.print(_header(grid, plan), markup=False, highlight=False)
     if dry_run:
@@ -405,6 +566,12 @@ def status(
     grid: Annotated[str | None, typer.Option(help="Grid id or name (default: newest).")] = None,
 ) -> None:
     """Grids in the store, their progress, and the newest grid's leaderboard (reads only)."""
+    from rich.table import Table
+
+    from losslab.bench.report import final_frame, grid_stats, leaderboard, resolve_grid, stats_line
+    from losslab.bench.report import progress as grid_progress
+    from losslab.bench.store import ResultStore
+
     results = ResultStore(store)
     try:
         grids = results.grids()
@@ -441,6 +608,9 @@ def status(
 
 def _stale(results: ResultStore, info: Mapping[str, Any]) -> list[StaleRow]:
     """The grid's stored members that ran other code (none if its plan no longer builds)."""
+    from losslab.bench.report import grid_plan
+    from losslab.bench.runner import stale_rows
+
     plan = grid_plan(info)
     if plan is None:
         return []
@@ -471,6 +641,8 @@ def export(
 ) -> None:
     """Snapshot the store as Parquet files (results, grid_cells, grids) that any program
     can read without blocking a running grid."""
+    from losslab.bench.store import ResultStore
+
     try:
         files = ResultStore(store).export(out)
     except ValueError as exc:
@@ -487,6 +659,8 @@ def import_(
     """Load an export (results, grid_cells, grids) into a store: results already stored
     are skipped, conflicting ones stop the import unchanged, so a later `bench run` of the
     same grid trains only what the export lacks."""
+    from losslab.bench.store import ResultStore
+
     try:
         counts = ResultStore(store).import_export(folder)
     except ValueError as exc:
@@ -505,6 +679,8 @@ def report(
     grid: Annotated[str | None, typer.Option(help="Grid id or name (default: newest).")] = None,
 ) -> None:
     """Write report.md and a self-contained report.html with figures (reads the store only)."""
+    from losslab.bench.report import write_report
+
     try:
         files = write_report(store, out, grid)
     except ValueError as exc:
@@ -514,7 +690,13 @@ def report(
     )
 
 
-main = typer.Typer(help="losslab benchmark (standalone entry point).", no_args_is_help=True)
+main = typer.Typer(
+    help="losslab benchmark (standalone entry point).",
+    no_args_is_help=True,
+    add_completion=False,
+    cls=OneLineErrorsGroup,
+)
+
 main.add_typer(app, name="bench")
 main.command("report")(report)
 

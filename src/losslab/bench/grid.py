@@ -36,7 +36,7 @@ from losslab.bench.protocol import (
     problem,
     train_problems,
 )
-from losslab.data import get_info, list_datasets
+from losslab.data import dataset_identity, list_datasets, split_identity, unavailable
 from losslab.data.corrupt import parse_corruption
 
 __all__ = [
@@ -248,6 +248,9 @@ class GridSpec:
         for key in ("datasets", "losses"):
             bad = [v for v in getattr(self, key) if not isinstance(v, str)]
             out += [problem(where, key, "names (strings)", describe(v)) for v in bad]
+        # a registered dataset runs as name@content-digest, so its cell keys (and the
+        # grid id) change with its data
+        self.datasets = [dataset_identity(d) for d in self.datasets]
         corruptions = []
         for c in self.corruptions:
             try:
@@ -873,21 +876,14 @@ def _name_problems(
     for d in datasets if isinstance(datasets, list) else []:
         if not isinstance(d, str):
             continue
-        if d not in known_data:
+        if split_identity(d)[0] not in known_data:
             out.append(
                 problem(
                     where, "datasets", "catalogued dataset names", f"{d!r}{_close(d, known_data)}"
                 )
             )
-        elif check_data and not get_info(d).is_available():
-            out.append(
-                problem(
-                    where,
-                    "datasets",
-                    "fetched datasets",
-                    f"{d!r}, not fetched (run `losslab data fetch {d}`)",
-                )
-            )
+        elif check_data and (why := unavailable(d)) is not None:
+            out.append(problem(where, "datasets", "fetched datasets", f"{d!r}, {why}"))
     return out
 
 

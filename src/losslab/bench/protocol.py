@@ -117,9 +117,18 @@ class TrainConfig:
     seed: int = 0
     select_metric: str = "acc"
     diagnostics: bool = False
+    #: where the model, data and loss live ("cpu", "cuda", "cuda:1", "mps"); a run
+    #: option, not a grid option: it is no part of a cell's key (see docs/bench.md)
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
-        problems = train_problems(asdict(self), "TrainConfig")
+        options = asdict(self)
+        device = options.pop("device")
+        problems = train_problems(options, "TrainConfig")
+        if not isinstance(device, str):
+            problems.append(
+                problem("TrainConfig", "device", "a device name (str)", describe(device))
+            )
         if problems:
             raise ValueError(problems[0])
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))

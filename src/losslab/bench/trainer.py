@@ -2,7 +2,9 @@
 
 Everything random (initialisation, batch order) is drawn from generators seeded by
 ``TrainConfig.seed``, and ``run`` pins torch to one thread, so the same inputs give
-bit-identical metrics in any process.
+bit-identical metrics in any process on the CPU. ``TrainConfig.device`` moves the model,
+the data and the loss (with its per-sample state) to a GPU; batch order still comes from
+a CPU generator, and metrics are computed on the CPU from the logits.
 """
 
 from __future__ import annotations
@@ -18,11 +20,42 @@ import torch
 from torch import nn
 
 from losslab._module import LossModule
+from losslab._validate import describe
 from losslab.bench.cell_metrics import neural_collapse_metrics, temperature_scaling_metrics
-from losslab.bench.protocol import TrainConfig
+from losslab.bench.protocol import TrainConfig, problem
 from losslab.metrics import classification_metrics, reliability_bins, top_label_confidence
 
-__all__ = ["SplitData", "TrainConfig", "TrainResult", "evaluate", "train"]
+__all__ = ["SplitData", "TrainConfig", "TrainResult", "check_device", "evaluate", "train"]
+
+DEVICE_KINDS = ("cpu", "cuda", "mps")
+
+
+def check_device(
+    device: object, *, where: str = "TrainConfig", arg: str = "device"
+) -> torch.device:
+    """``device`` as a ``torch.device`` that exists here, or one line naming what is
+    missing (ValueError; TypeError for a non-string)."""
+    expected = "cpu, cuda, cuda:N or mps"
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(problem(where, arg, expected, describe(device)))
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(problem(where, arg, expected, repr(device))) from None
+    if dev.type not in DEVICE_KINDS:
+        raise ValueError(problem(where, arg, expected, repr(device)))
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            got = f"{str(device)!r} (no CUDA device here; torch {torch.__version__})"
+            raise ValueError(problem(where, arg, "an available device", got))
+        if dev.index is not None and dev.index >= count:
+            got = f"{str(device)!r} ({count} CUDA device{'s' if count > 1 else ''} here)"
+            raise ValueError(problem(where, arg, "an available device", got))
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        got = f"{str(device)!r} (no MPS device here)"
+        raise ValueError(problem(where, arg, "an available device", got))
+    return dev
 
 
 @dataclass
@@ -38,6 +71,13 @@ class SplitData:
     X_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+
+    def to(self, device: torch.device | str) -> SplitData:
+        """The same tensors on ``device``."""
+        moved: dict[str, Any] = {
+            k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(self).items()
+        }
+        return SplitData(**moved)
 
 
 @dataclass
@@ -67,8 +107,8 @@ def _logits(model: nn.Module, X: torch.Tensor, chunk: int = 4096) -> torch.Tenso
 
 def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     """Classification metrics plus ``ece`` (15 equal-width bins) of ``model`` on (X, y)."""
-    z = _logits(model, X).double().numpy()
-    t = y.numpy()
+    z = _logits(model, X).cpu().double().numpy()
+    t = y.cpu().numpy()
     if not np.isfinite(z).all():
         nan = float("nan")
         names = ("acc", "balanced_acc", "worst_recall", "macro_f1", "nll", "ece")
@@ -124,7 +164,8 @@ def _refresh_state(
     if not isinstance(loss_fn, LossModule) or not loss_fn.refresh_due(epoch):
         return
     n = len(data.X_train)
-    loss_fn.refresh(_logits(model, data.X_train), data.y_train, index=torch.arange(n))
+    index = torch.arange(n, device=data.y_train.device)
+    loss_fn.refresh(_logits(model, data.X_train), data.y_train, index=index)
     assert loss_fn.spec.state is not None  # refresh_due holds for stateful losses only
     state = loss_fn.get_buffer(loss_fn.spec.state.name)
     curves.setdefault("refresh_epoch", []).append(epoch)
@@ -145,6 +186,10 @@ def train(model: nn.Module, loss_fn: nn.Module, data: SplitData, cfg: TrainConfi
     scaling fitted on the noisy validation split (``final["ts"]``) and, with
     ``cfg.diagnostics``, neural collapse on the training set (``final["diagnostics"]``).
     """
+    device = check_device(cfg.device, where="train")
+    model.to(device)
+    loss_fn.to(device)
+    data = data.to(device)
     objective = _objective(loss_fn)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = _optimizer(model, cfg)
@@ -161,7 +206,7 @@ def train(model: nn.Module, loss_fn: nn.Module, data: SplitData, cfg: TrainConfi
         order = torch.randperm(n, generator=gen) if cfg.shuffle else torch.arange(n)
         total, count = 0.0, 0
         for start in range(0, n, cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
+            idx = order[start : start + cfg.batch_size].to(device)
             if has_bn and len(idx) < 2:
                 continue  # batch norm cannot train on a single row
             logits = model(data.X_train[idx])
@@ -213,18 +258,21 @@ def train(model: nn.Module, loss_fn: nn.Module, data: SplitData, cfg: TrainConfi
         "train_clean": (data.X_train, data.y_train_clean),
     }.items():
         final[split] = evaluate(model, X, y)
-    z_val, z_test = _logits(model, data.X_val), _logits(model, data.X_test)
+    # metrics are computed on the CPU, whatever the device
+    z_val, z_test = _logits(model, data.X_val).cpu(), _logits(model, data.X_test).cpu()
+    y_val, y_test = data.y_val.cpu(), data.y_test.cpu()
     reliability: dict[str, list[float]] = {}
     if bool(torch.isfinite(z_test).all()):
-        conf, correct = top_label_confidence(z_test.double().numpy(), data.y_test.numpy())
+        conf, correct = top_label_confidence(z_test.double().numpy(), y_test.numpy())
         reliability = reliability_bins(conf, correct, 15).to_dict()
     if bool(torch.isfinite(z_val).all() and torch.isfinite(z_test).all()):
-        final["ts"] = temperature_scaling_metrics(z_val, data.y_val, z_test, data.y_test)
+        final["ts"] = temperature_scaling_metrics(z_val, y_val, z_test, y_test)
     else:
         final["ts"] = dict.fromkeys(("temperature", "val_nll", "test_nll", "test_ece"), math.nan)
     if cfg.diagnostics:
-        labels = {"train_noisy": data.y_train, "train_clean": data.y_train_clean}
+        cpu = data.to("cpu")
+        labels = {"train_noisy": cpu.y_train, "train_clean": cpu.y_train_clean}
         final["diagnostics"] = neural_collapse_metrics(
-            model, data.X_train, labels, data.num_classes
+            model.to("cpu"), cpu.X_train, labels, data.num_classes
         )
     return TrainResult(final, curves, reported_epoch, epochs_run, diverged_epoch, reliability)

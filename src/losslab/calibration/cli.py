@@ -22,6 +22,7 @@ import typer.core
 from rich.console import Console
 from rich.table import Table
 
+from losslab._cliutil import one_line_usage
 from losslab.calibration._base import Calibrator
 from losslab.calibration.ca import CorrectnessAwareCalibrator
 from losslab.calibration.scaling import (
@@ -63,12 +64,11 @@ class _OneLineUsage(typer.core.TyperCommand):
     stderr with exit code 2, like every other bad input of these commands."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        given = list(args)  # the parser consumes args
         try:
             return list(super().parse_args(ctx, args))
         except _UsageError as err:
-            message = err.format_message() if hasattr(err, "format_message") else str(err)
-            text = " ".join(message.split())
-            typer.echo(f"losslab {self.name}: {text}", err=True)
+            typer.echo(one_line_usage(err, given, ctx), err=True)
             raise typer.Exit(2) from None
 
 

