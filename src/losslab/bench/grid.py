@@ -13,6 +13,7 @@ import difflib
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -38,6 +39,7 @@ from losslab.bench.protocol import (
 )
 from losslab.data import dataset_identity, list_datasets, split_identity, unavailable
 from losslab.data.corrupt import parse_corruption
+from losslab.functional.noise_robust import RCE_LABEL_CLAMP
 
 __all__ = [
     "KEY_VERSION",
@@ -63,6 +65,9 @@ KEY_VERSION = 1
 #: Hyperparameter grids of the LDR code (``experiment.py`` l.128-144; ldr_benchmark.md §2),
 #: translated to losslab's names. Losses absent from that code get a small grid around
 #: their defaults (focal, comp_sum) or their defaults alone.
+#: losslab's RCE constant A = -log 1e-4 (functional.noise_robust.RCE_LABEL_CLAMP)
+RCE_A = -math.log(RCE_LABEL_CLAMP)
+
 LDR_LOSS_GRIDS: dict[str, list[dict[str, Any]]] = {
     "ce": [{}],
     "focal": [{"gamma": g} for g in (0.5, 1.0, 2.0)],
@@ -71,8 +76,9 @@ LDR_LOSS_GRIDS: dict[str, list[dict[str, Any]]] = {
     "gce": [{"q": q} for q in (0.05, 0.7, 0.95)],
     "mae": [{}],
     "mse": [{}],
-    # the LDR code's SCE is (1 - b) CE + b RCE with b in {0.05, 0.5, 0.95}
-    "sce": [{"alpha": round(1 - b, 2), "beta": b} for b in (0.05, 0.5, 0.95)],
+    # the LDR code's SCE is (1 - b) CE + b 4 (1 - p_y) with b in {0.05, 0.5, 0.95}: its RCE
+    # constant is 4 where losslab's (Wang et al.'s) is A = -log 1e-4 ~ 9.21, so beta = 4b / A
+    "sce": [{"alpha": round(1 - b, 2), "beta": round(4 * b / RCE_A, 6)} for b in (0.05, 0.5, 0.95)],
     "tgce": [{"q": q, "k": 0.5} for q in (0.05, 0.7, 0.95)],
     "rll": [{"alpha": a} for a in (0.1, 1.0, 10.0)],
     "jsc": [{"pi": p} for p in (0.1, 0.5, 0.9)],
