@@ -249,9 +249,10 @@ def register_dataset(
             finite.
         y: clean training labels ``(n,)``, integers in ``[0, K)`` with at least 2
             classes; ``K`` is the largest label of any split plus one.
-        X_test, y_test: a fixed (clean) test split; without them a stratified
-            ``test_fraction`` of ``(X, y)`` with ``seed`` becomes the test split, as for
-            the catalogued ``digits``.
+        X_test: features of a fixed (clean) test split; without ``X_test`` and
+            ``y_test`` a stratified ``test_fraction`` of ``(X, y)`` with ``seed``
+            becomes the test split, as for the catalogued ``digits``.
+        y_test: clean labels of that test split.
         y_noisy: noisy training labels of the same rows (e.g. those an official
             implementation generated); the corruption ``given`` trains on them.
         class_names: ``K`` names (default ``"0"``, ``"1"``, ...).
