@@ -101,13 +101,8 @@ def balanced_accuracy(scores: Any, target: Any) -> float:
 
     where :math:`\mathcal K` are the classes with at least one target (as scikit-learn).
     """
-    s, t = _check(scores, target)
-    if t.size == 0:
-        return float("nan")
-    cm = _confusion(s.argmax(axis=1), t, s.shape[1])
-    support = cm.sum(axis=1)
-    present = support > 0
-    return float((np.diag(cm)[present] / support[present]).mean())
+    recalls = _recalls(scores, target)
+    return float(recalls.mean()) if recalls.size else float("nan")
 
 
 def worst_class_recall(scores: Any, target: Any) -> float:
@@ -126,13 +121,19 @@ def worst_class_recall(scores: Any, target: Any) -> float:
         >>> worst_class_recall(z, np.array([0, 0, 1, 1]))
         0.5
     """
+    recalls = _recalls(scores, target)
+    return float(recalls.min()) if recalls.size else float("nan")
+
+
+def _recalls(scores: Any, target: Any) -> np.ndarray:
+    """Per-class recall of the classes present in ``target`` (empty for no targets)."""
     s, t = _check(scores, target)
     if t.size == 0:
-        return float("nan")
+        return np.zeros(0)
     cm = _confusion(s.argmax(axis=1), t, s.shape[1])
     support = cm.sum(axis=1)
     present = support > 0
-    return float((np.diag(cm)[present] / support[present]).min())
+    return np.diag(cm)[present] / support[present]
 
 
 def macro_f1(scores: Any, target: Any) -> float:
