@@ -64,3 +64,17 @@ def test_example_trains(script: str, args: list[str], needs: list[str]) -> None:
 def test_every_example_is_tested() -> None:
     scripts = {p.name for p in EXAMPLES.glob("*.py")}
     assert scripts == {c[0] for c in CASES}
+
+
+@pytest.mark.slow
+def test_noisy_digits_example_runs() -> None:
+    """The README's runnable example (IndexedDataset feeds ALDR-KL its indices)."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "noisy_digits.py"), "--epochs", "2",
+         "--seeds", "1"],
+        capture_output=True, text=True, timeout=900, cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "120"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for loss in ("ce", "gce", "aldr_kl"):
+        assert re.search(rf"{loss}\s+\S+\s+(\d+\.\d) \+- (\d+\.\d)", proc.stdout), proc.stdout
