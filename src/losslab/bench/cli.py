@@ -87,6 +87,14 @@ def _board_table(board: pd.DataFrame, title: str, limit: int = 25) -> Table:
             "test Recall@1 over groups (1 = best), 95% CI: bootstrap over groups; R@1, "
             "MAP@R: test (unseen classes); train: clean-label training Recall@1"
         )
+    elif "test_balanced_acc" in board.columns:
+        means = ("test_balanced_acc", "test_worst_recall", "train_clean_acc")
+        heads = ("bal", "worst", "train")
+        what = (
+            "test balanced accuracy over groups (1 = best), 95% CI: bootstrap over groups; "
+            "bal, worst: test balanced accuracy and worst-class recall; train: clean-label "
+            "training accuracy"
+        )
     else:
         means = ("test_acc", "test_ece", "train_clean_acc")
         heads = ("acc", "ECE", "train")

@@ -197,6 +197,40 @@ RETRIEVAL = TaskView(
 )
 
 
+#: a classification grid that selects by validation balanced accuracy (``select_metric:
+#: balanced_acc``, the ``imbalance`` preset) ranks test balanced accuracy and shows the
+#: class-balanced metrics
+BALANCED = TaskView(
+    task="classification",
+    metric="test_balanced_acc",
+    means=(
+        ("test_balanced_acc", "balanced acc"),
+        ("test_macro_f1", "macro-F1"),
+        ("test_worst_recall", "worst-class recall"),
+        ("test_ece", "ECE"),
+        ("train_clean_acc", "clean-train acc"),
+    ),
+    tables=(
+        ("test_balanced_acc", "balanced accuracy"),
+        ("test_macro_f1", "macro-F1"),
+        ("test_worst_recall", "worst-class recall"),
+    ),
+    train="train_clean_acc",
+    calibration=True,
+)
+
+
+def _select_metric(rows: pd.DataFrame) -> str:
+    """The grid's ``select_metric`` as its rows' stored training configuration records it."""
+    if "config" not in rows:
+        return "acc"
+    for cfg in rows["config"].dropna():
+        cfg = json.loads(cfg) if isinstance(cfg, str) else cfg
+        if isinstance(cfg, Mapping):
+            return str(cfg.get("train", {}).get("select_metric", "acc"))
+    return "acc"
+
+
 def _protocol_task(name: Any) -> str | None:
     try:
         return get_protocol(str(name)).task
@@ -208,15 +242,16 @@ def grid_task(rows: pd.DataFrame) -> TaskView:
     """The view of a grid's rows: :data:`RETRIEVAL` when their protocol's task is
     retrieval (or, for a protocol this library does not know, when they carry test
     Recall@1 and no test accuracy), else :data:`CLASSIFICATION`."""
+    classification = BALANCED if _select_metric(rows) == "balanced_acc" else CLASSIFICATION
     if "protocol" in rows:
         tasks = {_protocol_task(p) for p in rows["protocol"].dropna().unique()}
         if "retrieval" in tasks:
             return RETRIEVAL
         if tasks - {None}:
-            return CLASSIFICATION
+            return classification
     recall = "test_recall_at_1" in rows and bool(rows["test_recall_at_1"].notna().any())
     acc = "test_acc" in rows and bool(rows["test_acc"].notna().any())
-    return RETRIEVAL if recall and not acc else CLASSIFICATION
+    return RETRIEVAL if recall and not acc else classification
 
 
 def grid_stats(rows: pd.DataFrame) -> BenchStats:
@@ -226,7 +261,12 @@ def grid_stats(rows: pd.DataFrame) -> BenchStats:
 
 
 _MEAN_COLS = ["test_acc", "test_ece", "test_nll", "test_macro_f1", "train_clean_acc"]
-_FLOAT_COLS = _MEAN_COLS + [c for c, _ in RETRIEVAL.means]
+_FLOAT_COLS = [
+    *_MEAN_COLS,
+    *(c for c, _ in RETRIEVAL.means),
+    "test_balanced_acc",
+    "test_worst_recall",
+]
 
 _BOARD_HEAD = ["loss", "mean_rank", "rank_lo", "rank_hi"]
 _BOARD_TAIL = ["groups", "cells", "wins", "ties", "defeats", "p_holm", "better_than_ce"]
@@ -276,7 +316,7 @@ def leaderboard(
     if st.reference in out.index:
         out.loc[st.reference, "better_than_ce"] = "ref"
     out = out.reset_index().sort_values(["mean_rank", view.metric], ascending=[True, False])
-    columns = RETRIEVAL_BOARD_COLUMNS if view is RETRIEVAL else BOARD_COLUMNS
+    columns = [*_BOARD_HEAD, *means, *_BOARD_TAIL]
     return out[columns].reset_index(drop=True)
 
 
