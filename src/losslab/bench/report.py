@@ -364,7 +364,10 @@ def board_display(board: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFra
     ci = [
         "" if pd.isna(r.rank_lo) else f"{r.rank_lo:.2f}-{r.rank_hi:.2f}" for r in board.itertuples()
     ]
-    view = RETRIEVAL if RETRIEVAL.metric in board else CLASSIFICATION
+    view = next(
+        (v for v in (RETRIEVAL, BALANCED) if v.metric in board and "test_acc" not in board),
+        CLASSIFICATION,
+    )
     return pd.DataFrame(
         {
             "loss": board["loss"],
@@ -761,6 +764,12 @@ def _write_report(store: ResultStore | str | Path, out: Path, grid: str | None) 
                 _md_table(t),
                 "",
             ]
+    elif view is BALANCED:
+        md += ["## Balanced accuracy vs noise, by loss family", ""]
+        md += ["![balanced accuracy vs noise](accuracy_vs_noise.png)", ""]
+        for col, head in view.tables:
+            for ds, t in _accuracy_tables(df, col).items():
+                md += [f"## {ds}: test {head} (mean ± std over seeds)", "", _md_table(t), ""]
     else:
         md += ["## Accuracy vs noise, by loss family", ""]
         md += ["![accuracy vs noise](accuracy_vs_noise.png)", ""]
