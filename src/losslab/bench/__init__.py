@@ -8,8 +8,9 @@ See docs/bench.md.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from losslab._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from losslab.bench.cell import run_cell
@@ -40,12 +41,7 @@ _FROM = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _FROM:
-        raise AttributeError(f"module 'losslab.bench' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"losslab.bench.{_FROM[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_attributes(__name__, _FROM, globals())
 
 
 __all__ = [

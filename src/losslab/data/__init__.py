@@ -19,8 +19,9 @@ take (``index=``).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from losslab._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from ._api import (
@@ -91,13 +92,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _FROM:
-        raise AttributeError(f"module 'losslab.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"losslab.data.{_FROM[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_FROM))
+__getattr__, __dir__ = lazy_attributes(__name__, _FROM, globals())
