@@ -75,19 +75,19 @@ def _board_table(board: pd.DataFrame, title: str, limit: int = 25) -> Table:
     from rich import box
     from rich.table import Table
 
-    from losslab.bench.report import RETRIEVAL_BOARD_COLUMNS
+    from losslab.bench.report import BALANCED, RETRIEVAL, board_view
     from losslab.bench.stats import REFERENCE
 
     ref = REFERENCE
-    retrieval = set(RETRIEVAL_BOARD_COLUMNS) <= set(board.columns)
-    if retrieval:
+    view = board_view(board)
+    if view is RETRIEVAL:
         means = ("test_recall_at_1", "test_map_at_r", "train_clean_recall_at_1")
         heads = ("R@1", "MAP@R", "train")
         what = (
             "test Recall@1 over groups (1 = best), 95% CI: bootstrap over groups; R@1, "
             "MAP@R: test (unseen classes); train: clean-label training Recall@1"
         )
-    elif "test_balanced_acc" in board.columns:
+    elif view is BALANCED:
         means = ("test_balanced_acc", "test_worst_recall", "train_clean_acc")
         heads = ("bal", "worst", "train")
         what = (

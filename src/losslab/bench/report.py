@@ -354,6 +354,15 @@ def _count(v: Any) -> str:
     return "" if v is None or pd.isna(v) else str(int(v))
 
 
+def board_view(board: pd.DataFrame) -> TaskView:
+    """The view a :func:`leaderboard` was built with, read off its columns (the board
+    carries its view's means and no other task's)."""
+    for view in (RETRIEVAL, BALANCED):
+        if view.metric in board and "test_acc" not in board:
+            return view
+    return CLASSIFICATION
+
+
 def board_display(board: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
     """The leaderboard as the report prints it (numbers formatted, one column per idea;
     the means of the board's task: accuracy, ECE, NLL, or Recall@1/4 and MAP@R)."""
@@ -364,10 +373,7 @@ def board_display(board: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFra
     ci = [
         "" if pd.isna(r.rank_lo) else f"{r.rank_lo:.2f}-{r.rank_hi:.2f}" for r in board.itertuples()
     ]
-    view = next(
-        (v for v in (RETRIEVAL, BALANCED) if v.metric in board and "test_acc" not in board),
-        CLASSIFICATION,
-    )
+    view = board_view(board)
     return pd.DataFrame(
         {
             "loss": board["loss"],
