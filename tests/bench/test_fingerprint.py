@@ -5,6 +5,7 @@ trains them again under new keys (the old rows stay stored, unused)."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -171,3 +172,47 @@ def test_loss_source_text_not_location_decides(tmp_path, probe):
     elsewhere.mkdir()
     probe("-scale * logp.gather(1, inp.index[:, None]).squeeze(1)", elsewhere)
     assert code_parts("stale_probe", "digits")["loss"] == before
+
+
+_HELPER_USER = '''
+import torch
+from losslab.functional._stale_probe_helper import shrink
+from losslab.kinds.multiclass import MulticlassInput
+from losslab.registry import register
+
+
+@register("stale_probe", family="toy", module="StaleProbeLoss", reference="a test fixture")
+def stale_probe(inp: MulticlassInput) -> torch.Tensor:
+    r"""Cross-entropy through a helper module (a throwaway loss of the stale-cell test).
+
+    $$ \\ell = -\\log p_y $$
+    """
+    logp = torch.log_softmax(shrink(inp.logits), dim=1)
+    return -logp.gather(1, inp.index[:, None]).squeeze(1)
+'''
+
+
+def test_helper_module_of_a_loss_is_part_of_its_fingerprint(tmp_path, monkeypatch, probe):
+    """A kernel that calls code of another losslab.functional module (as the fused
+    autograd Functions in functional/_fused.py are called) is stale when that code
+    changes, though the kernel's own file did not."""
+
+    def load(helper_body: str) -> str:
+        helper = tmp_path / "stale_probe_helper.py"
+        helper.write_text(f"def shrink(x):\n    return {helper_body}\n")
+        spec = importlib.util.spec_from_file_location(
+            "losslab.functional._stale_probe_helper", helper
+        )
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, spec.name, module)
+        spec.loader.exec_module(module)
+        registry._REGISTRY.pop("stale_probe", None)
+        sys.modules.pop("stale_probe_mod", None)
+        (tmp_path / "stale_probe_mod.py").write_text(_HELPER_USER)
+        importlib.invalidate_caches()
+        importlib.import_module("stale_probe_mod")
+        return code_parts("stale_probe", "digits")["loss"]
+
+    before = load("x")
+    assert load("x") == before
+    assert load("x / 2") != before

@@ -9,7 +9,10 @@ paths or timestamps, so it is the same in every process and on every machine tha
 the same code):
 
 * ``loss``: the file(s) that define the registered loss: its kernel and, for stateful
-  losses, the functions that update or refresh its state, plus their qualified names;
+  losses, the functions that update or refresh its state, plus their qualified names,
+  and every module of ``losslab.functional`` and ``losslab.kinds`` those files use,
+  followed through the names they import (a fused ``autograd.Function`` in
+  ``functional/_fused.py`` decides the value as much as the kernel that calls it);
 * ``trainer``: ``losslab/bench/trainer.py``, with what it measures once on the reported
   weights (``cell_metrics.py``) and how a cell fills loss configs from its training
   labels (``loss_config.py``); for cells of a retrieval protocol also
@@ -33,6 +36,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -78,6 +82,38 @@ def _function_text(fn: Callable[..., Any]) -> str:
     if code is None:
         return name
     return name + "\n" + code.co_code.hex() + repr(code.co_consts)
+
+
+#: packages whose modules decide a loss's value; the package ``__init__`` files only
+#: re-export, so they are not followed (they would pull in every loss)
+_LOSS_CODE = ("losslab.functional.", "losslab.kinds.")
+
+
+def _helper_modules(fns: tuple[Callable[..., Any], ...]) -> list[str]:
+    """The ``losslab.functional``/``losslab.kinds`` modules reachable from the modules
+    defining ``fns`` through their global names, in a stable order (the defining modules
+    themselves excluded: :func:`_function_text` reads their files)."""
+    own = {getattr(f, "__module__", "") for f in fns}
+    seen: set[str] = set()
+    todo = [m for m in own if m in sys.modules]
+    while todo:
+        for value in vars(sys.modules[todo.pop()]).values():
+            name = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
+            if (
+                isinstance(name, str)
+                and name.startswith(_LOSS_CODE)
+                and name not in seen
+                and name in sys.modules
+            ):
+                seen.add(name)
+                todo.append(name)
+    return sorted(seen - own)
+
+
+def _loss_text(fns: tuple[Callable[..., Any], ...]) -> str:
+    texts = sorted({_function_text(f) for f in fns})
+    texts += [f"{m}\n{_module_text(m)}" for m in _helper_modules(fns)]
+    return _digest(*texts)
 
 
 def _loss_functions(loss: str) -> tuple[Callable[..., Any], ...]:
@@ -138,7 +174,7 @@ def code_parts(loss: str, dataset: str, protocol: str = DEFAULT_PROTOCOL) -> dic
     cache_key = (loss, fns, dataset, modules)
     if cache_key not in _CACHE:
         _CACHE[cache_key] = {
-            "loss": _digest(*sorted({_function_text(f) for f in fns})),
+            "loss": _loss_text(fns),
             "trainer": _digest(*(_module_text(m) for m in modules)),
             "model": _digest(_module_text("losslab.bench.models")),
             "data": _digest(_data_text(dataset)),
