@@ -492,7 +492,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         ],
         "seeds": [0, 1, 2],
         "lrs": [1e-3],
-        "train": {"epochs": 20, "batch_size": 256, "patience": 5},
+        "train": {"epochs": 10, "batch_size": 256, "patience": 5},
         "model": "mlp",
     },
     # Issue 14: long-tailed classes with and without label noise, selected by balanced
