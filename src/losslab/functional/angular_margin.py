@@ -17,6 +17,7 @@ from torch import Tensor
 from losslab._reduce import KernelResult
 from losslab._validate import Choice, Int, Real, describe, fail
 from losslab.distributed import all_gather_nograd, all_gather_with_grad, require_process_group
+from losslab.functional._fused import as_rows
 from losslab.functional._pairs import masked_logsumexp, normalize
 from losslab.kinds import Param
 from losslab.kinds.multiclass import MulticlassInput
@@ -32,9 +33,10 @@ def _angles(cosine: Tensor) -> Tensor:
     return torch.acos(cosine.clamp(-1 + ACOS_EPS, 1 - ACOS_EPS))
 
 
-def _at_target(cosine: Tensor, target: Tensor, new: Tensor) -> Tensor:
-    onehot = torch.nn.functional.one_hot(target, cosine.shape[1]).movedim(-1, 1).bool()
-    return torch.where(onehot, new, cosine)
+def _with_target(cosine: Tensor, target: Tensor, new: Tensor, scale: float) -> Tensor:
+    """``scale * cosine`` with the target entry ``scale * new`` (``new``: ``(N, 1, *)``):
+    one full-size buffer, written in place, so the margin costs a pass over N values."""
+    return (cosine * scale).scatter_(1, target.unsqueeze(1), new * scale)
 
 
 def _target_cos(cosine: Tensor, target: Tensor) -> Tensor:
@@ -86,7 +88,7 @@ def arcface_logits(
         tensor([[-30.6830,  32.0000]])
     """
     new = arcface_target(_target_cos(cosine, target), margin, fallback)
-    return scale * _at_target(cosine, target, new.expand_as(cosine))
+    return _with_target(cosine, target, new, scale)
 
 
 def cosface_logits(
@@ -100,7 +102,7 @@ def cosface_logits(
         >>> cosface_logits(torch.tensor([[0.5, 0.1]]), torch.tensor([0]))
         tensor([[9.6000, 6.4000]])
     """
-    return scale * (cosine - margin * _onehot(cosine, target))
+    return _with_target(cosine, target, _target_cos(cosine, target) - margin, scale)
 
 
 def sphereface_logits(
@@ -116,15 +118,53 @@ def sphereface_logits(
         tensor([[1.0000, 0.0000]])
     """
     new = sphereface_target(_target_cos(cosine, target), margin)
-    return scale * _at_target(cosine, target, new.expand_as(cosine))
+    return _with_target(cosine, target, new, scale)
 
 
-def _onehot(cosine: Tensor, target: Tensor) -> Tensor:
-    return torch.nn.functional.one_hot(target, cosine.shape[1]).movedim(-1, 1).to(cosine.dtype)
+class _MarginCERows(torch.autograd.Function):
+    r"""Cross-entropy of ``s cos`` with the target logit replaced by ``s new``, per row
+    of ``(R, C)`` cosines; ``new`` ``(R, 1)`` carries its own gradient (the margin
+    transform of the target cosine, a function of N values).
+
+    Forward turns one ``(R, C)`` buffer into the softmax ``p`` in place; backward is
+    ``s g p`` with the target column 0 for the cosines and ``s g (p_y - 1)`` for
+    ``new``: two full-size buffers in all, as torch's fused cross-entropy.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, cos: Tensor, index: Tensor, new: Tensor, scale: float) -> Tensor:
+        idx = index.unsqueeze(1)
+        target = new * scale
+        p = torch.mul(cos, scale).scatter_(1, idx, target)
+        top = p.amax(dim=1, keepdim=True)
+        # Subnormal floats cost the CPU about 100 times a normal operation, and scale 64
+        # puts a third of the cosine gaps below log(tiny) (exp) or near it (the division
+        # and the backward's products). Exponents are raised to 0.8 log(tiny) (-69.9 in
+        # float32): probabilities under 5e-31 become 5e-31 / row sum, a change far below
+        # the dtype's resolution of the row sum and of the gradient.
+        floor = 0.8 * math.log(torch.finfo(p.dtype).tiny)
+        total = p.sub_(top).clamp_min_(floor).exp_().sum(dim=1, keepdim=True)
+        loss = total.log().add_(top).sub_(target)
+        p.div_(total)
+        ctx.scale = scale
+        ctx.save_for_backward(p, index)
+        return loss.squeeze(1)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        p, index = ctx.saved_tensors
+        idx = index.unsqueeze(1)
+        gs = grad_out.unsqueeze(1) * ctx.scale
+        grad_new = (p.gather(1, idx) - 1.0) * gs
+        grad_cos = (p * gs).scatter_(1, idx, 0.0)
+        return grad_cos, None, grad_new, None
 
 
-def _ce(logits: Tensor, target: Tensor) -> Tensor:
-    return -torch.log_softmax(logits, dim=1).gather(1, target.unsqueeze(1)).squeeze(1)
+def _margin_ce(cosine: Tensor, target: Tensor, new: Tensor, scale: float) -> Tensor:
+    """Per-element cross-entropy of the margined logits (``new``: the target's margined
+    cosine, ``(N, 1, *)``) for ``(N, C, *)`` cosines, without building the logits."""
+    per = _MarginCERows.apply(as_rows(cosine), target.reshape(-1), as_rows(new), float(scale))
+    return per.reshape(target.shape)
 
 
 @register(
@@ -173,10 +213,8 @@ def arcface(
         >>> F.arcface(cos, torch.tensor([0, 1]), scale=16.0, reduction="none")
         tensor([0.0066, 2.5974])
     """
-    return _ce(
-        arcface_logits(inp.logits, inp.index, margin=margin, scale=scale, fallback=fallback),
-        inp.index,
-    )
+    new = arcface_target(_target_cos(inp.logits, inp.index), margin, fallback)
+    return _margin_ce(inp.logits, inp.index, new, scale)
 
 
 @register(
@@ -212,7 +250,7 @@ def cosface(inp: MulticlassInput, *, margin: float = 0.35, scale: float = 64.0) 
         >>> F.cosface(cos, torch.tensor([0, 1]), scale=16.0, reduction="none")
         tensor([0.0037, 1.1768])
     """
-    return _ce(cosface_logits(inp.logits, inp.index, margin=margin, scale=scale), inp.index)
+    return _margin_ce(inp.logits, inp.index, _target_cos(inp.logits, inp.index) - margin, scale)
 
 
 @register(
@@ -251,7 +289,8 @@ def sphereface(inp: MulticlassInput, *, margin: int = 4, scale: float = 64.0) ->
         >>> F.sphereface(cos, torch.tensor([0, 1]), scale=4.0, reduction="none")
         tensor([4.0536, 6.0927])
     """
-    return _ce(sphereface_logits(inp.logits, inp.index, margin=margin, scale=scale), inp.index)
+    new = sphereface_target(_target_cos(inp.logits, inp.index), margin)
+    return _margin_ce(inp.logits, inp.index, new, scale)
 
 
 def tukey_keep(values: Tensor, valid: Tensor, whisker: float) -> Tensor:
