@@ -385,12 +385,12 @@ def unpg(
         tensor([28.8000, 16.0000])
     """
     z, y = inp.logits, inp.index
+    target_cos = _target_cos(z, y)
     if margin_type == "arcface":
-        logits = arcface_logits(z, y, margin=margin, scale=scale, fallback=False)
+        new = arcface_target(target_cos, margin, fallback=False)
     else:
-        logits = cosface_logits(z, y, margin=margin, scale=scale)
-    target_logit = logits.gather(1, y.unsqueeze(1)).squeeze(1)
-    lse = torch.logsumexp(logits, dim=1)
+        new = target_cos - margin
+    per = _margin_ce(z, y, new, scale)
     count = torch.zeros((), dtype=torch.int64, device=z.device)
     if embeddings is not None:
         if not isinstance(embeddings, Tensor) or not embeddings.is_floating_point():
@@ -422,5 +422,7 @@ def unpg(
         kept = pairs if whisker is None else tukey_keep(s, pairs, whisker)
         count = kept.sum()
         extra = masked_logsumexp((scale * s).reshape(1, -1), kept.reshape(1, -1), dim=1)
-        lse = torch.where(count > 0, torch.logaddexp(lse, extra), lse)
-    return KernelResult(lse - target_logit, None, {"negative_pairs": count})
+        # log(e^lse + e^extra) - s new = per + softplus(extra - lse), lse = per + s new
+        lse = per + scale * new.reshape(per.shape)
+        per = torch.where(count > 0, per + torch.nn.functional.softplus(extra - lse), per)
+    return KernelResult(per, None, {"negative_pairs": count})
