@@ -244,11 +244,55 @@ def versus_ce(store: str, losses: tuple[str, ...] = ("aldr_kl", "ldr_kl", "gce")
     return "\n".join(lines)
 
 
+def statistics(store: str, out: Path = HERE) -> str:
+    """The bench's statistics on each side: Friedman over the 4 settings, Nemenyi critical
+    difference (diagram written to ``out``), bootstrap intervals of mean rank, and the
+    Holm-corrected Wilcoxon comparison with CE over (setting, noise seed, fold) pairs."""
+    from losslab.bench.figures import cd_diagram
+    from losslab.bench.stats import bench_stats
+
+    lines = []
+    for side, d in (("losslab", _ours(store)), ("official code", _official())):
+        rows = d.assign(
+            dataset="vowel", corruption=d["setting"], seed=d["noise_seed"] * FOLDS + d["fold"]
+        )
+        st = bench_stats(rows)
+        slug = side.split()[0]
+        cd_diagram(st, out / f"cd_{slug}.png")
+        fr = st.friedman
+        assert fr is not None and st.cd is not None
+        lines += [
+            f"**{side}**: Friedman chi2 = {fr.statistic:.1f} ({len(st.mean_rank) - 1} degrees of "
+            f"freedom, {st.n_groups} groups), p = {fr.pvalue:.2g}; Nemenyi critical difference "
+            f"{st.cd:.2f} ranks at alpha = {st.alpha:g}.",
+            "",
+            f"![critical difference, {side}](results-ldr-faithful/cd_{slug}.png)",
+            "",
+            "| loss | mean rank (95% CI) | vs CE: wins / ties / losses | median difference "
+            "| Holm p | better than CE? |",
+            "|---|---|---|---|---|---|",
+        ]
+        for loss, rank in st.mean_rank.items():
+            lo, hi = st.rank_ci.loc[loss, "lo"], st.rank_ci.loc[loss, "hi"]
+            if loss in st.versus.index:
+                v = st.versus.loc[loss]
+                versus = (
+                    f"{v['wins']} / {v['ties']} / {v['losses']} | {v['median_diff']:+.3f} | "
+                    f"{v['p_holm']:.2g} | {v['better']}"
+                )
+            else:
+                versus = "(reference) | | |"
+            lines.append(f"| `{loss}` | {rank:.2f} ({lo:.2f}-{hi:.2f}) | {versus} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("command", choices=["run", "compare"])
     ap.add_argument("--store", default="results/ldr-faithful.duckdb")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=HERE, help="folder of the figures")
     args = ap.parse_args()
     if args.command == "run":
         run(args.store, args.workers)
@@ -256,6 +300,8 @@ def main() -> None:
         print(compare(args.store))
         print()
         print(versus_ce(args.store))
+        print()
+        print(statistics(args.store, args.out))
 
 
 if __name__ == "__main__":
