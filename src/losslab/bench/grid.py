@@ -473,8 +473,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "seeds": list(range(10)),
         "protocol": FAITHFUL_PROTOCOL,
     },
-    # fashion_mnist with the MLP: CE and the 9 best losses of the recorded ldr grid
-    # (docs/results-ldr.md), one learning rate, a short schedule (budget: docs/bench.md)
+    # fashion_mnist with the MLP: CE and the 9 best losses of the earlier ldr run (LDR-KL
+    # and ALDR-KL at lambda 10), one learning rate, a short schedule (budget: docs/bench.md)
     "fashion": {
         "datasets": ["fashion_mnist"],
         "corruptions": ["clean", "uniform:0.4", "class_dependent:0.3", "long_tail:50"],
