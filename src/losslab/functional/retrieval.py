@@ -53,7 +53,11 @@ def decoupled_softmax(inp: MulticlassInput, *, temperature: float = 0.05) -> Ten
         tensor(0.3955)
     """
     s = inp.logits / temperature
-    q = inp.target_probs()
+    if inp.soft is None:
+        # one positive: every other class is a negative, so this is the cross-entropy
+        # of s, and torch's fused kernel computes it without the masks
+        return torch.nn.functional.cross_entropy(s, inp.index, reduction="none")
+    q = inp.soft
     negatives = q == 0
     neg_lse = masked_logsumexp(s, negatives, dim=1).unsqueeze(1)
     has_neg = negatives.any(dim=1, keepdim=True)
