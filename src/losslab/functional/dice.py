@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from losslab._validate import Real
+from losslab.functional._fused import SoftmaxSeparableRows, as_rows
 from losslab.kinds.binary import BinaryInput
 from losslab.kinds.multiclass import MulticlassInput
 from losslab.registry import Claim, register
@@ -44,7 +45,57 @@ def _class_probs(inp: MulticlassInput, alpha: float) -> tuple[Tensor, Tensor]:
     return _adjusted(p, -torch.expm1(logp), alpha), inp.target_probs()
 
 
+def _index_dice(inp: MulticlassInput, smooth: float, square: bool) -> Tensor:
+    r"""`dice` for index targets and $\gamma > 0$ in closed form per class: off the
+    target $p^2 / (p^2 + \gamma)$ ($p / (p + \gamma)$ unsquared), at the target
+    $(1 - p)^2 / (p^2 + 1 + \gamma)$ ($(1 - p) / (p + 1 + \gamma)$), one softmax and
+    an analytic backward (:class:`SoftmaxSeparableRows`) instead of a one-hot target."""
+    g = float(smooth)
+    if square:
+
+        def phi(p: Tensor) -> Tensor:
+            q = p * p
+            return q / (q + g)
+
+        def dphi(p: Tensor) -> Tensor:
+            q = p * p + g
+            return (2.0 * g) * p / (q * q)
+
+        def hit(p: Tensor) -> Tensor:
+            return (1.0 - p) ** 2 / (p * p + 1.0 + g)
+
+        def dhit(p: Tensor) -> Tensor:
+            den = p * p + 1.0 + g
+            return (-2.0 * (1.0 - p) * den - 2.0 * p * (1.0 - p) ** 2) / (den * den)
+
+    else:
+
+        def phi(p: Tensor) -> Tensor:
+            return p / (p + g)
+
+        def dphi(p: Tensor) -> Tensor:
+            return g / (p + g) ** 2
+
+        def hit(p: Tensor) -> Tensor:
+            return (1.0 - p) / (p + 1.0 + g)
+
+        def dhit(p: Tensor) -> Tensor:
+            return -(2.0 + g) / (p + 1.0 + g) ** 2
+
+    def psi(p: Tensor) -> Tensor:  # the target's term replaces its off-target one
+        return hit(p) - phi(p)
+
+    def dpsi(p: Tensor) -> Tensor:
+        return dhit(p) - dphi(p)
+
+    rows = as_rows(inp.logits)
+    per = SoftmaxSeparableRows.apply(rows, inp.index.reshape(-1), phi, dphi, psi, dpsi, 1.0)
+    return per.reshape(inp.index.shape)
+
+
 def _token_dice(inp: MulticlassInput, alpha: float, smooth: float, square: bool) -> Tensor:
+    if inp.soft is None and alpha == 0 and smooth > 0:
+        return _index_dice(inp, smooth, square)
     p, y = _class_probs(inp, alpha)
     den = p * p + y * y if square else p + y
     # A class with p = y = 0 and smooth = 0 scores 1 (nothing predicted, nothing missed).
