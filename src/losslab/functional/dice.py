@@ -191,6 +191,29 @@ def self_adjusting_dice(
     return _token_dice(inp, alpha, smooth, square)
 
 
+def _index_tversky(inp: MulticlassInput, a: float, b: float, g: float) -> Tensor:
+    r"""`tversky` for index targets and $\gamma > 0$: off the target $a p / (a p + \gamma)$,
+    at the target $b (1 - p) / (p + b (1 - p) + \gamma)$, on one softmax with the analytic
+    backward of :class:`SoftmaxSeparableRows`."""
+
+    def phi(p: Tensor) -> Tensor:
+        return a * p / (a * p + g)
+
+    def dphi(p: Tensor) -> Tensor:
+        return (a * g) / (a * p + g) ** 2
+
+    def psi(p: Tensor) -> Tensor:
+        return b * (1.0 - p) / (p + b * (1.0 - p) + g) - phi(p)
+
+    def dpsi(p: Tensor) -> Tensor:
+        # d/dp of b (1 - p) / den with den = p + b (1 - p) + g: -b (1 + g) / den^2
+        return -b * (1.0 + g) / (p + b * (1.0 - p) + g) ** 2 - dphi(p)
+
+    rows = as_rows(inp.logits)
+    per = SoftmaxSeparableRows.apply(rows, inp.index.reshape(-1), phi, dphi, psi, dpsi, 1.0)
+    return per.reshape(inp.index.shape)
+
+
 @register(
     "tversky",
     family="dice",
@@ -230,6 +253,8 @@ def tversky(
         >>> F.tversky(logits, torch.tensor([0, 2]), reduction="none")
         tensor([0.1391, 0.4181])
     """
+    if inp.soft is None and smooth > 0:
+        return _index_tversky(inp, alpha, beta, smooth)
     p, y = _class_probs(inp, 0.0)
     tp = p * y
     den = tp + alpha * p * (1.0 - y) + beta * (1.0 - p) * y + smooth
