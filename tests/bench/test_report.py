@@ -273,3 +273,33 @@ def test_markdown_cells_escape_what_markdown_would_read_as_syntax():
     assert _md_cell("a|b*c`d\\") == "a\\|b\\*c\\`d\\\\"
     page = markdown_to_html(f"# {_md_cell('grid *x*')}\n\n| a |\n|---|\n| {_md_cell('1|2')} |", "t")
     assert "<h1>grid *x*</h1>" in page and "<td>1|2</td>" in page
+
+
+def test_accuracy_figure_leaves_imbalance_ratios_off_the_noise_axis(tmp_path, monkeypatch):
+    """long_tail:50 stores its ratio (50) in noise_rate; drawn on the noise axis it would
+    squash the noise rates (0.3, 0.4) against 0, so the figure leaves it out while label
+    noise settings remain, and keeps it when nothing else is there."""
+    import pandas as pd
+
+    from losslab.bench import figures
+
+    drawn: list[float] = []
+    real = figures._curve
+
+    def spy(ax, part, loss, **style):
+        drawn.extend(part[part["loss"] == loss]["noise_rate"].tolist())
+        real(ax, part, loss, **style)
+
+    monkeypatch.setattr(figures, "_curve", spy)
+    rows = [
+        dict(dataset="d", loss=loss, noise_kind=kind, noise_rate=rate, seed=s, test_acc=0.5)
+        for loss in ("ce", "gce")
+        for kind, rate in (("clean", 0.0), ("uniform", 0.4), ("long_tail", 50.0))
+        for s in (0, 1)
+    ]
+    df = pd.DataFrame(rows)
+    figures.accuracy_by_family(df, tmp_path / "a.png")
+    assert (tmp_path / "a.png").exists() and max(drawn) == 0.4
+    drawn.clear()
+    figures.accuracy_by_family(df[df["noise_kind"] == "long_tail"], tmp_path / "b.png")
+    assert drawn and max(drawn) == 50.0

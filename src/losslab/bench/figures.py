@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from losslab.bench.stats import METRIC_NAMES, REFERENCE, BenchStats
+from losslab.data.corrupt import IMBALANCE_KINDS
 from losslab.metrics import ReliabilityBins
 
 if TYPE_CHECKING:
@@ -96,10 +97,15 @@ def accuracy_by_family(
     rate (mean ± std over seeds): one row per loss family, one column per dataset, the
     family's legend to the right
     of its row; the reference loss in black in every panel; solid lines for uniform noise,
-    dashed for class-dependent noise, each starting from the clean point."""
+    dashed for class-dependent noise, each starting from the clean point. Settings that
+    only impose an imbalance (``long_tail``, ``step``) are left out when others remain."""
     from matplotlib import colormaps
     from matplotlib.lines import Line2D
 
+    # an imbalance alone (long_tail:50) has its ratio, not a noise rate, in noise_rate: it
+    # has no place on this axis (its numbers are in the tables), unless nothing else is left
+    noisy = df[~df["noise_kind"].isin(IMBALANCE_KINDS)]
+    df = noisy if len(noisy) else df
     datasets = list(dict.fromkeys(df["dataset"]))
     fams = _families(df["loss"].unique().tolist(), reference)
     stats = df.groupby(["dataset", "loss", "noise_kind", "noise_rate"], as_index=False)
