@@ -77,7 +77,7 @@ def test_presets_shape():
     assert demo.losses == ["ce", "gce", "sce", "nce_rce", "ldr_kl", "aldr_kl"]
     assert len(demo.seeds) == 2 and len(demo.lrs) >= 2
     ldr = preset("ldr")
-    assert len(ldr.corruptions) == 7 and len(ldr.seeds) == 3 and len(ldr.losses) == 23
+    assert len(ldr.corruptions) == 7 and len(ldr.seeds) == 2 and len(ldr.losses) == 23
     faithful = preset("ldr", protocol="ldr-faithful")
     assert faithful.model == "ldr_mlp" and faithful.lrs == [0.01]
     assert faithful.train["optimizer"] == "sgd" and faithful.train["shuffle"] is False
