@@ -75,33 +75,14 @@ def _board_table(board: pd.DataFrame, title: str, limit: int = 25) -> Table:
     from rich import box
     from rich.table import Table
 
-    from losslab.bench.report import BALANCED, RETRIEVAL, board_view
+    from losslab.bench.report import board_view
     from losslab.bench.stats import REFERENCE
 
     ref = REFERENCE
     view = board_view(board)
-    if view is RETRIEVAL:
-        means = ("test_recall_at_1", "test_map_at_r", "train_clean_recall_at_1")
-        heads = ("R@1", "MAP@R", "train")
-        what = (
-            "test Recall@1 over groups (1 = best), 95% CI: bootstrap over groups; R@1, "
-            "MAP@R: test (unseen classes); train: clean-label training Recall@1"
-        )
-    elif view is BALANCED:
-        means = ("test_balanced_acc", "test_worst_recall", "train_clean_acc")
-        heads = ("bal", "worst", "train")
-        what = (
-            "test balanced accuracy over groups (1 = best), 95% CI: bootstrap over groups; "
-            "bal, worst: test balanced accuracy and worst-class recall; train: clean-label "
-            "training accuracy"
-        )
-    else:
-        means = ("test_acc", "test_ece", "train_clean_acc")
-        heads = ("acc", "ECE", "train")
-        what = (
-            "test accuracy over groups (1 = best), 95% CI: bootstrap over groups; acc, ECE: "
-            "test; train: clean-label training accuracy"
-        )
+    means = [column for column, _ in view.board]
+    heads = [head for _, head in view.board]
+    what = view.board_caption
     t = Table(
         title=title,
         title_justify="left",

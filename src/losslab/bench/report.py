@@ -154,7 +154,9 @@ class TaskView:
     ``metric``: the column ranked (higher is better); ``means``: the per-loss means of the
     leaderboard, with their headings; ``tables``: the per-dataset mean ± std tables
     (column, heading); ``train``: the clean-label training score (the under-fitting
-    check); ``calibration``: whether the rows carry class probabilities (ECE, reliability).
+    check); ``calibration``: whether the rows carry class probabilities (ECE, reliability);
+    ``board``: the columns of the terminal leaderboard with their short headings, and
+    ``board_caption`` what the ranking and those headings mean.
     """
 
     task: str
@@ -163,6 +165,8 @@ class TaskView:
     tables: tuple[tuple[str, str], ...]
     train: str
     calibration: bool
+    board: tuple[tuple[str, str], ...]
+    board_caption: str
 
 
 CLASSIFICATION = TaskView(
@@ -177,6 +181,9 @@ CLASSIFICATION = TaskView(
     tables=(("test_acc", "test accuracy"),),
     train="train_clean_acc",
     calibration=True,
+    board=(("test_acc", "acc"), ("test_ece", "ECE"), ("train_clean_acc", "train")),
+    board_caption="test accuracy over groups (1 = best), 95% CI: bootstrap over groups; acc, "
+    "ECE: test; train: clean-label training accuracy",
 )
 RETRIEVAL = TaskView(
     task="retrieval",
@@ -194,6 +201,13 @@ RETRIEVAL = TaskView(
     ),
     train="train_clean_recall_at_1",
     calibration=False,
+    board=(
+        ("test_recall_at_1", "R@1"),
+        ("test_map_at_r", "MAP@R"),
+        ("train_clean_recall_at_1", "train"),
+    ),
+    board_caption="test Recall@1 over groups (1 = best), 95% CI: bootstrap over groups; "
+    "R@1, MAP@R: test (unseen classes); train: clean-label training Recall@1",
 )
 
 
@@ -217,6 +231,14 @@ BALANCED = TaskView(
     ),
     train="train_clean_acc",
     calibration=True,
+    board=(
+        ("test_balanced_acc", "bal"),
+        ("test_worst_recall", "worst"),
+        ("train_clean_acc", "train"),
+    ),
+    board_caption="test balanced accuracy over groups (1 = best), 95% CI: bootstrap over "
+    "groups; bal, worst: test balanced accuracy and worst-class recall; train: clean-label "
+    "training accuracy",
 )
 
 

@@ -34,11 +34,16 @@ class _BCEElements(torch.autograd.Function):
         return grad.mul_(grad_out), None, None
 
 
-def _bce_value(x: Tensor, t: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor]:
-    """The BCE of every element, and ``w t`` (``t`` itself without ``pos_weight``)."""
-    sp = torch.logaddexp(x, x.new_zeros(()))
+def _bce_value(
+    x: Tensor, t: Tensor, w: Tensor | None, sp: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """The BCE of every element, and ``w t`` (``t`` itself without ``pos_weight``). The
+    value is written into ``sp``, ``softplus(x)``, when the caller passes it (computed
+    here otherwise)."""
+    if sp is None:
+        sp = torch.logaddexp(x, x.new_zeros(()))
     wt = t if w is None else w * t
-    return (sp if w is None else sp.mul_(1.0 + (w - 1.0) * t)).sub_(wt * x), wt
+    return (sp if w is None else sp.mul_(1.0 + (w - 1.0) * t)).addcmul_(wt, x, value=-1.0), wt
 
 
 def bce_per_element(inp: BinaryInput) -> Tensor:
@@ -142,9 +147,7 @@ class _FocalElements(torch.autograd.Function):
     ) -> Tensor:
         sp = torch.logaddexp(x, x.new_zeros(()))
         sn = torch.neg(sp).exp_()  # sigmoid(-x) = exp(-softplus(x)), exact
-        wt = t if w is None else w * t
-        # the BCE (see _bce_value), in the softplus's buffer
-        c = (sp if w is None else sp.mul_(1.0 + (w - 1.0) * t)).addcmul_(wt, x, value=-1.0)
+        c, wt = _bce_value(x, t, w, sp)  # in the softplus's buffer
         s = torch.sigmoid(x)
         q = torch.lerp(s, sn, t).clamp_min_(torch.finfo(x.dtype).tiny)
         qg = q.pow(gamma)
