@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from losslab.functional import _fused as fused
 from losslab.functional._fused import LDRKLRows, ZLossRows
 from losslab.functional.ldr import normalize_logits
 
@@ -75,3 +76,36 @@ def test_rows_gradcheck_float64():
         fn = lambda x, nm=normalize: LDRKLRows.apply(x, y, 0.2, 1.7, nm, 1e-2)  # noqa: E731
         assert torch.autograd.gradcheck(fn, (z,))
     assert torch.autograd.gradcheck(lambda x: ZLossRows.apply(x, y, 1.5, 0.5, 1e-2), (z,))
+
+
+@pytest.mark.parametrize("normalize", ["none", "softplus_mean", "abs_mean"])
+def test_ldr_rows_blockwise_equal_one_block(normalize, monkeypatch):
+    """Rows split over several blocks give the one-block values and gradients, including a
+    block whose logits overflow ``exp`` (softplus' safe path) next to ordinary ones."""
+    z, y = _inputs(5, n=11, c=6)
+    z = z.float()
+    z[9] = torch.tensor([120.0, -3.0, 95.0, 0.5, 100.0, 2.0])
+    lam = torch.linspace(0.5, 4.0, z.shape[0])
+
+    def run():
+        x = z.clone().requires_grad_(True)
+        out = LDRKLRows.apply(x, y, 0.3, lam, normalize, 1e-2)
+        out.sum().backward()
+        return out, x.grad
+
+    one = run()
+    monkeypatch.setattr(fused, "BLOCK_ELEMENTS", 2 * z.shape[1])
+    many = run()
+    torch.testing.assert_close(many, one)
+    assert torch.isfinite(one[0]).all() and torch.isfinite(one[1]).all()
+
+
+def test_ldr_rows_backward_twice():
+    """``retain_graph`` backward passes give the same gradient (the saved exponentials
+    are read, never overwritten)."""
+    z, y = _inputs(6)
+    x = z.clone().requires_grad_(True)
+    out = LDRKLRows.apply(x, y, 0.3, 2.0, "softplus_mean", 1e-2).sum()
+    (g1,) = torch.autograd.grad(out, x, retain_graph=True)
+    (g2,) = torch.autograd.grad(out, x)
+    torch.testing.assert_close(g1, g2)

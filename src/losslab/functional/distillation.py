@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from losslab._validate import Real
-from losslab.functional._fused import as_rows
+from losslab.functional._fused import as_rows, row_dot
 from losslab.kinds.distillation import DistillationInput
 from losslab.registry import register
 
@@ -32,7 +32,7 @@ class _KDRows(torch.autograd.Function):
         pt = log_pt.exp()
         # log p_t - log p_s, with masked teacher classes (p_t = 0) at 0 instead of -inf
         gap = torch.sub(log_pt, log_ps).nan_to_num_(neginf=0.0)
-        kl = torch.bmm(pt.unsqueeze(1), gap.unsqueeze(2)).reshape(-1)
+        kl = row_dot(pt, gap).reshape(-1)
         per = (alpha * temperature**2) * kl
         log_p = None
         if alpha < 1.0:

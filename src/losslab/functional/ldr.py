@@ -26,7 +26,13 @@ import torch
 from torch import Tensor
 
 from losslab._validate import Choice, Real
-from losslab.functional._fused import LDRKLRows, as_rows, ldr_row_stats
+from losslab.functional._fused import (
+    LDRKLRows,
+    as_rows,
+    block_scratch,
+    ldr_block,
+    row_blocks,
+)
 from losslab.kinds.multiclass import MulticlassInput
 from losslab.registry import Claim, PerSampleState, register
 
@@ -67,7 +73,7 @@ def ldr_value(
     temperature: Tensor | float,
     normalize: str,
     eps: float = NORM_FLOOR,
-    stats: tuple[Tensor, Tensor, Tensor] | None = None,
+    stats: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     r"""``lambda * log mean_k exp(a_k / lambda)``, ``a_k = c 1[k != y] + f_k - f_y``, ``f``
     the normalised logits, for ``(N, C, *)`` logits and ``(N, *)`` targets.
@@ -192,7 +198,7 @@ def aldr_kl_temperature(
     """
     with torch.no_grad():
         z = logits.detach().to(torch.promote_types(logits.dtype, torch.float32))
-        lam = _ascend(as_rows(z), temperature0, alpha, normalize, eps, sample_temperature)
+        lam, _ = _ascend(as_rows(z), temperature0, alpha, normalize, eps, sample_temperature)
         return lam.reshape(z.shape[:1] + z.shape[2:])
 
 
@@ -203,24 +209,31 @@ def _ascend(
     normalize: str,
     eps: float,
     sample_temperature: Tensor | None,
-    stats: tuple[Tensor, Tensor, Tensor] | None = None,
-) -> Tensor:
-    """The temperature step on ``(R, C)`` rows, from LDR's row statistics."""
-    base, m, top = stats if stats is not None else ldr_row_stats(z, normalize, eps)
-    c = z.shape[1]
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """The temperature step on ``(R, C)`` rows, block by block, and the rows' ``(m, top)``
+    of LDR's normalisation (which the loss's kernel reuses)."""
+    rows, c = z.shape
     lam = (
-        torch.full_like(m, temperature0)
+        torch.full((rows, 1), temperature0, dtype=z.dtype, device=z.device)
         if sample_temperature is None
         else sample_temperature.reshape(-1, 1).to(z.dtype)
     )
-    # softmax(f / lambda) with f = base / m, shifted by the row maximum; then the
-    # official smoothing (p + delta) / (1 + C delta).
-    scores = torch.sub(base, top).mul_(1.0 / (m * lam))
-    p = torch.softmax(scores, dim=1)
-    p.add_(ALDR_PROB_SMOOTHING).div_(1.0 + c * ALDR_PROB_SMOOTHING)
-    log_p = torch.log(p, out=scores)  # the scores' buffer is free again
-    kl = torch.bmm(p.unsqueeze(1), log_p.unsqueeze(2)).reshape(-1) + math.log(c)
-    return temperature0 * (1.0 - kl / (alpha * math.log(c)))
+    m_all, top_all, kl = z.new_empty(rows, 1), z.new_empty(rows, 1), z.new_empty(rows, 1)
+    base_buf, p_buf = block_scratch(z), block_scratch(z)
+    # The official smoothing q = (p + delta) / K, K = 1 + C delta, enters the KL as
+    # sum q log q = <p + delta, log(p + delta)> / K - log K, so the division costs no pass.
+    k = 1.0 + c * ALDR_PROB_SMOOTHING
+    for s in row_blocks(rows, c):
+        n = s.stop - s.start
+        base, m, top = ldr_block(z[s], normalize, eps, base_buf[:n])
+        m_all[s], top_all[s] = m, top
+        # softmax(f / lambda) with f = base / m, shifted by the row maximum
+        p = torch.sub(base, top, out=p_buf[:n]).mul_(1.0 / (m * lam[s])).exp_()
+        p.mul_(1.0 / p.sum(dim=1, keepdim=True)).add_(ALDR_PROB_SMOOTHING)
+        log_p = torch.log(p, out=base_buf[:n])  # base is no longer needed
+        kl[s] = torch.mul(log_p, p, out=log_p).sum(dim=1, keepdim=True) / k - math.log(k)
+    kl = kl.reshape(-1) + math.log(c)
+    return temperature0 * (1.0 - kl / (alpha * math.log(c))), (m_all, top_all)
 
 
 def _aldr_update(
@@ -234,9 +247,8 @@ def _aldr_update(
     eps: float,
 ) -> Tensor:
     z = as_rows(inp.logits.detach())
-    stats = ldr_row_stats(z, normalize, eps)
+    new, stats = _ascend(z, temperature0, alpha, normalize, eps, previous)
     inp.memo["ldr_stats"] = stats  # the kernel reuses them
-    new = _ascend(z, temperature0, alpha, normalize, eps, previous, stats)
     return new.reshape(previous.shape)
 
 
