@@ -235,10 +235,11 @@ class SoftmaxSeparableRows(torch.autograd.Function):
     r"""``L = scale * sum_k phi(p_k) + psi(p_y)`` per row, ``p = softmax(z)``.
 
     With ``u = phi'(p)`` and ``t = scale <p, u> + p_y psi'(p_y)``, the softmax Jacobian
-    gives ``dL/dz = p * (scale u - t) + e_y p_y psi'(p_y)``: a batched dot, one
-    ``addcmul`` and one multiply in backward, with ``p`` the only saved buffer.
-    ``phi``/``dphi`` are elementwise callables on ``(R, C)`` (``dphi`` may return its
-    input, which is never written to); ``psi``/``dpsi`` act on the gathered ``(R, 1)``.
+    gives ``dL/dz = p * (scale u - t) + e_y p_y psi'(p_y)``: a row dot product, one
+    ``addcmul`` and one multiply in backward, with ``p`` the only saved buffer. Both
+    passes run block by block (:func:`row_blocks`). ``phi``/``dphi`` are elementwise
+    callables on a block of ``p`` (``dphi`` may return its input, which is never written
+    to); ``psi``/``dpsi`` act on the gathered ``(R, 1)``.
     """
 
     @staticmethod
@@ -253,21 +254,39 @@ class SoftmaxSeparableRows(torch.autograd.Function):
         scale: float,
     ) -> Tensor:
         idx = index.unsqueeze(1)
-        p = torch.softmax(z, dim=1)
-        p_y = p.gather(1, idx)
+        p = torch.empty_like(z)
+        acc = z.new_empty(z.shape[0], 1)
+        for s in row_blocks(*z.shape):
+            ps = p[s].copy_(torch.softmax(z[s], dim=1))
+            acc[s] = phi(ps).sum(dim=1, keepdim=True)
         ctx.dphi, ctx.dpsi, ctx.scale = dphi, dpsi, scale
         ctx.save_for_backward(p, index)
-        return (scale * phi(p).sum(dim=1, keepdim=True) + psi(p_y)).squeeze(1)
+        return (scale * acc + psi(p.gather(1, idx))).squeeze(1)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         p, index = ctx.saved_tensors
         idx = index.unsqueeze(1)
         g = grad_out.unsqueeze(1)
-        u = ctx.dphi(p)
         p_y = p.gather(1, idx)
         target_term = p_y * ctx.dpsi(p_y)
-        t = ctx.scale * row_dot(p, u) + target_term
-        grad = torch.addcmul(-g * t, u, g * ctx.scale).mul_(p)
+        gs_scale = g * ctx.scale
+        grad = torch.empty_like(p)
+        for s in row_blocks(*p.shape):
+            ps = p[s]
+            u = ctx.dphi(ps)
+            t = ctx.scale * row_dot(ps, u) + target_term[s]
+            torch.addcmul(-g[s] * t, u, gs_scale[s], out=grad[s]).mul_(ps)
         grad.scatter_add_(1, idx, g * target_term)
         return grad, None, None, None, None, None, None
+
+
+def softmax_separable(
+    logits: Tensor, index: Tensor, phi: Any, dphi: Any, psi: Any, dpsi: Any, scale: float = 1.0
+) -> Tensor:
+    """:class:`SoftmaxSeparableRows` on ``(N, C, *)`` logits and ``(N, *)`` index targets,
+    per element ``(N, *)``."""
+    per = SoftmaxSeparableRows.apply(
+        as_rows(logits), index.reshape(-1), phi, dphi, psi, dpsi, scale
+    )
+    return per.reshape(index.shape)

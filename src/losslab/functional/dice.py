@@ -3,13 +3,11 @@ official code of Li et al. 2020), over the whole set for binary and multi-label 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
 from losslab._validate import Real
-from losslab.functional._fused import SoftmaxSeparableRows, as_rows
+from losslab.functional._fused import softmax_separable
 from losslab.kinds.binary import BinaryInput
 from losslab.kinds.multiclass import MulticlassInput
 from losslab.registry import Claim, register
@@ -45,14 +43,6 @@ def _class_probs(inp: MulticlassInput, alpha: float) -> tuple[Tensor, Tensor]:
     logp = torch.log_softmax(inp.logits, dim=1)
     p = logp.exp()
     return _adjusted(p, -torch.expm1(logp), alpha), inp.target_probs()
-
-
-def _separable(inp: MulticlassInput, phi: Any, dphi: Any, psi: Any, dpsi: Any) -> Tensor:
-    """``sum_k phi(p_k) + psi(p_y)`` per element of ``(N, C, *)`` logits, ``p`` the softmax,
-    with the analytic backward of :class:`SoftmaxSeparableRows`."""
-    rows = as_rows(inp.logits)
-    per = SoftmaxSeparableRows.apply(rows, inp.index.reshape(-1), phi, dphi, psi, dpsi, 1.0)
-    return per.reshape(inp.index.shape)
 
 
 def _index_dice(inp: MulticlassInput, smooth: float, square: bool) -> Tensor:
@@ -98,7 +88,7 @@ def _index_dice(inp: MulticlassInput, smooth: float, square: bool) -> Tensor:
     def dpsi(p: Tensor) -> Tensor:
         return dhit(p) - dphi(p)
 
-    return _separable(inp, phi, dphi, psi, dpsi)
+    return softmax_separable(inp.logits, inp.index, phi, dphi, psi, dpsi)
 
 
 def _token_dice(inp: MulticlassInput, alpha: float, smooth: float, square: bool) -> Tensor:
@@ -217,7 +207,7 @@ def _index_tversky(inp: MulticlassInput, a: float, b: float, g: float) -> Tensor
         # d/dp of b (1 - p) / den with den = p + b (1 - p) + g: -b (1 + g) / den^2
         return -b * (1.0 + g) / (p + b * (1.0 - p) + g) ** 2 - dphi(p)
 
-    return _separable(inp, phi, dphi, psi, dpsi)
+    return softmax_separable(inp.logits, inp.index, phi, dphi, psi, dpsi)
 
 
 @register(

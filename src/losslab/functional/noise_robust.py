@@ -15,7 +15,7 @@ from torch import Tensor
 
 from losslab._validate import Int, Real
 from losslab.functional._common import one_minus_exp
-from losslab.functional._fused import SoftmaxSeparableRows, as_rows
+from losslab.functional._fused import softmax_separable
 from losslab.kinds.multiclass import MulticlassInput
 from losslab.registry import Claim, PerSampleState, register
 
@@ -92,15 +92,9 @@ def mse(inp: MulticlassInput) -> Tensor:
     """
     if inp.soft is None:
         # sum_k (p_k - e_yk)^2 = sum_k p_k^2 + 1 - 2 p_y: separable in the softmax.
-        return SoftmaxSeparableRows.apply(
-            as_rows(inp.logits),
-            inp.index.reshape(-1),
-            torch.square,
-            _twice,
-            _brier_target,
-            _minus_two,
-            1.0,
-        ).reshape(inp.index.shape)
+        return softmax_separable(
+            inp.logits, inp.index, torch.square, _twice, _brier_target, _minus_two
+        )
     p = torch.softmax(inp.logits, dim=1)
     return (p - inp.soft).square().sum(dim=1)
 
@@ -371,9 +365,7 @@ def rll(inp: MulticlassInput, *, alpha: float = 0.1) -> Tensor:
         def dpsi(p_y: Tensor) -> Tensor:
             return -c / (c - 1) / (p_y + alpha)
 
-        return SoftmaxSeparableRows.apply(
-            as_rows(inp.logits), inp.index.reshape(-1), phi, dphi, psi, dpsi, 1.0 / (c - 1)
-        ).reshape(inp.index.shape)
+        return softmax_separable(inp.logits, inp.index, phi, dphi, psi, dpsi, 1.0 / (c - 1))
     logp = torch.log_softmax(inp.logits, dim=1)
     log_alpha = math.log(alpha)
     # log(alpha + p) = log(alpha) + log1p(p / alpha): one exp and one log1p per class.
