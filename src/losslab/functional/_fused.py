@@ -231,6 +231,59 @@ def _may_overflow_squares(o: Tensor) -> bool:
     return max(-float(lo), float(hi)) > math.sqrt(torch.finfo(o.dtype).max) / (4 * o.shape[1])
 
 
+class ScaledCERows(torch.autograd.Function):
+    r"""Cross-entropy of ``s z`` with the target logit replaced by ``s new``, per row of
+    ``(R, C)`` scores; ``new`` ``(R, 1)`` carries its own gradient (for the angular-margin
+    losses, the margin transform of the target cosine; ``z_y`` itself for a plain scaled
+    cross-entropy).
+
+    Forward turns one ``(R, C)`` buffer into the softmax ``p``, block by block
+    (:func:`row_blocks`); backward is ``s g p`` with the target column 0 for ``z`` and
+    ``s g (p_y - 1)`` for ``new``: two full-size buffers in all, as torch's fused
+    cross-entropy.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, index: Tensor, new: Tensor, scale: float) -> Tensor:
+        idx = index.unsqueeze(1)
+        target = new * scale
+        p = torch.empty_like(z)
+        top = z.new_empty(z.shape[0], 1)
+        total = z.new_empty(z.shape[0], 1)
+        # Subnormal floats cost the CPU about 100 times a normal operation, and large
+        # scales put many score gaps below log(tiny) (exp) or near it (the division and
+        # the backward's products). Exponents are raised to 0.8 log(tiny) (-69.9 in
+        # float32): probabilities under 5e-31 become 5e-31 / row sum, a change far below
+        # the dtype's resolution of the row sum and of the gradient. Blocks with masked
+        # (-inf) scores, and compiled graphs, keep the exact exponentials (masked classes
+        # must get exactly zero probability).
+        floor = 0.8 * math.log(torch.finfo(z.dtype).tiny)
+        compiling = torch.compiler.is_compiling()
+        for s in row_blocks(*z.shape):
+            ps = torch.mul(z[s], scale, out=p[s]).scatter_(1, idx[s], target[s])
+            top[s] = m = ps.amax(dim=1, keepdim=True)
+            ps.sub_(m)
+            if not compiling and float(ps.amin()) > -math.inf:
+                ps.clamp_min_(floor)
+            total[s] = t = ps.exp_().sum(dim=1, keepdim=True)
+            ps.div_(t)
+        loss = total.log_().add_(top).sub_(target)
+        ctx.scale = scale
+        ctx.save_for_backward(p, index)
+        return loss.squeeze(1)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        p, index = ctx.saved_tensors
+        idx = index.unsqueeze(1)
+        gs = grad_out.unsqueeze(1) * ctx.scale
+        grad_new = (p.gather(1, idx) - 1.0) * gs
+        grad = torch.empty_like(p)
+        for s in row_blocks(*p.shape):
+            torch.mul(p[s], gs[s], out=grad[s])
+        return grad.scatter_(1, idx, 0.0), None, grad_new, None
+
+
 class SoftmaxSeparableRows(torch.autograd.Function):
     r"""``L = scale * sum_k phi(p_k) + psi(p_y)`` per row, ``p = softmax(z)``.
 

@@ -17,7 +17,7 @@ from torch import Tensor
 from losslab._reduce import KernelResult
 from losslab._validate import Choice, Int, Real, describe, fail
 from losslab.distributed import all_gather_nograd, all_gather_with_grad, require_process_group
-from losslab.functional._fused import as_rows
+from losslab.functional._fused import ScaledCERows, as_rows
 from losslab.functional._pairs import masked_logsumexp, normalize
 from losslab.kinds import Param
 from losslab.kinds.multiclass import MulticlassInput
@@ -121,49 +121,10 @@ def sphereface_logits(
     return _with_target(cosine, target, new, scale)
 
 
-class _MarginCERows(torch.autograd.Function):
-    r"""Cross-entropy of ``s cos`` with the target logit replaced by ``s new``, per row
-    of ``(R, C)`` cosines; ``new`` ``(R, 1)`` carries its own gradient (the margin
-    transform of the target cosine, a function of N values).
-
-    Forward turns one ``(R, C)`` buffer into the softmax ``p`` in place; backward is
-    ``s g p`` with the target column 0 for the cosines and ``s g (p_y - 1)`` for
-    ``new``: two full-size buffers in all, as torch's fused cross-entropy.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, cos: Tensor, index: Tensor, new: Tensor, scale: float) -> Tensor:
-        idx = index.unsqueeze(1)
-        target = new * scale
-        p = torch.mul(cos, scale).scatter_(1, idx, target)
-        top = p.amax(dim=1, keepdim=True)
-        # Subnormal floats cost the CPU about 100 times a normal operation, and scale 64
-        # puts a third of the cosine gaps below log(tiny) (exp) or near it (the division
-        # and the backward's products). Exponents are raised to 0.8 log(tiny) (-69.9 in
-        # float32): probabilities under 5e-31 become 5e-31 / row sum, a change far below
-        # the dtype's resolution of the row sum and of the gradient.
-        floor = 0.8 * math.log(torch.finfo(p.dtype).tiny)
-        total = p.sub_(top).clamp_min_(floor).exp_().sum(dim=1, keepdim=True)
-        loss = total.log().add_(top).sub_(target)
-        p.div_(total)
-        ctx.scale = scale
-        ctx.save_for_backward(p, index)
-        return loss.squeeze(1)
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        p, index = ctx.saved_tensors
-        idx = index.unsqueeze(1)
-        gs = grad_out.unsqueeze(1) * ctx.scale
-        grad_new = (p.gather(1, idx) - 1.0) * gs
-        grad_cos = (p * gs).scatter_(1, idx, 0.0)
-        return grad_cos, None, grad_new, None
-
-
 def _margin_ce(cosine: Tensor, target: Tensor, new: Tensor, scale: float) -> Tensor:
     """Per-element cross-entropy of the margined logits (``new``: the target's margined
     cosine, ``(N, 1, *)``) for ``(N, C, *)`` cosines, without building the logits."""
-    per = _MarginCERows.apply(as_rows(cosine), target.reshape(-1), as_rows(new), float(scale))
+    per = ScaledCERows.apply(as_rows(cosine), target.reshape(-1), as_rows(new), float(scale))
     return per.reshape(target.shape)
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from losslab._validate import Int, Real
+from losslab.functional._fused import ScaledCERows, as_rows
 from losslab.functional._pairs import masked_logsumexp
 from losslab.kinds.multiclass import MulticlassInput
 from losslab.registry import register
@@ -52,11 +53,14 @@ def decoupled_softmax(inp: MulticlassInput, *, temperature: float = 0.05) -> Ten
         >>> F.decoupled_softmax(s, torch.tensor([[0.5, 0.5, 0.0, 0.0]]), temperature=1.0)
         tensor(0.3955)
     """
-    s = inp.logits / temperature
     if inp.soft is None:
         # one positive: every other class is a negative, so this is the cross-entropy
-        # of s, and torch's fused kernel computes it without the masks
-        return torch.nn.functional.cross_entropy(s, inp.index, reduction="none")
+        # of s, computed without the masks (and without subnormal exponentials)
+        z = as_rows(inp.logits)
+        y = inp.index.reshape(-1)
+        per = ScaledCERows.apply(z, y, z.gather(1, y.unsqueeze(1)), 1.0 / temperature)
+        return per.reshape(inp.index.shape)
+    s = inp.logits / temperature
     q = inp.soft
     negatives = q == 0
     neg_lse = masked_logsumexp(s, negatives, dim=1).unsqueeze(1)
