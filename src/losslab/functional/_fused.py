@@ -11,12 +11,16 @@ against autograd in float64 by the generic ``gradcheck`` tests.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from losslab.functional._common import z_score
+
+if TYPE_CHECKING:
+    from losslab.kinds.multiclass import MulticlassInput
 
 
 def as_rows(x: Tensor) -> Tensor:
@@ -343,3 +347,109 @@ def softmax_separable(
         as_rows(logits), index.reshape(-1), phi, dphi, psi, dpsi, scale
     )
     return per.reshape(index.shape)
+
+
+class LogSoftmaxAt(torch.autograd.Function):
+    r"""``log softmax(z)`` at ``K`` columns per row of ``(R, C)`` scores (``idx``
+    ``(R, K)``), and optionally its row sum ``sum_k log softmax(z)_k``, without an
+    ``(R, C)`` activation.
+
+    Forward keeps the row maximum ``m`` and ``S = sum_k exp(z_k - m)`` per row (block by
+    block, :func:`row_blocks`); the values are ``(z_j - m) - log S`` and ``sum_k (z_k - m)
+    - C log S``, shifted before they are combined as ``log_softmax`` does, so logits of any
+    size keep their differences. Backward recomputes ``p = exp(z - m) / S`` block by block
+    into the gradient: ``dL/dz = sum_j g_j (e_{idx_j} - p) + g_s (1 - C p)`` for the
+    gathered values' and the sum's incoming gradients ``g_j``, ``g_s``. The only ``(R, C)``
+    tensor it allocates is that gradient. Rows of only ``-inf`` (masked padding) get
+    ``m = 0`` and ``S = 1``, so their values stay ``-inf`` and their gradient 0.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, idx: Tensor, with_sum: bool) -> tuple[Tensor, Tensor]:
+        rows = z.shape[0]
+        m, mass = z.new_empty(rows, 1), z.new_empty(rows, 1)
+        total = z.new_zeros(rows, 1)
+        buf = block_scratch(z)
+        for s in row_blocks(*z.shape):
+            zs, work = z[s], buf[: s.stop - s.start]
+            top = zs.amax(dim=1, keepdim=True)
+            m[s] = top = torch.where(torch.isfinite(top), top, 0.0)
+            mass[s] = torch.sub(zs, top, out=work).exp_().sum(dim=1, keepdim=True)
+            if with_sum:
+                total[s] = torch.sub(zs, top, out=work).sum(dim=1, keepdim=True)
+        live = mass > 0
+        mass = torch.where(live, mass, 1.0)
+        log_mass = mass.log()
+        ctx.with_sum = with_sum
+        ctx.save_for_backward(z, idx, m, mass)
+        row_sum = (total - z.shape[1] * log_mass).squeeze(1)
+        if not with_sum:
+            ctx.mark_non_differentiable(row_sum)
+        return (z.gather(1, idx) - m) - log_mass, row_sum
+
+    @staticmethod
+    def backward(ctx: Any, g_at: Tensor, g_sum: Tensor | None) -> tuple[Tensor | None, ...]:
+        z, idx, m, mass = ctx.saved_tensors
+        coef = g_at.sum(dim=1, keepdim=True)
+        gs = None
+        if ctx.with_sum and g_sum is not None:
+            gs = g_sum.unsqueeze(1)
+            coef = coef + z.shape[1] * gs
+        scale = coef.neg_() / mass
+        grad = torch.empty_like(z)
+        for s in row_blocks(*z.shape):
+            gb = torch.sub(z[s], m[s], out=grad[s]).exp_().mul_(scale[s])
+            if gs is not None:
+                gb.add_(gs[s])
+        return grad.scatter_add_(1, idx, g_at), None, None
+
+
+def log_softmax_at(z: Tensor, idx: Tensor) -> Tensor:
+    """``log_softmax(z, 1).gather(1, idx)`` for ``(R, C)`` scores and ``(R, K)`` indices,
+    through :class:`LogSoftmaxAt`."""
+    at, _ = LogSoftmaxAt.apply(z, idx, False)
+    return at
+
+
+def target_log_prob(logits: Tensor, index: Tensor) -> Tensor:
+    """``log softmax(logits)`` at the target class, ``(N, *)``, for ``(N, C, *)`` logits
+    and ``(N, *)`` index targets (:class:`LogSoftmaxAt`)."""
+    return log_softmax_at(as_rows(logits), index.reshape(-1, 1)).reshape(index.shape)
+
+
+def target_log_prob_and_sum(logits: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+    """``(log p_y, sum_k log p_k)`` per element, ``(N, *)`` each, for ``(N, C, *)`` logits
+    and ``(N, *)`` index targets, ``p`` the softmax (:class:`LogSoftmaxAt`)."""
+    at, total = LogSoftmaxAt.apply(as_rows(logits), index.reshape(-1, 1), True)
+    return at.reshape(index.shape), total.reshape(index.shape)
+
+
+class TargetLogProb:
+    """``log softmax`` of multiclass logits, seen from the target.
+
+    Index targets keep only ``log p_y`` (and, with ``with_sum``, ``sum_k log p_k``) through
+    the blocked :class:`LogSoftmaxAt`, with no ``(N, C)`` activation; probability targets
+    keep the full ``log_softmax``. Losses that are a function of ``log p_y`` read it with
+    :meth:`value`, which takes the expectation under a probability target.
+    """
+
+    def __init__(self, inp: MulticlassInput, with_sum: bool = False) -> None:
+        self.inp = inp
+        self.full: Tensor | None = None
+        self.at: Tensor | None = None
+        self.row_sum: Tensor | None = None
+        if inp.soft is None:
+            if with_sum:
+                self.at, self.row_sum = target_log_prob_and_sum(inp.logits, inp.index)
+            else:
+                self.at = target_log_prob(inp.logits, inp.index)
+        else:
+            self.full = torch.log_softmax(inp.logits, dim=1)
+            self.row_sum = self.full.sum(dim=1) if with_sum else None
+
+    def value(self, per_class: Callable[[Tensor], Tensor]) -> Tensor:
+        """``per_class(log p)`` at the target (its expectation under a soft target)."""
+        if self.at is not None:
+            return per_class(self.at)
+        assert self.full is not None
+        return self.inp.gather(per_class(self.full))

@@ -2,7 +2,7 @@
 
 A language model's logits ``(B, T, V)`` are the largest tensor of a training step. The
 losses of :mod:`losslab.functional.sequence` need only a few numbers per position from
-them (log-probabilities at some token ids, distances under a cost embedding), so the two
+them (log-probabilities at some token ids, distances under a cost embedding), so the
 autograd functions here read the logits in row chunks, keep per-position statistics
 (the log-partition, ``O(B T)``) instead of ``(B, T, V)`` activations, and recompute the
 softmax chunk by chunk in the backward pass. The only ``(B, T, V)`` tensor they allocate
@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from losslab.functional._fused import log_softmax_at
 
 #: Elements of one ``(rows, V)`` chunk: 2**25 floats (128 MiB in float32). Smaller chunks
 #: save little next to the gradient, and EMO's products need a few hundred rows to run at
@@ -35,41 +37,15 @@ def _log_partition(z: Tensor, rows: int) -> Tensor:
     return torch.where(torch.isfinite(lse), lse, 0.0)
 
 
-class _GatheredLogSoftmax(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, z: Tensor, idx: Tensor) -> Tensor:
-        shape = z.shape
-        zf = z.reshape(-1, shape[-1])
-        idf = idx.reshape(zf.shape[0], idx.shape[-1])
-        rows = _rows(shape[-1])
-        lse = _log_partition(zf, rows)
-        ctx.save_for_backward(z, idx, lse)
-        return (zf.gather(1, idf) - lse[:, None]).reshape(idx.shape)
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, None]:
-        z, idx, lse = ctx.saved_tensors
-        v = z.shape[-1]
-        zf = z.reshape(-1, v)
-        g = grad_out.reshape(zf.shape[0], grad_out.shape[-1])
-        g_total = g.sum(dim=1, keepdim=True)
-        grad = torch.empty_like(zf)
-        rows = _rows(v)
-        for s in range(0, zf.shape[0], rows):
-            e = slice(s, s + rows)
-            grad[e] = torch.exp(zf[e] - lse[e, None]).mul_(g_total[e]).neg_()
-        grad.scatter_add_(1, idx.reshape(g.shape), g)
-        return grad.reshape(z.shape), None
-
-
 def gathered_log_softmax(z: Tensor, idx: Tensor) -> Tensor:
     """``log_softmax(z, -1).gather(-1, idx)`` without a ``(..., V)`` activation.
 
     ``z`` is ``(B, T, V)``, ``idx`` int64 ``(B, T, K)`` (an expanded view is fine);
-    returns ``(B, T, K)``. Memory: ``O(B T K)`` plus the gradient of ``z`` in backward.
+    returns ``(B, T, K)``. Memory: ``O(B T K)`` plus the gradient of ``z`` in backward
+    (:class:`losslab.functional._fused.LogSoftmaxAt`).
     """
-    out: Tensor = _GatheredLogSoftmax.apply(z, idx)
-    return out
+    v, k = z.shape[-1], idx.shape[-1]
+    return log_softmax_at(z.reshape(-1, v), idx.reshape(-1, k)).reshape(idx.shape)
 
 
 class _EmoTerms(torch.autograd.Function):

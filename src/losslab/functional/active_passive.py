@@ -14,6 +14,7 @@ from torch import Tensor
 
 from losslab._validate import Real
 from losslab.functional._common import one_minus_exp
+from losslab.functional._fused import TargetLogProb
 from losslab.functional.noise_robust import RCE_SCALE, rce_per_element
 from losslab.kinds.multiclass import MulticlassInput
 from losslab.registry import Claim, register
@@ -32,13 +33,15 @@ _ALF_REF = (
 _NCE_RULES: dict[str, Any] = {"neg_inf_ok": False, "min_classes": 2}
 
 
-def _nce_per_element(inp: MulticlassInput, logp: Tensor) -> Tensor:
-    """``-log p_y / -sum_k log p_k`` (expectation of the numerator for soft targets).
+def _nce_per_element(logp: TargetLogProb) -> Tensor:
+    """``-log p_y / -sum_k log p_k`` (expectation of the numerator for soft targets), from
+    a :class:`TargetLogProb` with its row sum.
 
     The denominator is at least ``C log C > 0`` for finite logits (Jensen), so no guard is
     needed; a ``-inf`` masked class makes it infinite, which the validator rejects.
     """
-    return -inp.target_value(lambda v: v, logp) / -logp.sum(dim=1)
+    assert logp.row_sum is not None
+    return logp.value(lambda v: v) / logp.row_sum
 
 
 def _agce_of_logp(lp: Tensor, a: float, q: float) -> Tensor:
@@ -94,7 +97,7 @@ def nce(inp: MulticlassInput) -> Tensor:
         >>> F.nce(logits, torch.tensor([0, 2]), reduction="none")
         tensor([0.0462, 0.3031])
     """
-    return _nce_per_element(inp, torch.log_softmax(inp.logits, dim=1))
+    return _nce_per_element(TargetLogProb(inp, with_sum=True))
 
 
 @register(
@@ -139,8 +142,8 @@ def nce_rce(inp: MulticlassInput, *, alpha: float = 1.0, beta: float = 1.0) -> T
         >>> F.nce_rce(logits, torch.tensor([0, 2]), reduction="none")
         tensor([2.0209, 6.1317])
     """
-    logp = torch.log_softmax(inp.logits, dim=1)
-    return alpha * _nce_per_element(inp, logp) + beta * rce_per_element(inp, logp)
+    logp = TargetLogProb(inp, with_sum=True)
+    return alpha * _nce_per_element(logp) + beta * rce_per_element(logp)
 
 
 @register(
@@ -182,9 +185,7 @@ def agce(inp: MulticlassInput, *, a: float = 0.6, q: float = 0.6) -> Tensor:
         >>> F.agce(logits, torch.tensor([0, 2]), reduction="none")
         tensor([0.1827, 0.5760])
     """
-    return inp.target_value(
-        lambda lp: _agce_of_logp(lp, a, q), torch.log_softmax(inp.logits, dim=1)
-    )
+    return TargetLogProb(inp).value(lambda lp: _agce_of_logp(lp, a, q))
 
 
 @register(
@@ -223,7 +224,7 @@ def aul(inp: MulticlassInput, *, a: float = 5.5, q: float = 3.0) -> Tensor:
         >>> F.aul(logits, torch.tensor([0, 2]), reduction="none")
         tensor([ 4.5518, 14.7015])
     """
-    return inp.target_value(lambda lp: _aul_of_logp(lp, a, q), torch.log_softmax(inp.logits, dim=1))
+    return TargetLogProb(inp).value(lambda lp: _aul_of_logp(lp, a, q))
 
 
 @register(
@@ -282,9 +283,9 @@ def nce_agce(
         >>> F.nce_agce(logits, torch.tensor([0, 2]), reduction="none")
         tensor([2.2978, 6.8466])
     """
-    logp = torch.log_softmax(inp.logits, dim=1)
-    passive = inp.target_value(lambda lp: _agce_of_logp(lp, a, q), logp)
-    return alpha * _nce_per_element(inp, logp) + beta * passive
+    logp = TargetLogProb(inp, with_sum=True)
+    passive = logp.value(lambda lp: _agce_of_logp(lp, a, q))
+    return alpha * _nce_per_element(logp) + beta * passive
 
 
 @register(
@@ -343,6 +344,6 @@ def nce_aul(
         >>> F.nce_aul(logits, torch.tensor([0, 2]), reduction="none")
         tensor([2.0404, 6.3013])
     """
-    logp = torch.log_softmax(inp.logits, dim=1)
-    passive = inp.target_value(lambda lp: _aul_of_logp(lp, a, q), logp)
-    return alpha * _nce_per_element(inp, logp) + beta * passive
+    logp = TargetLogProb(inp, with_sum=True)
+    passive = logp.value(lambda lp: _aul_of_logp(lp, a, q))
+    return alpha * _nce_per_element(logp) + beta * passive

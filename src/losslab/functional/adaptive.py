@@ -24,6 +24,7 @@ from losslab._validate import (
     fail,
     value_checks_enabled,
 )
+from losslab.functional._fused import TargetLogProb
 from losslab.kinds import Param
 from losslab.kinds.binary import BinaryInput
 from losslab.kinds.multiclass import MulticlassInput
@@ -289,8 +290,7 @@ def bias_loss(
         >>> F.bias_loss(logits, torch.tensor([0, 2]), features=feats, reduction="none")
         tensor([0.2533, 0.7014])
     """
-    logp = torch.log_softmax(inp.logits, dim=1)
-    ce = -inp.target_value(lambda v: v, logp)
+    ce = -TargetLogProb(inp).value(lambda v: v)
     if features is None:
         # No feature map: every element has v = 0, and no variance is seen.
         m = ce.new_tensor(math.inf)

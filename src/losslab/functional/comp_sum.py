@@ -7,6 +7,7 @@ from torch import Tensor
 
 from losslab._validate import Real
 from losslab.functional._common import expm1_linear_tail, tail_start
+from losslab.functional._fused import TargetLogProb
 from losslab.kinds.multiclass import MulticlassInput
 from losslab.registry import Claim, register
 
@@ -31,9 +32,8 @@ def comp_sum_of_logp(logp: Tensor, tau: float, start: float) -> Tensor:
 
 
 def _comp_sum_value(inp: MulticlassInput, tau: float) -> Tensor:
-    logp = torch.log_softmax(inp.logits, dim=1)
     start = tail_start(inp.input_dtype)
-    return inp.target_value(lambda lp: comp_sum_of_logp(lp, tau, start), logp)
+    return TargetLogProb(inp).value(lambda lp: comp_sum_of_logp(lp, tau, start))
 
 
 @register(

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from losslab._validate import Real, RealOrClassVector
 from losslab.functional._common import one_minus_exp
+from losslab.functional._fused import TargetLogProb
 from losslab.kinds.multiclass import MulticlassInput
 from losslab.registry import register
 
@@ -52,10 +53,10 @@ def ce(inp: MulticlassInput, *, label_smoothing: float = 0.0) -> Tensor:
         >>> F.ce(logits, torch.tensor([0, 2]), label_smoothing=0.1)
         tensor(0.7016)
     """
-    logp = torch.log_softmax(inp.logits, dim=1)
-    nll = -inp.target_value(lambda v: v, logp)
-    if label_smoothing > 0:
-        nll = (1 - label_smoothing) * nll - label_smoothing * logp.mean(dim=1)
+    logp = TargetLogProb(inp, with_sum=label_smoothing > 0)
+    nll = -logp.value(lambda v: v)
+    if logp.row_sum is not None:
+        nll = (1 - label_smoothing) * nll - label_smoothing * logp.row_sum / inp.num_classes
     return nll
 
 
@@ -100,12 +101,12 @@ def focal(
         >>> F.focal(logits, torch.tensor([0, 2]), gamma=2.0, reduction="none")
         tensor([0.0111, 0.4013])
     """
-    logp = torch.log_softmax(inp.logits, dim=1)
 
     def per_class(lp: Tensor) -> Tensor:
         return -(one_minus_exp(lp) ** gamma) * lp if gamma != 0 else -lp
 
-    per = inp.target_value(per_class, logp)
+    logp = TargetLogProb(inp)
+    per = logp.value(per_class)
     if isinstance(alpha, (Tensor, list, tuple)):
         a = torch.as_tensor(alpha, dtype=per.dtype, device=per.device)
         if a.shape != (inp.num_classes,):
@@ -116,7 +117,8 @@ def focal(
         if inp.soft is None:
             return per * a[inp.index]
         shape = (1, -1) + (1,) * (inp.soft.dim() - 2)
-        return inp.gather(per_class(logp) * a.view(shape))
+        assert logp.full is not None
+        return inp.gather(per_class(logp.full) * a.view(shape))
     if alpha is not None:
         return per * alpha
     return per
@@ -158,5 +160,4 @@ def poly1(inp: MulticlassInput, *, epsilon: float = 1.0) -> Tensor:
         >>> F.poly1(logits, torch.tensor([0, 2]), reduction="none")
         tensor([0.4557, 1.6348])
     """
-    logp = torch.log_softmax(inp.logits, dim=1)
-    return inp.target_value(lambda lp: -lp + epsilon * one_minus_exp(lp), logp)
+    return TargetLogProb(inp).value(lambda lp: -lp + epsilon * one_minus_exp(lp))

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from losslab._validate import Int, Real
 from losslab.functional._common import one_minus_exp
-from losslab.functional._fused import softmax_separable
+from losslab.functional._fused import TargetLogProb, softmax_separable, target_log_prob
 from losslab.kinds.multiclass import MulticlassInput
 from losslab.registry import Claim, PerSampleState, register
 
@@ -45,17 +45,17 @@ def _minus_two(p_y: Tensor) -> Tensor:
     return torch.full_like(p_y, -2.0)
 
 
-def rce_per_element(inp: MulticlassInput, logp: Tensor) -> Tensor:
+def rce_per_element(logp: TargetLogProb) -> Tensor:
     r"""Reverse cross-entropy :math:`-\sum_k p_k \log \max(q_k, 10^{-4})` per element.
 
     For index targets this is exactly ``A (1 - p_y)``, computed from the target's log-prob
     alone as ``-A expm1(log p_y)``; soft targets use the formula on the distribution.
     """
-    if inp.soft is None:
-        logp_y = logp.gather(1, inp.index.unsqueeze(1)).squeeze(1)
-        return RCE_SCALE * one_minus_exp(logp_y)
-    cost = -torch.log(inp.soft.clamp(min=RCE_LABEL_CLAMP, max=1.0))
-    return (logp.exp() * cost).sum(dim=1)
+    if logp.full is None:
+        return logp.value(lambda lp: RCE_SCALE * one_minus_exp(lp))
+    assert logp.inp.soft is not None
+    cost = -torch.log(logp.inp.soft.clamp(min=RCE_LABEL_CLAMP, max=1.0))
+    return (logp.full.exp() * cost).sum(dim=1)
 
 
 @register(
@@ -130,7 +130,7 @@ def rce(inp: MulticlassInput) -> Tensor:
         >>> F.rce(logits, torch.tensor([0, 2]), reduction="none")
         tensor([1.9747, 5.8286])
     """
-    return rce_per_element(inp, torch.log_softmax(inp.logits, dim=1))
+    return rce_per_element(TargetLogProb(inp))
 
 
 @register(
@@ -169,9 +169,8 @@ def sce(inp: MulticlassInput, *, alpha: float = 0.1, beta: float = 1.0) -> Tenso
         >>> F.sce(logits, torch.tensor([0, 2]), reduction="none")
         tensor([1.9989, 5.9288])
     """
-    logp = torch.log_softmax(inp.logits, dim=1)
-    ce = -inp.target_value(lambda v: v, logp)
-    return alpha * ce + beta * rce_per_element(inp, logp)
+    logp = TargetLogProb(inp)
+    return alpha * -logp.value(lambda v: v) + beta * rce_per_element(logp)
 
 
 def _lq(logp: Tensor, q: float) -> Tensor:
@@ -181,7 +180,7 @@ def _lq(logp: Tensor, q: float) -> Tensor:
 
 def _tgce_prune(inp: MulticlassInput, previous: Tensor, *, k: float, **_: Any) -> Tensor:
     """Keep an example while its label's probability exceeds ``k``: ``L_q(p_y) < L_q(k)``."""
-    logp_y = torch.log_softmax(inp.logits, dim=1).gather(1, inp.index.unsqueeze(1)).squeeze(1)
+    logp_y = target_log_prob(inp.logits, inp.index)
     return (logp_y > math.log(k)).to(previous.dtype) if k > 0 else torch.ones_like(previous)
 
 
@@ -259,7 +258,7 @@ def tgce(
         ...        reduction="none")
         tensor([0.2220, 0.0000])
     """
-    per = _lq(torch.log_softmax(inp.logits, dim=1).gather(1, inp.index.unsqueeze(1)).squeeze(1), q)
+    per = _lq(target_log_prob(inp.logits, inp.index), q)
     if sample_keep is None:
         return per
     return per * sample_keep.detach().to(per.dtype)
@@ -310,7 +309,7 @@ def tgce_stateless(inp: MulticlassInput, *, q: float = 0.7, k: float = 0.5) -> T
         # (1 - p^q)/q = -expm1(q log p)/q: exact for confident predictions.
         return (-torch.expm1(q * lp) / q).clamp(max=cap)
 
-    return inp.target_value(per_class, torch.log_softmax(inp.logits, dim=1))
+    return TargetLogProb(inp).value(per_class)
 
 
 @register(
@@ -420,16 +419,16 @@ def jsc(inp: MulticlassInput, *, pi: float = 0.7) -> Tensor:
         >>> F.jsc(logits, torch.tensor([0, 2]), reduction="none")
         tensor([0.2292, 0.7995])
     """
-    logp = torch.log_softmax(inp.logits, dim=1)
     log_pi, log_rest = math.log(pi), math.log1p(-pi)
     if inp.soft is None:
         # One-hot target: with m_y = pi + (1 - pi) p_y, KL(e_y || m) = -log m_y and
         # KL(p || m) = -(1 - p_y) log(1 - pi) + p_y (log p_y - log m_y): O(1) per row.
-        logp_y = logp.gather(1, inp.index.unsqueeze(1)).squeeze(1)
+        logp_y = target_log_prob(inp.logits, inp.index)
         log_m_y = torch.logaddexp(torch.full_like(logp_y, log_pi), log_rest + logp_y)
         kl_q = -log_m_y
         kl_p = -one_minus_exp(logp_y) * log_rest + logp_y.exp() * (logp_y - log_m_y)
         return (pi * kl_q + (1 - pi) * kl_p) / (-(1 - pi) * log_rest)
+    logp = torch.log_softmax(inp.logits, dim=1)
     q = inp.soft
     has_q = q > 0
     # Safe stand-ins so that the branch torch.where() discards never sees log 0 or -inf - -inf
