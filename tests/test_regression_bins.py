@@ -136,3 +136,39 @@ def test_helper_docstring_example_runs():
     from tests.test_contract_common import _run_doctests
 
     _run_doctests(RegressionBins, "losslab.functional.RegressionBins")
+
+
+@pytest.mark.parametrize("sigma", [0.75, 2.0])
+def test_hl_gauss_window_matches_the_full_histogram(sigma):
+    """With many bins, HL-Gauss takes log p only within 10 sigma of the target; values and
+    gradients equal the full-histogram cross-entropy (the oracle's formula), including
+    targets at both ends of the bin axis, soft targets and spatial axes."""
+    from tests.reference.naive_regression_bins import hl_gauss as oracle
+
+    c = 120
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(5, c, 2, generator=g, dtype=torch.float64) * 3
+    y = torch.tensor([[0, 119], [1, 60], [118, 3], [30, 90], [59, 0]])
+    z1 = z.clone().requires_grad_(True)
+    got = F.hl_gauss(z1, y, sigma=sigma, reduction="none")
+    z2 = z.clone().requires_grad_(True)
+    u = y.to(torch.float64)
+    edges = torch.arange(c + 1, dtype=torch.float64) - 0.5
+    cdf = torch.erf((edges.view(1, -1, 1) - u.unsqueeze(1)) / (math.sqrt(2.0) * sigma))
+    full = (cdf[:, 1:] - cdf[:, :-1]) / (cdf[:, -1:] - cdf[:, :1])
+    want = -(full * torch.log_softmax(z2, dim=1)).sum(dim=1)
+    torch.testing.assert_close(got, want)
+    w = torch.rand(got.shape, generator=g, dtype=torch.float64)
+    (got * w).sum().backward()
+    (want * w).sum().backward()
+    torch.testing.assert_close(z1.grad, z2.grad)
+    row = [float(v) for v in z[2, :, 0]]
+    assert math.isclose(float(got.detach()[2, 0]), oracle(row, 118, {"sigma": sigma}), rel_tol=1e-9)
+    q = torch.zeros(2, c, dtype=torch.float64)
+    q[0, 7], q[0, 8], q[1, 100] = 0.25, 0.75, 1.0  # positions 7.75 and 100
+    soft = F.hl_gauss(z[:2, :, 0], q, sigma=sigma, reduction="none")
+    for i, pos in enumerate((7.75, 100.0)):
+        cdf = torch.erf((edges - pos) / (math.sqrt(2.0) * sigma))
+        hist = (cdf[1:] - cdf[:-1]) / (cdf[-1] - cdf[0])
+        ref = -(hist * torch.log_softmax(z[i, :, 0], dim=0)).sum()
+        torch.testing.assert_close(soft[i], ref)

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from losslab._validate import Real, describe, fail
+from losslab.functional._fused import as_rows, log_softmax_at
 from losslab.kinds.multiclass import MulticlassInput
 from losslab.registry import register
 
@@ -37,14 +38,34 @@ def _position(inp: MulticlassInput) -> Tensor:
     return (inp.soft * k.view(shape)).sum(dim=1)
 
 
-def gaussian_histogram(position: Tensor, edges: Tensor, sigma: float, dim: int = 1) -> Tensor:
+#: HL-Gauss' histogram is evaluated within this many sigmas (plus a bin) of the target:
+#: the Gaussian mass beyond 10 sigma is below 2e-23, under float64's resolution of 1.
+HL_GAUSS_REACH = 10.0
+
+
+def gaussian_histogram(
+    position: Tensor,
+    edges: Tensor,
+    sigma: float,
+    dim: int = 1,
+    support: tuple[float, float] | None = None,
+) -> Tensor:
     r"""Mass of $\mathcal N(\text{position}, \sigma^2)$ in each bin between consecutive
-    ``edges``, truncated to the edges' range and renormalised; the bins go on ``dim``."""
-    shape = [1] * (position.dim() + 1)
-    shape[dim] = -1
-    cdf = torch.erf((edges.view(shape) - position.unsqueeze(dim)) / (math.sqrt(2.0) * sigma))
+    ``edges``, truncated to ``support`` (default: the edges' range) and renormalised; the
+    bins go on ``dim``. ``edges`` is 1-D, or of ``position``'s shape with the edges on
+    ``dim`` (per-element windows of bins)."""
+    dim = dim % (position.dim() + 1)
+    if edges.dim() == 1:
+        shape = [1] * (position.dim() + 1)
+        shape[dim] = -1
+        edges = edges.view(shape)
+    width = math.sqrt(2.0) * sigma
+    cdf = torch.erf((edges - position.unsqueeze(dim)) / width)
     mass = cdf.narrow(dim, 1, cdf.shape[dim] - 1) - cdf.narrow(dim, 0, cdf.shape[dim] - 1)
-    return mass / (cdf.narrow(dim, cdf.shape[dim] - 1, 1) - cdf.narrow(dim, 0, 1))
+    if support is None:
+        return mass / (cdf.narrow(dim, cdf.shape[dim] - 1, 1) - cdf.narrow(dim, 0, 1))
+    lo, hi = (torch.erf((b - position.unsqueeze(dim)) / width) for b in support)
+    return mass / (hi - lo)
 
 
 @register(
@@ -90,7 +111,20 @@ def hl_gauss(inp: MulticlassInput, *, sigma: float = 0.75) -> Tensor:
         tensor([0.8941, 1.3471])
     """
     u = _position(inp)
-    edges = torch.arange(inp.num_classes + 1, dtype=u.dtype, device=u.device) - 0.5
+    c = inp.num_classes
+    reach = math.ceil(HL_GAUSS_REACH * sigma) + 1
+    if 2 * reach + 2 < c:
+        # Only the bins within `reach` of u hold mass the float can see: the CE takes
+        # log p at those 2 reach + 2 bins (LogSoftmaxAt) instead of a full histogram.
+        first = u.detach().floor().long() - reach
+        bins = first.unsqueeze(-1) + torch.arange(2 * reach + 2, device=u.device)
+        edges = first.unsqueeze(-1).to(u.dtype) - 0.5 + torch.arange(2 * reach + 3).to(u)
+        target = gaussian_histogram(u, edges, sigma, dim=-1, support=(-0.5, c - 0.5))
+        target = torch.where((bins >= 0) & (bins < c), target, 0.0)
+        idx = bins.clamp(0, c - 1)
+        rows = log_softmax_at(as_rows(inp.logits), idx.reshape(-1, idx.shape[-1]))
+        return -(target * rows.reshape(idx.shape)).sum(dim=-1)
+    edges = torch.arange(c + 1, dtype=u.dtype, device=u.device) - 0.5
     target = gaussian_histogram(u, edges, sigma)
     logp = torch.log_softmax(inp.logits, dim=1)
     return -(target * logp).sum(dim=1)
@@ -138,9 +172,9 @@ def two_hot(inp: MulticlassInput) -> Tensor:
     frac = u - j
     lo = j.long()
     hi = (lo + 1).clamp(max=inp.num_classes - 1)
-    logp = torch.log_softmax(inp.logits, dim=1)
-    lp_lo = logp.gather(1, lo.unsqueeze(1)).squeeze(1)
-    lp_hi = logp.gather(1, hi.unsqueeze(1)).squeeze(1)
+    idx = torch.stack((lo, hi), dim=-1)
+    at = log_softmax_at(as_rows(inp.logits), idx.reshape(-1, 2)).reshape(idx.shape)
+    lp_lo, lp_hi = at[..., 0], at[..., 1]
     # where(): a bin with weight 0 may hold a masked (-inf) logit.
     return -(
         torch.where(frac < 1, (1 - frac) * lp_lo, 0.0) + torch.where(frac > 0, frac * lp_hi, 0.0)
