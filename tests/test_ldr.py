@@ -141,3 +141,27 @@ def test_comp_sum_published_values():
     torch.testing.assert_close(
         F.gce(z, y, q=0.7), torch.tensor(0.354614, dtype=torch.float64), atol=1e-6, rtol=0
     )
+
+
+@pytest.mark.parametrize("normalize", ["abs_mean", "softplus_mean", "none"])
+def test_aldr_module_fused_step_matches_the_function(normalize, monkeypatch):
+    """In training, the temperature step also makes the loss's forward pass (one visit per
+    block of rows); values and gradients equal the function at the new temperatures, over
+    several blocks and with spatial axes."""
+    from losslab.functional import _fused
+
+    monkeypatch.setattr(_fused, "BLOCK_ELEMENTS", 12)
+    g = torch.Generator().manual_seed(8)
+    z = (torch.randn(4, 5, 3, generator=g, dtype=torch.float64) * 3).requires_grad_(True)
+    y = torch.randint(5, (4, 3), generator=g)
+    mod = losslab.ALDRKLLoss(num_samples=12, normalize=normalize, reduction="none")
+    idx = torch.randperm(12, generator=g).reshape(4, 3)
+    out = mod(z, y, index=idx)
+    lam = F.aldr_kl_temperature(z.detach(), normalize=normalize)
+    z2 = z.detach().clone().requires_grad_(True)
+    ref = F.aldr_kl(z2, y, normalize=normalize, sample_temperature=lam, reduction="none")
+    torch.testing.assert_close(out, ref)
+    w = torch.rand(out.shape, generator=g, dtype=torch.float64)
+    (out * w).sum().backward()
+    (ref * w).sum().backward()
+    torch.testing.assert_close(z.grad, z2.grad)

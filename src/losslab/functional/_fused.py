@@ -10,9 +10,10 @@ against autograd in float64 by the generic ``gradcheck`` tests.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -40,6 +41,17 @@ def row_blocks(rows: int, cols: int) -> list[slice]:
     return [slice(i, min(i + step, rows)) for i in range(0, rows, step)]
 
 
+def leading_blocks(x: Tensor) -> list[slice]:
+    """:func:`row_blocks` over the leading axis of ``x`` (its rows: ``x[s]`` for each slice)."""
+    rows = x.shape[0] if x.dim() else 1
+    return row_blocks(rows, x.numel() // max(rows, 1))
+
+
+def block_rows(z: Tensor) -> int:
+    """Rows per block of ``(R, C)`` ``z`` (:func:`row_blocks`), for ``Tensor.split``."""
+    return max(1, BLOCK_ELEMENTS // max(1, z.shape[1]))
+
+
 def block_scratch(z: Tensor) -> Tensor:
     """A buffer of one block's rows of ``z`` (see :func:`row_blocks`), reused by every block
     through ``out=``: one allocation per pass instead of one per block and operation."""
@@ -53,6 +65,19 @@ def row_dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum(dim=1, keepdim=True)
 
 
+def softplus(x: Tensor, out: Tensor | None = None, largest: Tensor | None = None) -> Tensor:
+    """``softplus(x)`` (into ``out`` if given): ``log1p(exp(x))`` where every ``exp(x)`` is
+    finite (exact there, and faster on CPU than the overflow-safe ``logaddexp(x, 0)``,
+    taken otherwise and under ``torch.compile``). ``largest`` may pass maxima of ``x``
+    already computed (any tensor whose maximum is ``x``'s)."""
+    if not torch.compiler.is_compiling() and x.numel():
+        top = x.amax() if largest is None else largest.amax()
+        if float(top) < math.log(torch.finfo(x.dtype).max) - 1.0:
+            return torch.exp(x, out=out).log1p_() if out is not None else torch.exp(x).log1p_()
+    zero = x.new_zeros(())
+    return torch.logaddexp(x, zero, out=out) if out is not None else torch.logaddexp(x, zero)
+
+
 def ldr_block(
     z: Tensor, normalize: str, floor: float, work: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -62,25 +87,96 @@ def ldr_block(
     ``"none"``); ``top`` the row maximum of ``base``, the shift that keeps the
     exponentials finite.
 
-    softplus is ``log1p(exp(z))`` where every ``exp(z)`` of the block is finite (exact
-    there, and faster on CPU than the overflow-safe ``logaddexp(z, 0)``, taken otherwise
-    and under ``torch.compile``); it is increasing, so ``top`` is the softplus of the rows'
+    softplus (:func:`softplus`) is increasing, so ``top`` is the softplus of the rows'
     largest logits.
     """
     top = z.amax(dim=1, keepdim=True)
     if normalize == "softplus_mean":
-        limit = math.log(torch.finfo(z.dtype).max) - 1.0
-        if not torch.compiler.is_compiling() and z.numel() and float(top.max()) < limit:
-            base = torch.exp(z, out=work).log1p_()
-        else:
-            base = torch.logaddexp(z, z.new_zeros(()), out=work)
+        base = softplus(z, out=work, largest=top)
         top = torch.nn.functional.softplus(top)
         m = base.mean(dim=1, keepdim=True).clamp_min(torch.finfo(z.dtype).eps)
     elif normalize == "abs_mean":
-        base, m = z, (z.abs().sum(dim=1, keepdim=True) / z.shape[1]).clamp_min(floor)
+        m = (torch.abs(z, out=work).sum(dim=1, keepdim=True) / z.shape[1]).clamp_min(floor)
+        base = z
     else:
         base, m = z, torch.ones_like(top)
     return base, m, top
+
+
+class LDRPass(NamedTuple):
+    """Per-row results of LDR-KL's forward pass over ``(R, C)`` logits: the saved
+    exponentials ``e`` ``(R, C)`` and ``(R, 1)`` columns ``m``, ``top``, ``scale = 1 / (m
+    lambda)``, ``total = sum e`` and ``dot = <e, base>`` (``None`` without normalisation)."""
+
+    e: Tensor
+    m: Tensor
+    top: Tensor
+    scale: Tensor
+    total: Tensor
+    dot: Tensor | None
+
+
+class LDRPassBuilder:
+    """Builds an :class:`LDRPass` block by block: :meth:`add` takes a block's ``base``,
+    ``m``, ``top`` and temperatures and writes its exponentials, so that a caller that
+    has the block in cache for another reason (ALDR-KL's temperature step) adds the
+    loss's forward work to the same visit."""
+
+    def __init__(self, z: Tensor, margin: float, normalize: str) -> None:
+        self.e = torch.empty_like(z)
+        self.margin, self.normalize = margin, normalize
+        self.parts: list[list[Tensor]] = [[], [], [], [], []]
+        self.start = 0
+
+    def add(
+        self, base: Tensor, m: Tensor, top: Tensor, ids: Tensor, lam: Tensor | float, work: Tensor
+    ) -> None:
+        n = base.shape[0]
+        scale = (m * lam).reciprocal_()
+        # The target's exponent has no margin: -c / lambda is added to it before exp.
+        # Subtract before scaling: the row's maximum maps to exactly exp(0) whatever the
+        # size of the logits.
+        shift = (
+            -self.margin / lam
+            if isinstance(lam, Tensor)
+            else m.new_full(m.shape, -self.margin / lam)
+        )
+        es = self.e[self.start : self.start + n]
+        e = torch.sub(base, top, out=es).mul_(scale).scatter_add_(1, ids, shift).exp_()
+        self.start += n
+        for part, value in zip(self.parts, (m, top, scale), strict=False):
+            part.append(value)
+        self.parts[3].append(e.sum(dim=1, keepdim=True))
+        if self.normalize != "none":
+            self.parts[4].append(torch.mul(e, base, out=work).sum(dim=1, keepdim=True))
+
+    def result(self) -> LDRPass:
+        empty = self.e.new_empty(0, 1)
+        m, top, scale, total = (torch.cat(p) if p else empty for p in self.parts[:4])
+        dot = torch.cat(self.parts[4]) if self.parts[4] else None
+        return LDRPass(self.e, m, top, scale, total, dot)
+
+
+def ldr_pass(
+    z: Tensor,
+    idx: Tensor,
+    margin: float,
+    lam: Tensor | float,
+    normalize: str,
+    floor: float,
+) -> LDRPass:
+    """LDR-KL's forward pass over ``(R, C)`` logits, block by block (:func:`row_blocks`);
+    ``idx`` ``(R, 1)``, ``lam`` a float or ``(R, 1)``."""
+    step = block_rows(z)
+    lam_b = lam.split(step) if isinstance(lam, Tensor) else itertools.repeat(lam)
+    buf = block_scratch(z)
+    out = LDRPassBuilder(z, margin, normalize)
+    # lam_b may be endless (one float for every block)
+    for zs, ids, lam_s in zip(z.split(step), idx.split(step), lam_b, strict=False):
+        work = buf[: zs.shape[0]]
+        base, m, top = ldr_block(zs, normalize, floor, work)
+        out.add(base, m, top, ids, lam_s, work)
+    return out.result()
 
 
 class LDRKLRows(torch.autograd.Function):
@@ -88,9 +184,9 @@ class LDRKLRows(torch.autograd.Function):
     ``u = (f + c (1 - e_y)) / lambda``, ``f = normalize(z) = base / m`` (see
     :func:`ldr_block`).
 
-    Forward: ``exp(u - max u)`` is ``exp((base - max base) / (m lambda))`` off the target
-    and that times ``exp(-c / lambda)`` at the target, so the margin costs no pass; the
-    dot product the backward needs is taken here. Both passes run block by block
+    Forward (:func:`ldr_pass`): ``exp(u - max u)`` is ``exp((base - max base) / (m
+    lambda))`` off the target and ``exp(-c / lambda)`` times that at the target; the dot
+    product the backward needs is taken there too. Both passes run block by block
     (:func:`row_blocks`); the exponentials are the one saved ``(R, C)`` buffer. With
     ``G = softmax(u) - e_y`` (``dL/df = G``; lambda cancels) and ``k = 1/m``:
 
@@ -100,8 +196,8 @@ class LDRKLRows(torch.autograd.Function):
       subgradient of ``|z|``, autograd's choice).
 
     Where the floor of ``m`` is active, ``m`` is a constant. ``temperature`` (float or
-    ``(R,)`` tensor) carries no gradient. ``stats`` may pass the rows' ``(m, top)``
-    already computed (by ALDR-KL's temperature update) to save their passes.
+    ``(R,)`` tensor) carries no gradient. ``done`` may pass the forward pass already
+    made at these temperatures (by ALDR-KL's temperature step, on the same visit).
     """
 
     @staticmethod
@@ -113,48 +209,26 @@ class LDRKLRows(torch.autograd.Function):
         temperature: Tensor | float,
         normalize: str,
         floor: float,
-        stats: tuple[Tensor, Tensor] | None = None,
+        done: LDRPass | None = None,
     ) -> Tensor:
-        rows, c = z.shape
+        c = z.shape[1]
         idx = index.unsqueeze(1)
         lam = temperature.unsqueeze(1) if isinstance(temperature, Tensor) else temperature
-        buf = block_scratch(z)
-        m, top = stats if stats is not None else (z.new_empty(rows, 1), z.new_empty(rows, 1))
-        scale = z.new_empty(rows, 1)
-        drop = torch.exp(-margin / lam) if isinstance(lam, Tensor) else math.exp(-margin / lam)
-        e_all = torch.empty_like(z)
-        total = z.new_empty(rows, 1)
-        dot = z.new_zeros(rows, 1)
-        for s in row_blocks(rows, c):
-            zs, ids = z[s], idx[s]
-            work = buf[: zs.shape[0]]
-            if stats is None:
-                base, m[s], top[s] = ldr_block(zs, normalize, floor, work)
-            elif normalize == "softplus_mean":
-                base = torch.logaddexp(zs, zs.new_zeros(()), out=work)
-            else:
-                base = zs
-            scale[s] = 1.0 / (m[s] * (lam[s] if isinstance(lam, Tensor) else lam))
-            # Subtract before scaling: the row's maximum maps to exactly exp(0) whatever
-            # the size of the logits.
-            e = torch.sub(base, top[s], out=e_all[s]).mul_(scale[s]).exp_()
-            # the target's term has no margin
-            e.scatter_(1, ids, e.gather(1, ids) * (drop[s] if isinstance(drop, Tensor) else drop))
-            total[s] = e.sum(dim=1, keepdim=True)
-            if normalize != "none":
-                dot[s] = torch.mul(e, base, out=work).sum(dim=1, keepdim=True)
+        fp = done if done is not None else ldr_pass(z, idx, margin, lam, normalize, floor)
         z_y = z.gather(1, idx)
         base_y = torch.nn.functional.softplus(z_y) if normalize == "softplus_mean" else z_y
-        loss = lam * (scale * (top - base_y) + margin / lam + total.log() - math.log(c))
-        if normalize != "none":
+        m, total = fp.m, fp.total
+        loss = lam * (fp.scale * (fp.top - base_y) + margin / lam + total.log() - math.log(c))
+        dot = torch.zeros_like(m)
+        if fp.dot is not None:
             # <G, base> = <e, base> / total - base_y; m has no gradient where its floor is
             # active
             live = m > torch.finfo(m.dtype).eps
             if normalize == "abs_mean":
                 live &= m > floor
-            dot = torch.where(live, dot / total - base_y, 0.0)
+            dot = torch.where(live, fp.dot / total - base_y, 0.0)
         ctx.normalize = normalize
-        ctx.save_for_backward(z, e_all, index, m, total, dot)
+        ctx.save_for_backward(z, fp.e, index, m, total, dot)
         return loss.squeeze(1)
 
     @staticmethod
@@ -165,16 +239,20 @@ class LDRKLRows(torch.autograd.Function):
         coef = gk * dot / (m * z.shape[1])
         scale = gk / total
         grad = torch.empty_like(z)
-        buf = block_scratch(z)
-        for s in row_blocks(*z.shape):
-            gs = torch.mul(e[s], scale[s], out=grad[s])
-            gs.scatter_add_(1, idx[s], -gk[s])
-            work = buf[: gs.shape[0]]
+        step = block_rows(z)
+        work = block_scratch(z)
+        at_target = -gk
+        blocks = (t.split(step) for t in (z, e, grad, scale, coef))
+        for zs, es, gs, scale_s, coef_s in zip(*blocks, strict=True):
+            torch.mul(es, scale_s, out=gs)
             if ctx.normalize == "softplus_mean":
-                gs.sub_(coef[s]).mul_(torch.sigmoid(z[s], out=work))
+                gs.sub_(coef_s).mul_(torch.sigmoid(zs, out=work[: zs.shape[0]]))
             elif ctx.normalize == "abs_mean":
-                gs.addcmul_(torch.sign(z[s], out=work), coef[s], value=-1.0)
-        return grad, None, None, None, None, None, None
+                gs.sub_(torch.sign(zs, out=work[: zs.shape[0]]).mul_(coef_s))
+        if ctx.normalize == "softplus_mean":
+            # the target's -gk was to be multiplied by sigmoid(z_y) too
+            at_target = at_target * torch.sigmoid(z.gather(1, idx))
+        return grad.scatter_add_(1, idx, at_target), None, None, None, None, None, None
 
 
 class ZLossRows(torch.autograd.Function):

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from losslab._validate import Real
+from losslab.functional._fused import leading_blocks, softplus
 from losslab.kinds.binary import BinaryInput
 from losslab.registry import register
 
@@ -17,21 +18,31 @@ class _BCEElements(torch.autograd.Function):
 
     The identity ``softplus(-x) = softplus(x) - x`` turns the two softplus terms of
     ``w t softplus(-x) + (1 - t) softplus(x)`` into one; the gradient is written out so
-    that autograd keeps no intermediate.
+    that autograd keeps no intermediate. Both passes run in blocks of rows
+    (:func:`~losslab.functional._fused.leading_blocks`).
     """
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, t: Tensor, w: Tensor | None) -> Tensor:
-        value, wt = _bce_value(x, t, w)
-        ctx.save_for_backward(x, t, wt)
-        return value
+        out = torch.empty_like(x)
+        for s in leading_blocks(x):
+            out[s] = _bce_value(x[s], t[s], None if w is None else w[s])[0]
+        ctx.save_for_backward(x, t, w)
+        return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        x, t, wt = ctx.saved_tensors
-        s = torch.sigmoid(x)
-        grad = s.sub_(wt) if wt is t else s.mul_(1.0 + wt - t).sub_(wt)
-        return grad.mul_(grad_out), None, None
+        x, t, w = ctx.saved_tensors
+        grad = torch.empty_like(x)
+        for s in leading_blocks(x):
+            g = torch.sigmoid(x[s], out=grad[s])
+            if w is None:
+                g.sub_(t[s])
+            else:
+                wt = w[s] * t[s]
+                g.mul_(1.0 + wt - t[s]).sub_(wt)
+            g.mul_(grad_out[s])
+        return grad, None, None
 
 
 def _bce_value(
@@ -41,7 +52,7 @@ def _bce_value(
     value is written into ``sp``, ``softplus(x)``, when the caller passes it (computed
     here otherwise)."""
     if sp is None:
-        sp = torch.logaddexp(x, x.new_zeros(()))
+        sp = softplus(x)
     wt = t if w is None else w * t
     return (sp if w is None else sp.mul_(1.0 + (w - 1.0) * t)).addcmul_(wt, x, value=-1.0), wt
 
@@ -145,23 +156,11 @@ class _FocalElements(torch.autograd.Function):
     def forward(
         ctx: Any, x: Tensor, t: Tensor, w: Tensor | None, gamma: float, alpha: float | None
     ) -> Tensor:
-        sp = torch.logaddexp(x, x.new_zeros(()))
-        sn = torch.neg(sp).exp_()  # sigmoid(-x) = exp(-softplus(x)), exact
-        c, wt = _bce_value(x, t, w, sp)  # in the softplus's buffer
-        s = torch.sigmoid(x)
-        q = torch.lerp(s, sn, t).clamp_min_(torch.finfo(x.dtype).tiny)
-        qg = q.pow(gamma)
-        a_t = None if alpha is None else torch.mul(t, 2.0 * alpha - 1.0).add_(1.0 - alpha)
-        if a_t is not None:
-            qg.mul_(a_t)
-        out = c * qg
-        grad = None
-        if ctx.needs_input_grad[0]:
-            # gamma (1 - 2t) s sn c / q, as v - 2 t v, in sn's buffer
-            v = sn.mul_(s).mul_(c).div_(q).mul_(gamma)
-            v.addcmul_(t, v, value=-2.0)
-            dc = s.sub_(t) if w is None else s.mul_(1.0 + wt - t).sub_(wt)
-            grad = dc.add_(v).mul_(qg)
+        out = torch.empty_like(x)
+        grad = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        for s in leading_blocks(x):
+            ws = None if w is None else w[s]
+            _focal_block(x[s], t[s], ws, gamma, alpha, out[s], None if grad is None else grad[s])
         ctx.save_for_backward(grad)
         return out
 
@@ -169,3 +168,31 @@ class _FocalElements(torch.autograd.Function):
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         (grad,) = ctx.saved_tensors
         return grad * grad_out, None, None, None, None
+
+
+def _focal_block(
+    x: Tensor,
+    t: Tensor,
+    w: Tensor | None,
+    gamma: float,
+    alpha: float | None,
+    out: Tensor,
+    grad: Tensor | None,
+) -> None:
+    """:class:`_FocalElements` on a block of rows: the value into ``out``, the gradient
+    (when ``grad`` is given) into ``grad``."""
+    sp = softplus(x)
+    sn = torch.neg(sp).exp_()  # sigmoid(-x) = exp(-softplus(x)), exact
+    c, wt = _bce_value(x, t, w, sp)  # in the softplus's buffer
+    s = torch.sigmoid(x)
+    q = torch.lerp(s, sn, t).clamp_min_(torch.finfo(x.dtype).tiny)
+    qg = q.pow(gamma)
+    if alpha is not None:
+        qg.mul_(torch.mul(t, 2.0 * alpha - 1.0).add_(1.0 - alpha))
+    torch.mul(c, qg, out=out)
+    if grad is not None:
+        # gamma (1 - 2t) s sn c / q, as v - 2 t v, in sn's buffer
+        v = sn.mul_(s).mul_(c).div_(q).mul_(gamma)
+        v.addcmul_(t, v, value=-2.0)
+        dc = s.sub_(t) if w is None else s.mul_(1.0 + wt - t).sub_(wt)
+        torch.mul(dc.add_(v), qg, out=grad)

@@ -20,6 +20,7 @@ Official code: github.com/Optimization-AI/ICML2023_LDR (``loss.py``: ``LDRLoss_V
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -28,10 +29,12 @@ from torch import Tensor
 from losslab._validate import Choice, Real
 from losslab.functional._fused import (
     LDRKLRows,
+    LDRPass,
+    LDRPassBuilder,
     as_rows,
+    block_rows,
     block_scratch,
     ldr_block,
-    row_blocks,
 )
 from losslab.kinds.multiclass import MulticlassInput
 from losslab.registry import Claim, PerSampleState, register
@@ -73,7 +76,7 @@ def ldr_value(
     temperature: Tensor | float,
     normalize: str,
     eps: float = NORM_FLOOR,
-    stats: tuple[Tensor, Tensor] | None = None,
+    done: LDRPass | None = None,
 ) -> Tensor:
     r"""``lambda * log mean_k exp(a_k / lambda)``, ``a_k = c 1[k != y] + f_k - f_y``, ``f``
     the normalised logits, for ``(N, C, *)`` logits and ``(N, *)`` targets.
@@ -83,7 +86,7 @@ def ldr_value(
     margin-shifted scores, computed by :class:`LDRKLRows` with its analytic gradient.
     """
     t = temperature.reshape(-1) if isinstance(temperature, Tensor) else temperature
-    per = LDRKLRows.apply(as_rows(logits), index.reshape(-1), margin, t, normalize, eps, stats)
+    per = LDRKLRows.apply(as_rows(logits), index.reshape(-1), margin, t, normalize, eps, done)
     return per.reshape(index.shape)
 
 
@@ -198,7 +201,7 @@ def aldr_kl_temperature(
     """
     with torch.no_grad():
         z = logits.detach().to(torch.promote_types(logits.dtype, torch.float32))
-        lam, _ = _ascend(as_rows(z), temperature0, alpha, normalize, eps, sample_temperature)
+        lam = _ascend(as_rows(z), temperature0, alpha, normalize, eps, sample_temperature)
         return lam.reshape(z.shape[:1] + z.shape[2:])
 
 
@@ -209,31 +212,43 @@ def _ascend(
     normalize: str,
     eps: float,
     sample_temperature: Tensor | None,
-) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-    """The temperature step on ``(R, C)`` rows, block by block, and the rows' ``(m, top)``
-    of LDR's normalisation (which the loss's kernel reuses)."""
+    loss_pass: LDRPassBuilder | None = None,
+    idx: Tensor | None = None,
+) -> Tensor:
+    """The temperature step on ``(R, C)`` rows, block by block. With ``loss_pass`` (and
+    the targets ``idx`` ``(R, 1)``), each block also gets the loss's forward work at its
+    new temperatures while it is in cache."""
     rows, c = z.shape
     lam = (
         torch.full((rows, 1), temperature0, dtype=z.dtype, device=z.device)
         if sample_temperature is None
         else sample_temperature.reshape(-1, 1).to(z.dtype)
     )
-    m_all, top_all, kl = z.new_empty(rows, 1), z.new_empty(rows, 1), z.new_empty(rows, 1)
-    base_buf, p_buf = block_scratch(z), block_scratch(z)
-    # The official smoothing q = (p + delta) / K, K = 1 + C delta, enters the KL as
-    # sum q log q = <p + delta, log(p + delta)> / K - log K, so the division costs no pass.
+    base_buf, p_buf, log_buf = block_scratch(z), block_scratch(z), block_scratch(z)
+    # With e = exp(f / lambda - max), S = sum e and the official smoothing
+    # q = (e / S + delta) / K, K = 1 + C delta:
+    #   sum q log q = (sum (e + delta S) log(e + delta S) / S - K log S) / K - log K,
+    # so neither the normalisation nor the smoothing's division costs a pass.
     k = 1.0 + c * ALDR_PROB_SMOOTHING
-    for s in row_blocks(rows, c):
-        n = s.stop - s.start
-        base, m, top = ldr_block(z[s], normalize, eps, base_buf[:n])
-        m_all[s], top_all[s] = m, top
-        # softmax(f / lambda) with f = base / m, shifted by the row maximum
-        p = torch.sub(base, top, out=p_buf[:n]).mul_(1.0 / (m * lam[s])).exp_()
-        p.mul_(1.0 / p.sum(dim=1, keepdim=True)).add_(ALDR_PROB_SMOOTHING)
-        log_p = torch.log(p, out=base_buf[:n])  # base is no longer needed
-        kl[s] = torch.mul(log_p, p, out=log_p).sum(dim=1, keepdim=True) / k - math.log(k)
-    kl = kl.reshape(-1) + math.log(c)
-    return temperature0 * (1.0 - kl / (alpha * math.log(c))), (m_all, top_all)
+    log_c = math.log(c)
+    news: list[Tensor] = []
+    step = block_rows(z)
+    targets = idx.split(step) if idx is not None else itertools.repeat(None)
+    # targets may be endless (no targets: no loss pass)
+    for zs, lam_s, ids in zip(z.split(step), lam.split(step), targets, strict=False):
+        n = zs.shape[0]
+        base, m, top = ldr_block(zs, normalize, eps, base_buf[:n])
+        e = torch.sub(base, top, out=p_buf[:n]).mul_((m * lam_s).reciprocal_()).exp_()
+        mass = e.sum(dim=1, keepdim=True)
+        e.add_(ALDR_PROB_SMOOTHING * mass)
+        ent = torch.mul(torch.log(e, out=log_buf[:n]), e, out=log_buf[:n]).sum(dim=1, keepdim=True)
+        kl = (ent / mass - k * mass.log()) / k - math.log(k) + log_c
+        new = temperature0 * (1.0 - kl / (alpha * log_c))
+        news.append(new)
+        if loss_pass is not None:
+            assert ids is not None
+            loss_pass.add(base, m, top, ids, new, p_buf[:n])
+    return torch.cat(news).reshape(-1) if news else z.new_empty(0)
 
 
 def _aldr_update(
@@ -247,8 +262,11 @@ def _aldr_update(
     eps: float,
 ) -> Tensor:
     z = as_rows(inp.logits.detach())
-    new, stats = _ascend(z, temperature0, alpha, normalize, eps, previous)
-    inp.memo["ldr_stats"] = stats  # the kernel reuses them
+    idx = inp.index.reshape(-1, 1)
+    loss_pass = LDRPassBuilder(z, margin, normalize)
+    new = _ascend(z, temperature0, alpha, normalize, eps, previous, loss_pass, idx)
+    # the kernel, evaluated at these temperatures, reuses the forward pass made here
+    inp.memo["ldr_pass"] = loss_pass.result()
     return new.reshape(previous.shape)
 
 
@@ -328,11 +346,9 @@ def aldr_kl(
         >>> F.aldr_kl(logits, torch.tensor([0, 2]), reduction="none")
         tensor([-1.1683, -0.4266])
     """
-    stats = inp.memo.get("ldr_stats")
     if sample_temperature is None:
-        return ldr_value(
-            inp.logits, inp.index, margin, float(temperature0), normalize, float(eps), stats
-        )
+        return ldr_value(inp.logits, inp.index, margin, float(temperature0), normalize, float(eps))
     lam = sample_temperature.detach().to(inp.logits.dtype)
     reg = alpha * math.log(inp.num_classes) / (2.0 * temperature0) * (lam - temperature0) ** 2
-    return ldr_value(inp.logits, inp.index, margin, lam, normalize, float(eps), stats) - reg
+    done = inp.memo.get("ldr_pass")
+    return ldr_value(inp.logits, inp.index, margin, lam, normalize, float(eps), done) - reg
