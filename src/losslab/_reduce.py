@@ -29,6 +29,12 @@ def reduce_loss(
     weight: Tensor | None = None,
 ) -> Tensor:
     """Apply the reduction contract to per-element losses ``(N, *)``."""
+    if (
+        weight is None
+        and _broadcast_scalar(per_element)
+        and (mask is None or _broadcast_scalar(mask))
+    ):
+        return _reduce_constant(per_element, reduction, mask)
     loss = per_element
     if mask is not None:
         # where(), not multiplication: a masked element may hold inf/NaN garbage.
@@ -48,6 +54,29 @@ def reduce_loss(
         return total / loss.numel() if loss.numel() else total
     # Clamping keeps 0/0 at 0: the numerator is exactly 0 whenever the denominator is.
     return total / denom.clamp_min(torch.finfo(loss.dtype).tiny)
+
+
+def _broadcast_scalar(t: Tensor) -> bool:
+    """Whether ``t`` holds one value seen at every position (an ``expand`` of a scalar, as
+    the set-level losses return), so that it can be reduced without touching each one."""
+    return t.numel() > 1 and all(
+        st == 0 or n == 1 for st, n in zip(t.stride(), t.shape, strict=True)
+    )
+
+
+def _reduce_constant(loss: Tensor, reduction: str, mask: Tensor | None) -> Tensor:
+    """:func:`reduce_loss` of a broadcast scalar (and a broadcast scalar mask), in O(1):
+    the same sums, counted instead of added up."""
+    first = (0,) * loss.dim()
+    value = loss[first]
+    if mask is not None:
+        value = torch.where(mask[first], value, 0.0)
+    if reduction == "none":
+        return value.expand(loss.shape)
+    if reduction == "sum":
+        return value * loss.numel()
+    # mean: n v / n over the valid elements, and an attached 0 when none is valid
+    return value
 
 
 @dataclass

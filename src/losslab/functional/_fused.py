@@ -531,3 +531,54 @@ class TargetLogProb:
             return per_class(self.at)
         assert self.full is not None
         return self.inp.gather(per_class(self.full))
+
+
+class SoftConfusion(torch.autograd.Function):
+    r"""AnyLoss' soft confusion counts ``(tn, fp, fn, tp)`` of probabilities ``p``
+    ``(R, K)`` against positive and negative masses ``pos``, ``neg`` of the same shape,
+    summed over the rows (one count per column ``K``):
+
+    ``tp = sum pos A``, ``fn = sum pos (1 - A)``, ``fp = sum neg A``, ``tn = sum neg (1 -
+    A)`` with ``A = sigmoid(L (p - 1/2))`` and ``1 - A`` taken as ``sigmoid(-L (p -
+    1/2))``. With ``logits=True``, ``p = sigmoid(x)`` of the input ``x``. The counts are
+    linear in ``A``, so the backward is ``dA/dp = L A (1 - A)`` times ``pos (g_tp - g_fn)
+    + neg (g_fp - g_tn)`` (times ``p (1 - p)`` for logits). Both passes run block by block
+    (:func:`row_blocks`) and save nothing of size ``(R, K)`` but the inputs.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: Tensor, pos: Tensor, neg: Tensor, amplifier: float, logits: bool
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        step = block_rows(x)
+        counts = torch.zeros(4, x.shape[1], dtype=x.dtype, device=x.device)
+        for xs, ps, ns in zip(x.split(step), pos.split(step), neg.split(step), strict=True):
+            a, not_a, _ = _amplified_block(xs, amplifier, logits)
+            for j, (mass, share) in enumerate(((ns, not_a), (ns, a), (ps, not_a), (ps, a))):
+                counts[j] += torch.mul(mass, share).sum(dim=0)
+        ctx.amplifier, ctx.logits = amplifier, logits
+        ctx.save_for_backward(x, pos, neg)
+        tn, fp, fn, tp = counts.unbind(0)
+        return tn, fp, fn, tp
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Tensor) -> tuple[Tensor | None, ...]:
+        x, pos, neg = ctx.saved_tensors
+        g_tn, g_fp, g_fn, g_tp = grads
+        c_pos, c_neg = (g_tp - g_fn) * ctx.amplifier, (g_fp - g_tn) * ctx.amplifier
+        grad = torch.empty_like(x)
+        step = block_rows(x)
+        blocks = (t.split(step) for t in (x, pos, neg, grad))
+        for xs, ps, ns, gs in zip(*blocks, strict=True):
+            a, not_a, p = _amplified_block(xs, ctx.amplifier, ctx.logits)
+            torch.mul(ps, c_pos, out=gs).addcmul_(ns, c_neg).mul_(a).mul_(not_a)
+            if ctx.logits:
+                gs.mul_(p).mul_(torch.sigmoid(xs.neg()))
+        return grad, None, None, None, None
+
+
+def _amplified_block(x: Tensor, amplifier: float, logits: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """``(A, 1 - A, p)`` of :class:`SoftConfusion` for a block."""
+    p = torch.sigmoid(x) if logits else x
+    u = torch.sub(p, 0.5).mul_(amplifier)
+    return torch.sigmoid(u), torch.sigmoid(u.neg_()), p

@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.nn.functional import softplus
 
 from losslab._reduce import KernelResult
 from losslab._validate import (
@@ -25,6 +24,7 @@ from losslab._validate import (
     value_checks_enabled,
 )
 from losslab.functional._fused import TargetLogProb
+from losslab.functional.binary import bce_elements
 from losslab.kinds import Param
 from losslab.kinds.binary import BinaryInput
 from losslab.kinds.multiclass import MulticlassInput
@@ -320,14 +320,6 @@ def bias_loss(
 # --------------------------------------------------------------------------- Tri-BCE
 
 
-def _bce(x: Tensor, inp: BinaryInput) -> Tensor:
-    t = inp.target
-    positive = softplus(-x) * t
-    if inp.pos_weight is not None:
-        positive = positive * inp.pos_weight
-    return positive + softplus(x) * (1.0 - t)
-
-
 @register(
     "tri_bce",
     kind="binary",
@@ -391,7 +383,13 @@ def tri_bce(
     if inp.mask is not None:
         # Masked logits may be anything with validate=False; they carry no weight below.
         xd, xs = torch.where(inp.mask, xd, 0.0), torch.where(inp.mask, xs, 0.0)
-    fused, deep, shallow = _bce((xd + xs) / 2, inp), _bce(xd, inp), _bce(xs, inp)
+    t, pw = inp.target, inp.pos_weight
+    if shallow_logits is None:
+        # One branch: the three BCEs are equal and both weights are relu(0) = 0 (with
+        # relu's zero slope there), so Tri-BCE is BCE, value and gradient.
+        bce = bce_elements(xd, t, pw)
+        return KernelResult(bce, None, {"fused": bce, "deep": bce, "shallow": bce})
+    fused, deep, shallow = (bce_elements(x, t, pw) for x in ((xd + xs) / 2, xd, xs))
     w = torch.ones_like(fused) if inp.weight is None else inp.weight
     if inp.mask is not None:
         w = torch.where(inp.mask, w, 0.0)

@@ -57,9 +57,16 @@ def _bce_value(
     return (sp if w is None else sp.mul_(1.0 + (w - 1.0) * t)).addcmul_(wt, x, value=-1.0), wt
 
 
+def bce_elements(x: Tensor, t: Tensor, pos_weight: Tensor | None = None) -> Tensor:
+    """``-(pos_weight t log sigmoid(x) + (1 - t) log(1 - sigmoid(x)))`` per element of
+    logits ``x`` and float targets ``t`` of the same shape, exact at any logit."""
+    out: Tensor = _BCEElements.apply(x, t, pos_weight)
+    return out
+
+
 def bce_per_element(inp: BinaryInput) -> Tensor:
-    """``-(pos_weight t log sigmoid(x) + (1 - t) log(1 - sigmoid(x)))``, exact at any logit."""
-    return _BCEElements.apply(inp.logits, inp.target, inp.pos_weight)
+    """:func:`bce_elements` of a validated binary input."""
+    return bce_elements(inp.logits, inp.target, inp.pos_weight)
 
 
 @register(

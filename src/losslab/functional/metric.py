@@ -13,6 +13,7 @@ from torch.nn.functional import softplus
 
 from losslab._reduce import KernelResult
 from losslab._validate import Real, describe, fail
+from losslab.functional._fused import SoftConfusion
 from losslab.functional.dice import soft_masses
 from losslab.kinds.binary import BinaryInput
 from losslab.kinds.multiclass import MulticlassInput
@@ -85,12 +86,6 @@ def _counts(inp: BinaryInput) -> dict[str, Tensor]:
     t = inp.target  # 0 where masked
     n = torch.ones_like(t) if inp.mask is None else inp.mask.to(t.dtype)
     return {"positives": t.sum(), "negatives": (n - t).sum()}
-
-
-def _amplified(p: Tensor, amplifier: float) -> tuple[Tensor, Tensor]:
-    """``A = sigmoid(L (p - 1/2))`` and ``1 - A`` (computed as ``sigmoid(-L (p - 1/2))``)."""
-    s = amplifier * (p - 0.5)
-    return torch.sigmoid(s), torch.sigmoid(-s)
 
 
 @register(
@@ -166,9 +161,12 @@ def anyloss(
         AnyLossComponents(loss=tensor(0.), positives=tensor(0.), negatives=tensor(4.))
     """
     _check_metric("anyloss", metric)
-    a, not_a = _amplified(torch.sigmoid(inp.logits), amplifier)
     pos, neg = soft_masses(inp)
-    counts = ((neg * not_a).sum(), (neg * a).sum(), (pos * not_a).sum(), (pos * a).sum())
+    pos, neg = pos.expand(inp.logits.shape), neg.expand(inp.logits.shape)
+    # rows of the last axis: the counts come per column and are summed here
+    width = inp.logits.shape[-1] if inp.logits.dim() > 1 else 1
+    rows = tuple(t.reshape(-1, width) for t in (inp.logits, pos, neg))
+    counts = tuple(c.sum() for c in SoftConfusion.apply(*rows, float(amplifier), True))
     value, defined = _metric("anyloss", metric, beta, eps, counts, pos.sum(), neg.sum())
     shape = inp.logits.shape
     return KernelResult((1.0 - value).expand(shape), defined.expand(shape), _counts(inp))
@@ -242,14 +240,8 @@ def anyloss_macro(
     w = torch.ones_like(p[:, 0]) if inp.weight is None else inp.weight.reshape(-1)
     if inp.mask is not None:
         w = torch.where(inp.mask.reshape(-1), w, 0.0)
-    a, not_a = _amplified(p, amplifier)
     pos, neg = y * w[:, None], (1.0 - y) * w[:, None]
-    counts = (
-        (neg * not_a).sum(0),
-        (neg * a).sum(0),
-        (pos * not_a).sum(0),
-        (pos * a).sum(0),
-    )
+    counts = SoftConfusion.apply(p, pos, neg, float(amplifier), False)
     value, defined = _metric("anyloss_macro", metric, beta, eps, counts, pos.sum(0), neg.sum(0))
     k = defined.sum()
     mean = torch.where(defined, value, 0.0).sum() / k.clamp_min(1)
