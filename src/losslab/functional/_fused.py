@@ -582,3 +582,40 @@ def _amplified_block(x: Tensor, amplifier: float, logits: bool) -> tuple[Tensor,
     p = torch.sigmoid(x) if logits else x
     u = torch.sub(p, 0.5).mul_(amplifier)
     return torch.sigmoid(u), torch.sigmoid(u.neg_()), p
+
+
+class ElementSums(torch.autograd.Function):
+    r"""Set-level sums ``S_j = sum_i w_{j,i} f_j(x_i)`` of elementwise functions of ``x``,
+    with the analytic backward ``dL/dx_i = sum_j g_j w_{j,i} f_j'(x_i)``.
+
+    ``fn(block) -> (values, derivatives)`` gives the ``K`` functions ``f_j`` and their
+    derivatives on a block of ``x``; ``weights`` is a tuple of ``K`` tensors of ``x``'s shape
+    (broadcast views are fine). Both passes run in blocks of rows
+    (:func:`leading_blocks`), and nothing of ``x``'s size is saved but the inputs.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, fn: Any, weights: tuple[Tensor, ...]) -> Tensor:
+        sums = x.new_zeros(len(weights))
+        for s in leading_blocks(x):
+            values, _ = fn(x[s])
+            for j, (w, v) in enumerate(zip(weights, values, strict=True)):
+                sums[j] += torch.mul(w[s], v).sum()
+        ctx.fn = fn
+        ctx.save_for_backward(x, *weights)
+        return sums
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        x, *weights = ctx.saved_tensors
+        grad = torch.zeros_like(x)
+        coefs = g.tolist() if not torch.compiler.is_compiling() else list(g.unbind())
+        for s in leading_blocks(x):
+            _, ders = ctx.fn(x[s])
+            gs = grad[s]
+            for w, d, c in zip(weights, ders, coefs, strict=True):
+                if isinstance(c, float):
+                    gs.addcmul_(w[s], d, value=c)
+                else:
+                    gs.add_(w[s] * d * c)
+        return grad, None, None

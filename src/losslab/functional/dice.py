@@ -3,11 +3,14 @@ official code of Li et al. 2020), over the whole set for binary and multi-label 
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from losslab._validate import Real
-from losslab.functional._fused import softmax_separable
+from losslab.functional._fused import ElementSums, softmax_separable
 from losslab.kinds.binary import BinaryInput
 from losslab.kinds.multiclass import MulticlassInput
 from losslab.registry import Claim, register
@@ -284,14 +287,45 @@ def _safe_ratio(num: Tensor, den: Tensor) -> Tensor:
     return torch.where(den > 0, num / torch.where(den > 0, den, 1.0), 1.0)
 
 
+def _adjusted_elements(alpha: float, square: bool) -> Any:
+    """``x -> ([p~, p~^2 or p~], [their derivatives])`` for :class:`ElementSums`, with
+    ``p~ = (1 - p)^alpha p``, ``p = sigmoid(x)`` and ``1 - p = sigmoid(-x)`` (exact):
+    ``dp~/dx = p (1 - p)^alpha ((1 - p) - alpha p)``."""
+
+    def fn(x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        p, q = torch.sigmoid(x), torch.sigmoid(-x)
+        if alpha == 0:
+            pt, dpt = p, p * q
+        else:
+            qa = q.pow(alpha)
+            pt = qa * p
+            dpt = torch.addcmul(q, p, q.new_tensor(-alpha)).mul_(qa).mul_(p)
+        if square:
+            return [pt, pt * pt], [dpt, 2.0 * pt * dpt]
+        return [pt, pt], [dpt, dpt]
+
+    return fn
+
+
 def _set_dice(inp: BinaryInput, alpha: float, smooth: float, square: bool) -> Tensor:
-    p = _set_probs(inp, alpha)
     pos, neg = soft_masses(inp)
-    tp = (pos * p).sum()
-    if square:
-        den = ((pos + neg) * p * p).sum() + (pos * inp.target).sum()
+    x = inp.logits
+    # (1 - p)^alpha is floored at the smallest normal number (see _adjusted) where
+    # sigmoid(-x) underflows, which the analytic derivative of ElementSums does not
+    # follow: such inputs (and compiled graphs, which cannot look) take autograd's path.
+    limit = -math.log(torch.finfo(x.dtype).tiny)
+    compiling = torch.compiler.is_compiling()
+    if alpha == 0 or (not compiling and (x.numel() == 0 or float(x.detach().amax()) < limit)):
+        shape = x.shape
+        plain = inp.weight is None and inp.mask is None and inp.pos_weight is None
+        # without weights every element has unit mass: pos + neg = t + (1 - t) = 1
+        both = (x.new_ones(()) if plain else pos + neg).expand(shape)
+        tp, den = ElementSums.apply(x, _adjusted_elements(alpha, square), (pos.expand(shape), both))
     else:
-        den = ((pos + neg) * p).sum() + pos.sum()
+        p = _set_probs(inp, alpha)
+        tp = (pos * p).sum()
+        den = ((pos + neg) * p * p).sum() if square else ((pos + neg) * p).sum()
+    den = den + ((pos * inp.target).sum() if square else pos.sum())
     loss = 1.0 - _safe_ratio(2 * tp + smooth, den + smooth)
     return loss.expand(inp.logits.shape)
 
@@ -377,6 +411,15 @@ def binary_self_adjusting_dice(
     return _set_dice(inp, alpha, smooth, square)
 
 
+def _tversky_elements(x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+    """``x -> ([p, p, 1 - p], [their derivatives])``, ``p = sigmoid(x)``, ``1 - p =
+    sigmoid(-x)``, for :class:`ElementSums` (true positives, false positives, false
+    negatives)."""
+    p, q = torch.sigmoid(x), torch.sigmoid(-x)
+    d = p * q
+    return [p, p, q], [d, d, -d]
+
+
 @register(
     "binary_tversky",
     kind="binary",
@@ -415,10 +458,9 @@ def binary_tversky(
         >>> F.binary_tversky(logits, torch.tensor([1, 0, 1, 0]))
         tensor(0.1385)
     """
-    p = _set_probs(inp, 0.0)
     pos, neg = soft_masses(inp)
-    tp = (pos * p).sum()
-    fp = (neg * p).sum()
-    fn = (pos * (1.0 - p)).sum()
+    shape = inp.logits.shape
+    pos = pos.expand(shape)
+    tp, fp, fn = ElementSums.apply(inp.logits, _tversky_elements, (pos, neg.expand(shape), pos))
     loss = 1.0 - _safe_ratio(tp + smooth, tp + alpha * fp + beta * fn + smooth)
     return loss.expand(inp.logits.shape)
