@@ -145,23 +145,31 @@ def test_early_stopping_follows_the_select_metric():
         datasets=["digits"],
         corruptions=["long_tail:20+uniform:0.5"],
         losses=["ce"],
-        seeds=[0],
         lrs=[0.1],
         model="mlp",
         train={"epochs": 8, "batch_size": 128, "patience": 8},
     )
-    best = {}
-    for metric in ("acc", "macro_f1", "worst_recall"):
-        row = run_cell(Plan.of(GridSpec(**spec, select_metric=metric)).fixed[0])
-        curve = row["curves"][f"val_{metric}"]
-        assert row["epochs_run"] == 8
-        assert row["best_epoch"] == curve.index(max(curve)), metric
-        assert row["metrics"]["val"][metric] == max(curve)
-        best[metric] = row["best_epoch"]
-    # the metrics peak at different epochs here, so each choice is the metric's own
-    assert len(set(best.values())) == 3, best
+    distinct = None
+    # Which epoch each metric peaks at depends on the exact trajectory (float rounding
+    # included): the first seed whose three metrics peak at different epochs shows that
+    # each choice is the metric's own.
+    for seed in (0, 1, 2):
+        best = {}
+        for metric in ("acc", "macro_f1", "worst_recall"):
+            cell = Plan.of(GridSpec(**spec, seeds=[seed], select_metric=metric)).fixed[0]
+            row = run_cell(cell)
+            curve = row["curves"][f"val_{metric}"]
+            assert row["epochs_run"] == 8
+            assert row["best_epoch"] == curve.index(max(curve)), metric
+            assert row["metrics"]["val"][metric] == max(curve)
+            best[metric] = row["best_epoch"]
+        if len(set(best.values())) == 3:
+            distinct = (seed, best)
+            break
+    assert distinct is not None, "no seed with three different best epochs"
+    seed, best = distinct
     # patience counts epochs without improvement of the same metric
-    patient = {**spec, "train": {**spec["train"], "patience": 2}}
+    patient = {**spec, "seeds": [seed], "train": {**spec["train"], "patience": 2}}
     short = run_cell(Plan.of(GridSpec(**patient, select_metric="worst_recall")).fixed[0])
     assert short["epochs_run"] == best["worst_recall"] + 3
 
