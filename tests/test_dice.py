@@ -117,3 +117,25 @@ def test_pos_weight_and_weights_weigh_the_masses():
         F.binary_tversky(x, t, pos_weight=torch.tensor(2.0, dtype=F64)), want
     )
     torch.testing.assert_close(F.binary_tversky(x, t, sample_weight=w), want)
+
+
+@pytest.mark.parametrize("square", [True, False])
+def test_self_adjusting_index_targets_match_their_one_hot_form(square):
+    """Index targets take the separable path (one softmax, exact 1 - p, analytic
+    backward); their one-hot probabilities take the general one. Values and gradients
+    agree, including rows where p rounds to 1 (the floored (1 - p)^alpha) and to 0."""
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(6, 5, generator=g, dtype=F64) * 3
+    z[0] = torch.tensor([300.0, -5.0, 0.0, 1.0, 2.0], dtype=F64)  # p_y rounds to 1
+    z[1] = torch.tensor([-300.0, 5.0, 0.0, 1.0, 2.0], dtype=F64)  # p_y rounds to 0
+    z[2] = torch.tensor([0.0, 400.0, 0.0, 1.0, 2.0], dtype=F64)  # a wrong class at 1
+    y = torch.tensor([0, 0, 0, 3, 4, 1])
+    cfg = {"alpha": 0.3, "smooth": 0.5, "square": square, "reduction": "none"}
+    z1, z2 = z.clone().requires_grad_(True), z.clone().requires_grad_(True)
+    a = F.self_adjusting_dice(z1, y, **cfg)
+    b = F.self_adjusting_dice(z2, torch.nn.functional.one_hot(y, 5).to(F64), **cfg)
+    torch.testing.assert_close(a, b)
+    w = torch.rand(6, generator=g, dtype=F64)
+    (a * w).sum().backward()
+    (b * w).sum().backward()
+    torch.testing.assert_close(z1.grad, z2.grad)

@@ -375,6 +375,10 @@ class SoftmaxSeparableRows(torch.autograd.Function):
     passes run block by block (:func:`row_blocks`). ``phi``/``dphi`` are elementwise
     callables on a block of ``p`` (``dphi`` may return its input, which is never written
     to); ``psi``/``dpsi`` act on the gathered ``(R, 1)``.
+
+    With ``complement``, every callable also receives ``1 - p``, computed exactly as
+    ``-expm1(log p)`` (for losses of ``1 - p`` near ``p = 1``), ``dphi``/``dpsi`` return
+    the total derivative in ``p``, and ``log p`` is the saved buffer.
     """
 
     @staticmethod
@@ -387,42 +391,62 @@ class SoftmaxSeparableRows(torch.autograd.Function):
         psi: Any,
         dpsi: Any,
         scale: float,
+        complement: bool = False,
     ) -> Tensor:
         idx = index.unsqueeze(1)
-        p = torch.empty_like(z)
+        saved = torch.empty_like(z)
         acc = z.new_empty(z.shape[0], 1)
         for s in row_blocks(*z.shape):
-            ps = p[s].copy_(torch.softmax(z[s], dim=1))
-            acc[s] = phi(ps).sum(dim=1, keepdim=True)
-        ctx.dphi, ctx.dpsi, ctx.scale = dphi, dpsi, scale
-        ctx.save_for_backward(p, index)
-        return (scale * acc + psi(p.gather(1, idx))).squeeze(1)
+            if complement:
+                lp = saved[s].copy_(torch.log_softmax(z[s], dim=1))
+                acc[s] = phi(*_with_complement(lp)).sum(dim=1, keepdim=True)
+            else:
+                ps = saved[s].copy_(torch.softmax(z[s], dim=1))
+                acc[s] = phi(ps).sum(dim=1, keepdim=True)
+        at = saved.gather(1, idx)
+        ctx.dphi, ctx.dpsi, ctx.scale, ctx.complement = dphi, dpsi, scale, complement
+        ctx.save_for_backward(saved, index)
+        return (scale * acc + psi(*(_with_complement(at) if complement else (at,)))).squeeze(1)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        p, index = ctx.saved_tensors
+        saved, index = ctx.saved_tensors
         idx = index.unsqueeze(1)
         g = grad_out.unsqueeze(1)
-        p_y = p.gather(1, idx)
-        target_term = p_y * ctx.dpsi(p_y)
+        at = saved.gather(1, idx)
+        parts = _with_complement(at) if ctx.complement else (at,)
+        target_term = parts[0] * ctx.dpsi(*parts)
         gs_scale = g * ctx.scale
-        grad = torch.empty_like(p)
-        for s in row_blocks(*p.shape):
-            ps = p[s]
-            u = ctx.dphi(ps)
+        grad = torch.empty_like(saved)
+        for s in row_blocks(*saved.shape):
+            parts = _with_complement(saved[s]) if ctx.complement else (saved[s],)
+            ps = parts[0]
+            u = ctx.dphi(*parts)
             t = ctx.scale * row_dot(ps, u) + target_term[s]
             torch.addcmul(-g[s] * t, u, gs_scale[s], out=grad[s]).mul_(ps)
         grad.scatter_add_(1, idx, g * target_term)
-        return grad, None, None, None, None, None, None
+        return grad, None, None, None, None, None, None, None
+
+
+def _with_complement(log_p: Tensor) -> tuple[Tensor, Tensor]:
+    """``(p, 1 - p)`` from ``log p``, the complement exact as ``-expm1(log p)``."""
+    return torch.exp(log_p), torch.expm1(log_p).neg_()
 
 
 def softmax_separable(
-    logits: Tensor, index: Tensor, phi: Any, dphi: Any, psi: Any, dpsi: Any, scale: float = 1.0
+    logits: Tensor,
+    index: Tensor,
+    phi: Any,
+    dphi: Any,
+    psi: Any,
+    dpsi: Any,
+    scale: float = 1.0,
+    complement: bool = False,
 ) -> Tensor:
     """:class:`SoftmaxSeparableRows` on ``(N, C, *)`` logits and ``(N, *)`` index targets,
     per element ``(N, *)``."""
     per = SoftmaxSeparableRows.apply(
-        as_rows(logits), index.reshape(-1), phi, dphi, psi, dpsi, scale
+        as_rows(logits), index.reshape(-1), phi, dphi, psi, dpsi, scale, complement
     )
     return per.reshape(index.shape)
 

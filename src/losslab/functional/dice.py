@@ -48,7 +48,7 @@ def _class_probs(inp: MulticlassInput, alpha: float) -> tuple[Tensor, Tensor]:
     return _adjusted(p, -torch.expm1(logp), alpha), inp.target_probs()
 
 
-def _index_dice(inp: MulticlassInput, smooth: float, square: bool) -> Tensor:
+def _index_dice(inp: MulticlassInput, smooth: float, square: bool, alpha: float = 0.0) -> Tensor:
     r"""`dice` for index targets and $\gamma > 0$ in closed form per class: off the
     target $p^2 / (p^2 + \gamma)$ ($p / (p + \gamma)$ unsquared), at the target
     $(1 - p)^2 / (p^2 + 1 + \gamma)$ ($(1 - p) / (p + 1 + \gamma)$), one softmax and
@@ -91,12 +91,38 @@ def _index_dice(inp: MulticlassInput, smooth: float, square: bool) -> Tensor:
     def dpsi(p: Tensor) -> Tensor:
         return dhit(p) - dphi(p)
 
-    return softmax_separable(inp.logits, inp.index, phi, dphi, psi, dpsi)
+    if alpha == 0:
+        return softmax_separable(inp.logits, inp.index, phi, dphi, psi, dpsi)
+    phi_a, psi_a = _self_adjusted(phi, alpha, False), _self_adjusted(psi, alpha, False)
+    dphi_a, dpsi_a = _self_adjusted(dphi, alpha, True), _self_adjusted(dpsi, alpha, True)
+    return softmax_separable(inp.logits, inp.index, phi_a, dphi_a, psi_a, dpsi_a, complement=True)
+
+
+def _self_adjusted(f: Any, alpha: float, derivative: bool) -> Any:
+    """``f`` (a term of `_index_dice` or its derivative) at ``p~ = (1 - p)^alpha p``, as a
+    callable of ``(p, 1 - p)`` for :class:`SoftmaxSeparableRows` with ``complement``. A
+    ``derivative`` gets the chain factor ``dp~/dp =
+    (1 - p)^alpha - alpha p (1 - p)^(alpha - 1)``; as in `_adjusted`, ``1 - p`` is floored
+    at the smallest normal number, where the floor is constant (factor ``(1 - p)^alpha``)."""
+
+    def g(p: Tensor, om: Tensor) -> Tensor:
+        tiny = torch.finfo(p.dtype).tiny
+        om_c = om.clamp_min(tiny)
+        qa = om_c.pow(alpha)
+        value = f(qa * p)
+        if not derivative:
+            return value
+        chain = torch.div(p, om_c).mul_(-alpha).add_(1.0).mul_(qa)
+        if torch.compiler.is_compiling() or float(om.amin()) <= tiny:
+            chain = torch.where(om > tiny, chain, qa)
+        return value.mul_(chain)
+
+    return g
 
 
 def _token_dice(inp: MulticlassInput, alpha: float, smooth: float, square: bool) -> Tensor:
-    if inp.soft is None and alpha == 0 and smooth > 0:
-        return _index_dice(inp, smooth, square)
+    if inp.soft is None and smooth > 0:
+        return _index_dice(inp, smooth, square, alpha)
     p, y = _class_probs(inp, alpha)
     den = p * p + y * y if square else p + y
     # A class with p = y = 0 and smooth = 0 scores 1 (nothing predicted, nothing missed).
