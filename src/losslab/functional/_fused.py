@@ -370,8 +370,8 @@ class SoftmaxSeparableRows(torch.autograd.Function):
     r"""``L = scale * sum_k phi(p_k) + psi(p_y)`` per row, ``p = softmax(z)``.
 
     With ``u = phi'(p)`` and ``t = scale <p, u> + p_y psi'(p_y)``, the softmax Jacobian
-    gives ``dL/dz = p * (scale u - t) + e_y p_y psi'(p_y)``: a row dot product, one
-    ``addcmul`` and one multiply in backward, with ``p`` the only saved buffer. Both
+    gives ``dL/dz = p * (scale u - t) + e_y p_y psi'(p_y)``: a row dot product and three
+    elementwise passes in backward, with ``p`` the only saved buffer. Both
     passes run block by block (:func:`row_blocks`). ``phi``/``dphi`` are elementwise
     callables on a block of ``p`` (``dphi`` may return its input, which is never written
     to); ``psi``/``dpsi`` act on the gathered ``(R, 1)``.
@@ -423,7 +423,7 @@ class SoftmaxSeparableRows(torch.autograd.Function):
             ps = parts[0]
             u = ctx.dphi(*parts)
             t = ctx.scale * row_dot(ps, u) + target_term[s]
-            torch.addcmul(-g[s] * t, u, gs_scale[s], out=grad[s]).mul_(ps)
+            torch.mul(u, gs_scale[s], out=grad[s]).sub_(g[s] * t).mul_(ps)
         grad.scatter_add_(1, idx, g * target_term)
         return grad, None, None, None, None, None, None, None
 
@@ -595,7 +595,7 @@ class SoftConfusion(torch.autograd.Function):
         blocks = (t.split(step) for t in (x, pos, neg, grad))
         for xs, ps, ns, gs in zip(*blocks, strict=True):
             a, not_a, p = _amplified_block(xs, ctx.amplifier, ctx.logits)
-            torch.mul(ps, c_pos, out=gs).addcmul_(ns, c_neg).mul_(a).mul_(not_a)
+            torch.mul(ps, c_pos, out=gs).add_(ns * c_neg).mul_(a).mul_(not_a)
             if ctx.logits:
                 gs.mul_(p).mul_(torch.sigmoid(xs.neg()))
         return grad, None, None, None, None
@@ -639,7 +639,7 @@ class ElementSums(torch.autograd.Function):
             gs = grad[s]
             for w, d, c in zip(weights, ders, coefs, strict=True):
                 if isinstance(c, float):
-                    gs.addcmul_(w[s], d, value=c)
+                    gs.add_(torch.mul(w[s], d), alpha=c)
                 else:
                     gs.add_(w[s] * d * c)
         return grad, None, None
