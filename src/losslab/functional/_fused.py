@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
@@ -559,51 +559,77 @@ class TargetLogProb:
 
 class SoftConfusion(torch.autograd.Function):
     r"""AnyLoss' soft confusion counts ``(tn, fp, fn, tp)`` of probabilities ``p``
-    ``(R, K)`` against positive and negative masses ``pos``, ``neg`` of the same shape,
-    summed over the rows (one count per column ``K``):
+    ``(R, K)`` against positive and negative masses, summed over the rows (one count per
+    column ``K``):
 
     ``tp = sum pos A``, ``fn = sum pos (1 - A)``, ``fp = sum neg A``, ``tn = sum neg (1 -
     A)`` with ``A = sigmoid(L (p - 1/2))`` and ``1 - A`` taken as ``sigmoid(-L (p -
-    1/2))``. With ``logits=True``, ``p = sigmoid(x)`` of the input ``x``. The counts are
-    linear in ``A``, so the backward is ``dA/dp = L A (1 - A)`` times ``pos (g_tp - g_fn)
-    + neg (g_fp - g_tn)`` (times ``p (1 - p)`` for logits). Both passes run block by block
-    (:func:`row_blocks`) and save nothing of size ``(R, K)`` but the inputs.
+    1/2))``, ``p`` the ``"sigmoid"`` of each score or the ``"softmax"`` of each row. The
+    masses are ``pos``, ``neg`` tensors of ``x``'s shape, or, for index targets, ``index``
+    ``(R,)`` and row weights ``w`` ``(R, 1)``: ``pos = w e_y``, ``neg = w (1 - e_y)``,
+    built per block. The counts are linear in ``A``: ``dL/dp = L A (1 - A) (pos (g_tp -
+    g_fn) + neg (g_fp - g_tn))``, then the Jacobian of the transform. Both passes run block
+    by block (:func:`row_blocks`) and save nothing of size ``(R, K)`` but the inputs.
     """
 
     @staticmethod
     def forward(
-        ctx: Any, x: Tensor, pos: Tensor, neg: Tensor, amplifier: float, logits: bool
+        ctx: Any,
+        x: Tensor,
+        transform: str,
+        amplifier: float,
+        pos: Tensor | None,
+        neg: Tensor | None,
+        index: Tensor | None = None,
+        w: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        step = block_rows(x)
         counts = torch.zeros(4, x.shape[1], dtype=x.dtype, device=x.device)
-        for xs, ps, ns in zip(x.split(step), pos.split(step), neg.split(step), strict=True):
-            a, not_a, _ = _amplified_block(xs, amplifier, logits)
+        masses = _mass_blocks(x, pos, neg, index, w)
+        for xs, (ps, ns) in zip(x.split(block_rows(x)), masses, strict=True):
+            a, not_a, _ = _amplified_block(xs, amplifier, transform)
             for j, (mass, share) in enumerate(((ns, not_a), (ns, a), (ps, not_a), (ps, a))):
                 counts[j] += torch.mul(mass, share).sum(dim=0)
-        ctx.amplifier, ctx.logits = amplifier, logits
-        ctx.save_for_backward(x, pos, neg)
+        ctx.amplifier, ctx.transform = amplifier, transform
+        ctx.save_for_backward(x, pos, neg, index, w)
         tn, fp, fn, tp = counts.unbind(0)
         return tn, fp, fn, tp
 
     @staticmethod
     def backward(ctx: Any, *grads: Tensor) -> tuple[Tensor | None, ...]:
-        x, pos, neg = ctx.saved_tensors
+        x, pos, neg, index, w = ctx.saved_tensors
         g_tn, g_fp, g_fn, g_tp = grads
         c_pos, c_neg = (g_tp - g_fn) * ctx.amplifier, (g_fp - g_tn) * ctx.amplifier
         grad = torch.empty_like(x)
         step = block_rows(x)
-        blocks = (t.split(step) for t in (x, pos, neg, grad))
-        for xs, ps, ns, gs in zip(*blocks, strict=True):
-            a, not_a, p = _amplified_block(xs, ctx.amplifier, ctx.logits)
+        masses = _mass_blocks(x, pos, neg, index, w)
+        for xs, gs, (ps, ns) in zip(x.split(step), grad.split(step), masses, strict=True):
+            a, not_a, p = _amplified_block(xs, ctx.amplifier, ctx.transform)
             torch.mul(ps, c_pos, out=gs).add_(ns * c_neg).mul_(a).mul_(not_a)
-            if ctx.logits:
+            if ctx.transform == "sigmoid":
                 gs.mul_(p).mul_(torch.sigmoid(xs.neg()))
-        return grad, None, None, None, None
+            else:  # softmax: p (g - <p, g>)
+                gs.sub_(row_dot(p, gs)).mul_(p)
+        return grad, None, None, None, None, None, None
 
 
-def _amplified_block(x: Tensor, amplifier: float, logits: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _mass_blocks(
+    x: Tensor, pos: Tensor | None, neg: Tensor | None, index: Tensor | None, w: Tensor | None
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Per-block ``(pos, neg)`` masses of :class:`SoftConfusion`, built one block at a
+    time for index targets."""
+    step = block_rows(x)
+    if pos is not None and neg is not None:
+        yield from zip(pos.split(step), neg.split(step), strict=True)
+        return
+    assert index is not None and w is not None
+    for xs, ids, ws in zip(x.split(step), index.split(step), w.split(step), strict=True):
+        pb = torch.zeros_like(xs).scatter_(1, ids.unsqueeze(1), ws)
+        yield pb, torch.sub(ws, pb)
+
+
+def _amplified_block(x: Tensor, amplifier: float, transform: str) -> tuple[Tensor, Tensor, Tensor]:
     """``(A, 1 - A, p)`` of :class:`SoftConfusion` for a block."""
-    p = torch.sigmoid(x) if logits else x
+    p = torch.sigmoid(x) if transform == "sigmoid" else torch.softmax(x, dim=1)
     u = torch.sub(p, 0.5).mul_(amplifier)
     return torch.sigmoid(u), torch.sigmoid(u.neg_()), p
 

@@ -13,7 +13,7 @@ from torch.nn.functional import softplus
 
 from losslab._reduce import KernelResult
 from losslab._validate import Real, describe, fail
-from losslab.functional._fused import SoftConfusion
+from losslab.functional._fused import SoftConfusion, as_rows
 from losslab.functional.dice import soft_masses
 from losslab.kinds.binary import BinaryInput
 from losslab.kinds.multiclass import MulticlassInput
@@ -166,7 +166,8 @@ def anyloss(
     # rows of the last axis: the counts come per column and are summed here
     width = inp.logits.shape[-1] if inp.logits.dim() > 1 else 1
     rows = tuple(t.reshape(-1, width) for t in (inp.logits, pos, neg))
-    counts = tuple(c.sum() for c in SoftConfusion.apply(*rows, float(amplifier), True))
+    x, pos, neg = rows
+    counts = tuple(c.sum() for c in SoftConfusion.apply(x, "sigmoid", float(amplifier), pos, neg))
     value, defined = _metric("anyloss", metric, beta, eps, counts, pos.sum(), neg.sum())
     shape = inp.logits.shape
     return KernelResult((1.0 - value).expand(shape), defined.expand(shape), _counts(inp))
@@ -234,15 +235,23 @@ def anyloss_macro(
         tensor(5.1975e-05)
     """
     _check_metric("anyloss_macro", metric)
-    num_classes = inp.num_classes
-    p = torch.softmax(inp.logits, dim=1).movedim(1, -1).reshape(-1, num_classes)
-    y = inp.target_probs().movedim(1, -1).reshape(-1, num_classes)
-    w = torch.ones_like(p[:, 0]) if inp.weight is None else inp.weight.reshape(-1)
+    z = as_rows(inp.logits)
+    w = torch.ones_like(z[:, 0]) if inp.weight is None else inp.weight.reshape(-1)
     if inp.mask is not None:
         w = torch.where(inp.mask.reshape(-1), w, 0.0)
-    pos, neg = y * w[:, None], (1.0 - y) * w[:, None]
-    counts = SoftConfusion.apply(p, pos, neg, float(amplifier), False)
-    value, defined = _metric("anyloss_macro", metric, beta, eps, counts, pos.sum(0), neg.sum(0))
+    amp = float(amplifier)
+    if inp.soft is None:
+        # one-hot masses built block by block inside the counts
+        y = inp.index.reshape(-1)
+        counts = SoftConfusion.apply(z, "softmax", amp, None, None, y, w.unsqueeze(1))
+        positives = z.new_zeros(z.shape[1]).index_add_(0, y, w)
+        negatives = w.sum() - positives
+    else:
+        q = as_rows(inp.soft)
+        pos, neg = q * w[:, None], (1.0 - q) * w[:, None]
+        counts = SoftConfusion.apply(z, "softmax", amp, pos, neg)
+        positives, negatives = pos.sum(0), neg.sum(0)
+    value, defined = _metric("anyloss_macro", metric, beta, eps, counts, positives, negatives)
     k = defined.sum()
     mean = torch.where(defined, value, 0.0).sum() / k.clamp_min(1)
     shape = inp.element_shape
