@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from losslab import functional as F
+from losslab.functional.kd_variants import PL_SPREAD, pl_reference
 
 F64 = torch.float64
 
@@ -141,3 +142,81 @@ def test_pld_teacher_ties_keep_class_order():
     r = s[0, [2, 0, 1, 3]]
     want = sum((torch.logsumexp(r[k:], 0) - r[k]).item() for k in range(4)) / 4
     assert out.item() == pytest.approx(want, rel=1e-12)
+
+
+def pld_both_paths(s, t, y, temperature, teacher_format="logits"):
+    """``(value, d/ds, d/dt)`` of F.pld (PLRows for rows of a normal spread) and of the
+    logcumsumexp path (pl_reference), per row, under a fixed incoming gradient."""
+    out = []
+    for fast in (True, False):
+        a, b = s.clone().requires_grad_(True), t.clone().requires_grad_(True)
+        if fast:
+            v = F.pld(
+                a, b, y, temperature=temperature, teacher_format=teacher_format, reduction="none"
+            )
+        else:
+            tt = b.log() if teacher_format == "probs" else b
+            v = pl_reference(a, tt, y.unsqueeze(1), temperature)
+        weights = torch.linspace(-1.0, 2.0, v.numel(), dtype=v.dtype)
+        (v * weights).sum().backward()
+        out.append((v.detach(), a.grad, b.grad))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("temperature", [1.0, 4.0])
+def test_pld_fast_path_equals_logcumsumexp_path(dtype, temperature):
+    g = torch.Generator().manual_seed(11)
+    n, c = 300, 2048  # several blocks of rows
+    s = (torch.randn(n, c, generator=g, dtype=F64) * 3).to(dtype)
+    t = (torch.randn(n, c, generator=g, dtype=F64) * 3).to(dtype)
+    t[:20, :] = t[:20, :1]  # teacher ties
+    y = torch.randint(c, (n,), generator=g)
+    (v, ds, dt), (rv, rds, rdt) = pld_both_paths(s, t, y, temperature)
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {}
+    torch.testing.assert_close(v, rv, **tol)
+    torch.testing.assert_close(ds, rds, **tol)
+    torch.testing.assert_close(dt, rdt, **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_pld_extreme_rows_equal_logcumsumexp_path(dtype):
+    g = torch.Generator().manual_seed(12)
+    n, c = 12, 50
+    s = torch.randn(n, c, generator=g, dtype=F64)
+    spread = PL_SPREAD * -math.log(torch.finfo(dtype).tiny)
+    s[1] *= 1e4
+    s[2] *= 1e20
+    s[3, 7] = -1e30
+    s[4] = torch.linspace(0.0, spread * 0.999, c, dtype=F64)  # just inside PLRows' range
+    s[5] = torch.linspace(0.0, spread * 1.001, c, dtype=F64)  # just outside it
+    s[6] = torch.linspace(-spread * 0.999, 0.0, c, dtype=F64).flip(0) + 100.0
+    s[7] *= 40
+    s, t = s.to(dtype), torch.randn(n, c, generator=g, dtype=F64).to(dtype) * 5
+    t[8] *= 1e4  # teacher mass on one class; the others' weights underflow to 0
+    y = torch.randint(c, (n,), generator=g)
+    (v, ds, dt), (rv, rds, rdt) = pld_both_paths(s, t, y, 1.0)
+    for got in (v, ds, dt):
+        assert torch.isfinite(got).all()
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {}
+    torch.testing.assert_close(v, rv, **tol)
+    torch.testing.assert_close(ds, rds, **tol)
+    torch.testing.assert_close(dt, rdt, **tol)
+    # A probability teacher with zeros (log 0 = -inf teacher logits).
+    p = torch.softmax(t.double() * 3, dim=1).to(dtype)
+    p[p < 1e-3] = 0.0
+    p = p / p.sum(dim=1, keepdim=True)
+    y = p.argmax(dim=1)
+    (v, ds, _), (rv, rds, _) = pld_both_paths(s, p, y, 1.0, teacher_format="probs")
+    torch.testing.assert_close(v, rv, **tol)
+    torch.testing.assert_close(ds, rds, **tol)
+
+
+def test_pld_rows_gradcheck_student_and_teacher():
+    s, t, y = logits(13, n=5, c=7, scale=3.0)
+    s, t = s.requires_grad_(True), t.requires_grad_(True)
+    for temperature in (1.0, 2.5):
+        assert torch.autograd.gradcheck(
+            lambda a, b, tau=temperature: F.pld(a, b, y, temperature=tau, reduction="none"),
+            (s, t),
+        )

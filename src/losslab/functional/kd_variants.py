@@ -4,12 +4,14 @@ distillation (family ``distillation``)."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.nn.functional import logsigmoid
 
 from losslab._validate import Real
+from losslab.functional._fused import as_rows, block_scratch, row_blocks
 from losslab.kinds.distillation import DistillationInput
 from losslab.registry import register
 
@@ -105,8 +107,14 @@ def pld(inp: DistillationInput, *, temperature: float = 1.0) -> Tensor:
     log-likelihood of choosing $\pi_k$ among the classes not yet ranked, weighted by the
     teacher's confidence in it; it replaces cross-entropy (no separate hard-label term):
     weights $(1, 0, \dots, 0)$ give CE, uniform weights ListMLE. Convex and invariant to
-    adding a constant to the student's logits. The suffix log-sum-exps are one reversed
-    `logcumsumexp`; teacher ties keep class order.
+    adding a constant to the student's logits. Teacher ties keep class order.
+
+    The suffix log-sum-exps are $M + \log S_k$, with $M$ the row's largest student logit
+    and $S_k = \sum_{m \ge k} e^{s_{\pi_m} - M}$ one reversed cumulative sum; the
+    gradient $\partial \ell / \partial s_{\pi_j} = e^{s_{\pi_j} - M} \sum_{k \le j}
+    q_{\pi_k} / S_k - q_{\pi_j}$ is one forward cumulative sum. Rows whose student logits
+    span more than $-0.8 \log$ of the dtype's smallest normal number (69.9 in float32),
+    where $e^{s - M}$ could underflow, take `logcumsumexp` instead.
 
     Args:
         temperature: teacher temperature $\tau > 0$; 1 (the paper's best on ImageNet; its
@@ -121,13 +129,113 @@ def pld(inp: DistillationInput, *, temperature: float = 1.0) -> Tensor:
         tensor(0.7103)
     """
     assert inp.index is not None  # the kind requires it (needs_target)
-    s, t = inp.student, inp.teacher
+    s, t = as_rows(inp.student), as_rows(inp.teacher)
+    index = inp.index.reshape(-1, 1)
+    if torch.compiler.is_compiling() or not s.numel():
+        return pl_reference(s, t, index, temperature).reshape(inp.index.shape)
+    key = t.detach().clone().scatter_(1, index, math.inf)
+    ranked, order = torch.sort(key, dim=1, descending=True, stable=True)
+    ranked[:, :1] = t.detach().gather(1, index)  # the target's teacher logit, first
+    sd = s.detach()
+    wide = (sd.amax(dim=1) - sd.amin(dim=1)) > PL_SPREAD * -math.log(torch.finfo(s.dtype).tiny)
+    if not bool(wide.any()):
+        return PLRows.apply(s, t, order, ranked, temperature).reshape(inp.index.shape)
+    rows = torch.arange(s.shape[0], device=s.device)
+    far, near = rows[wide], rows[~wide]
+    out = s.new_zeros(s.shape[0]).index_put(
+        (near,), PLRows.apply(s[near], t[near], order[near], ranked[near], temperature)
+    )
+    out = out.index_put((far,), pl_reference(s[far], t[far], index[far], temperature))
+    return out.reshape(inp.index.shape)
+
+
+#: Largest spread ``max - min`` of a row's student logits that :class:`PLRows` takes, as
+#: a fraction of ``-log(tiny)`` of the dtype (69.9 in float32, 566 in float64): every
+#: ``exp(s - max)`` is then a normal float.
+PL_SPREAD = 0.8
+
+
+def pl_reference(s: Tensor, t: Tensor, index: Tensor, temperature: float) -> Tensor:
+    """PLD per row of ``(R, C)`` student and teacher logits and ``(R, 1)`` targets through
+    a reversed ``torch.logcumsumexp`` and autograd (:class:`PLRows` computes the same
+    with an analytic backward)."""
     q = torch.softmax(t / temperature, dim=1)
-    is_target = torch.zeros_like(t, dtype=torch.bool).scatter_(1, inp.index.unsqueeze(1), True)
+    is_target = torch.zeros_like(t, dtype=torch.bool).scatter_(1, index, True)
     key = torch.where(is_target, math.inf, t)
     order = torch.sort(key, dim=1, descending=True, stable=True).indices
-    s_ranked = s.gather(1, order)
-    q_ranked = q.gather(1, order)
-    suffix = torch.logcumsumexp(s_ranked.flip(1), dim=1).flip(1)
+    r, w = s.gather(1, order), q.gather(1, order)
+    suffix = torch.logcumsumexp(r.flip(1), dim=1).flip(1)
     # where(): a class the teacher gives no mass (a probability teacher with zeros) adds 0.
-    return torch.where(q_ranked > 0, q_ranked * (suffix - s_ranked), 0.0).sum(dim=1)
+    return torch.where(w > 0, w * (suffix - r), 0.0).sum(dim=1)
+
+
+class PLRows(torch.autograd.Function):
+    r"""PLD per row, ``L = sum_k w_k (log sum_{m >= k} e^{r_m} - r_k)``, of ``(R, C)``
+    student logits ``s`` and teacher logits ``t``, with ``r = s[order]`` and
+    ``w = softmax(t[order] / T)``: ``order`` ``(R, C)`` is a permutation of each row and
+    ``ranked`` ``(R, C)`` holds ``t[order]`` (overwritten with ``w``).
+
+    With ``M`` the row maximum of ``s``, ``e = exp(r - M)`` and the suffix sums
+    ``S_k = sum_{m >= k} e_m`` (a reversed cumsum of positive terms: no cancellation),
+    the suffix log-sum-exp is ``M + log S_k``, so ``L = sum_k w_k (log S_k - (r_k - M))``,
+    and
+
+    ``dL/dr_j = e_j sum_{k <= j} w_k / S_k - w_j``  (a forward cumsum of ``w / S``),
+    ``dL/dt[order]_k = w_k (l_k - L) / T`` with ``l_k = log S_k - (r_k - M)``.
+
+    Both passes run block by block (:func:`row_blocks`): forward gathers ``r``, takes
+    ``w`` from ``ranked``; backward scatters the ranked gradients back through ``order``.
+    The saved buffers are ``e`` and ``w / S`` (ranked) when ``s`` needs a gradient, the
+    terms ``l`` when ``t`` does, and ``w``.
+
+    Exact (to rounding) where every ``e_m``, hence every ``S_k``, is a normal float: rows
+    whose logits span at most :data:`PL_SPREAD` ``* -log(tiny)``; :func:`pld` sends wider
+    rows to :func:`pl_reference`.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, s: Tensor, t: Tensor, order: Tensor, ranked: Tensor, temperature: float
+    ) -> Tensor:
+        want_s = ctx.needs_input_grad[0]
+        e, ws = torch.empty_like(s), torch.empty_like(s) if want_s else None
+        terms = torch.empty_like(s) if ctx.needs_input_grad[1] else None
+        term_buf = block_scratch(s)
+        loss = s.new_empty(s.shape[0], 1)
+        for b in row_blocks(*s.shape):
+            sb, n = s[b], b.stop - b.start
+            w = ranked[b]
+            if temperature != 1:
+                w.div_(temperature)
+            w.sub_(w.amax(dim=1, keepdim=True)).exp_()
+            w.div_(w.sum(dim=1, keepdim=True))  # softmax(t[order] / T)
+            d = torch.gather(sb, 1, order[b], out=e[b]).sub_(sb.amax(dim=1, keepdim=True))
+            suffix = d.flip(1).exp_().cumsum_(1).flip(1)  # S; d = r - M
+            out = term_buf[:n] if terms is None else terms[b]
+            term = torch.log(suffix, out=out).sub_(d)  # log S - (r - M)
+            loss[b] = torch.linalg.vecdot(w, term).unsqueeze(1)
+            if ws is not None:
+                d.exp_()  # e
+                torch.div(w, suffix, out=ws[b])
+        ctx.temperature = temperature
+        ctx.save_for_backward(e, ws, ranked, order, terms, None if terms is None else loss.clone())
+        return loss.squeeze(1)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        e, ws, w, order, terms, loss = ctx.saved_tensors
+        g = grad_out.unsqueeze(1)
+        grad_s = grad_t = None
+        scratch = block_scratch(e)
+        if ws is not None and ctx.needs_input_grad[0]:
+            grad_s = torch.empty_like(e)
+            for b in row_blocks(*e.shape):
+                gr = torch.cumsum(ws[b], 1, out=scratch[: b.stop - b.start])
+                grad_s[b].scatter_(1, order[b], gr.mul_(e[b]).sub_(w[b]).mul_(g[b]))
+        if terms is not None and loss is not None and ctx.needs_input_grad[1]:
+            grad_t = torch.empty_like(e)
+            gt = g / ctx.temperature
+            for b in row_blocks(*e.shape):
+                gr = torch.sub(terms[b], loss[b], out=scratch[: b.stop - b.start])
+                grad_t[b].scatter_(1, order[b], gr.mul_(w[b]).mul_(gt[b]))
+        return grad_s, grad_t, None, None, None
