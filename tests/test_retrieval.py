@@ -3,6 +3,7 @@ implicit-function gradient of the soft top-k threshold."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from losslab import functional as F
@@ -60,3 +61,11 @@ def test_soft_topk_saturated_rows_agree_across_precisions():
     a = F.soft_topk(z, y, k=5)
     b = F.soft_topk(z.double(), y, k=5)
     torch.testing.assert_close(a.double(), b, rtol=1e-5, atol=0)
+
+
+def test_soft_topk_probs_needs_k_inside_the_row():
+    s = torch.zeros(2, 4)
+    for k in (0, 4, 5.5):
+        with pytest.raises(ValueError, match=r"^soft_topk_probs: k expected a value strictly"):
+            F.soft_topk_probs(s, k, alpha=1.0)
+    torch.testing.assert_close(F.soft_topk_probs(s, 2, alpha=1.0).sum(dim=1), torch.full((2,), 2.0))

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from losslab._validate import Int, Real
+from losslab._validate import Int, Real, fail
 from losslab.functional._fused import ScaledCERows, as_rows, block_scratch, row_blocks
 from losslab.functional._pairs import masked_logsumexp
 from losslab.kinds.multiclass import MulticlassInput
@@ -223,7 +223,7 @@ class _SoftTopKAt(torch.autograd.Function):
 def _threshold(s: Tensor, k: float, alpha: float, iterations: int) -> Tensor:
     """:class:`_Threshold` of ``(N, C, *)`` scores along dim 1, as ``(N, 1, *)``."""
     if not 0 < k < s.shape[1]:
-        raise ValueError(f"soft top-k: k must lie strictly between 0 and C = {s.shape[1]}, got {k}")
+        fail("soft_topk_probs", "k", f"a value strictly between 0 and C = {s.shape[1]}", k)
     t = _Threshold.apply(as_rows(s), float(k), alpha, iterations)
     if s.dim() == 2:
         return t
