@@ -658,13 +658,15 @@ class ElementSums(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         x, *weights = ctx.saved_tensors
-        grad = torch.zeros_like(x)
+        grad = torch.empty_like(x)
         coefs = g.tolist() if not torch.compiler.is_compiling() else list(g.unbind())
         for s in leading_blocks(x):
             _, ders = ctx.fn(x[s])
             gs = grad[s]
-            for w, d, c in zip(weights, ders, coefs, strict=True):
-                if isinstance(c, float):
+            for j, (w, d, c) in enumerate(zip(weights, ders, coefs, strict=True)):
+                if j == 0:
+                    torch.mul(w[s], d, out=gs).mul_(c)
+                elif isinstance(c, float):
                     gs.add_(torch.mul(w[s], d), alpha=c)
                 else:
                     gs.add_(w[s] * d * c)
