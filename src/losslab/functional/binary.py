@@ -54,7 +54,7 @@ def _bce_value(
     if sp is None:
         sp = softplus(x)
     wt = t if w is None else w * t
-    return (sp if w is None else sp.mul_(1.0 + (w - 1.0) * t)).addcmul_(wt, x, value=-1.0), wt
+    return (sp if w is None else sp.mul_(1.0 + (w - 1.0) * t)).sub_(torch.mul(wt, x)), wt
 
 
 def bce_elements(x: Tensor, t: Tensor, pos_weight: Tensor | None = None) -> Tensor:

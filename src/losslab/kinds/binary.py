@@ -124,27 +124,28 @@ def prepare(
     mask: Tensor | None = None
     if ignore_index is not None:
         mask = target != ignore_index
+    cdtype = compute_dtype(x.dtype)
+    t = target.to(cdtype)
     if value_checks_enabled(validate):
         check_finite(loss, "logits", x)
-        valid = target if mask is None else target[mask]
-        expected = "probabilities in [0, 1]" if target.is_floating_point() else "labels 0 or 1"
-        # one reduction in the common case; integer labels in [0, 1] are 0 or 1, and a NaN
-        # makes the range check fail
-        lo, hi = torch.aminmax(valid) if valid.numel() else (valid.new_zeros(()),) * 2
+        # The range is checked on the converted targets (one pass over the narrower
+        # dtype): integer labels in [0, 1] are 0 or 1, and a NaN fails the check.
+        checked = t if mask is None else t[mask]
+        lo, hi = torch.aminmax(checked) if checked.numel() else (checked.new_zeros(()),) * 2
         if not (bool(lo >= 0) and bool(hi <= 1)):
+            valid = target if mask is None else target[mask]
             bad = valid[~((valid >= 0) & (valid <= 1))]
+            expected = "probabilities in [0, 1]" if target.is_floating_point() else "labels 0 or 1"
             extra = "" if ignore_index is None else f" (or ignore_index={ignore_index})"
             fail(loss, "target", expected + extra, f"a value {bad.flatten()[0].item()!r}")
-        for name, t in (
+        for name, given in (
             ("pos_weight", pos_weight),
             ("weight", weight),
             ("sample_weight", sample_weight),
         ):
-            if t is not None:
-                check_weights(loss, name, t)
+            if given is not None:
+                check_weights(loss, name, given)
 
-    cdtype = compute_dtype(x.dtype)
-    t = target.to(cdtype)
     if mask is not None:
         t = torch.where(mask, t, 0.0)
     w: Tensor | None = None
