@@ -31,12 +31,19 @@ def _bounded_by_classes(config: object, num_classes: int) -> float:
     return float(num_classes)
 
 
+def _floored_power(one_minus_p: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
+    """``1 - p`` floored at the smallest normal number (so the power stays differentiable
+    where ``p`` rounds to 1), and its ``alpha``-th power, as ``exp(alpha log(.))`` (pow is
+    slower on CPU)."""
+    floored = one_minus_p.clamp_min(torch.finfo(one_minus_p.dtype).tiny)
+    return floored, torch.log(floored).mul_(alpha).exp_()
+
+
 def _adjusted(p: Tensor, one_minus_p: Tensor, alpha: float) -> Tensor:
-    """``(1 - p)^alpha * p``; ``1 - p`` is passed in exactly and floored at the smallest
-    normal number, so the power stays differentiable where ``p`` rounds to 1."""
+    """``(1 - p)^alpha * p``, with ``1 - p`` passed in exactly (:func:`_floored_power`)."""
     if alpha == 0:
         return p
-    return one_minus_p.clamp_min(torch.finfo(p.dtype).tiny) ** alpha * p
+    return _floored_power(one_minus_p, alpha)[1] * p
 
 
 # --------------------------------------------------------------------------- multi-class
@@ -107,8 +114,7 @@ def _self_adjusted(f: Any, alpha: float, derivative: bool) -> Any:
 
     def g(p: Tensor, om: Tensor) -> Tensor:
         tiny = torch.finfo(p.dtype).tiny
-        om_c = om.clamp_min(tiny)
-        qa = torch.log(om_c).mul_(alpha).exp_()  # (1 - p)^alpha; pow is slower here
+        om_c, qa = _floored_power(om, alpha)
         value = f(qa * p)
         if not derivative:
             return value
@@ -323,7 +329,7 @@ def _adjusted_elements(alpha: float, square: bool) -> Any:
         if alpha == 0:
             pt, dpt = p, p * q
         else:
-            qa = q.pow(alpha)
+            qa = _floored_power(q, alpha)[1]
             pt = qa * p
             dpt = torch.mul(p, -alpha).add_(q).mul_(qa).mul_(p)
         if square:

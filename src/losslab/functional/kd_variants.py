@@ -11,7 +11,7 @@ from torch import Tensor
 from torch.nn.functional import logsigmoid
 
 from losslab._validate import Real
-from losslab.functional._fused import as_rows, block_scratch, row_blocks
+from losslab.functional._fused import as_rows, block_scratch, exp_floor, row_blocks, row_dot
 from losslab.kinds.distillation import DistillationInput
 from losslab.registry import register
 
@@ -137,7 +137,7 @@ def pld(inp: DistillationInput, *, temperature: float = 1.0) -> Tensor:
     ranked, order = torch.sort(key, dim=1, descending=True, stable=True)
     ranked[:, :1] = t.detach().gather(1, index)  # the target's teacher logit, first
     sd = s.detach()
-    wide = (sd.amax(dim=1) - sd.amin(dim=1)) > PL_SPREAD * -math.log(torch.finfo(s.dtype).tiny)
+    wide = (sd.amax(dim=1) - sd.amin(dim=1)) > -exp_floor(s.dtype)
     if not bool(wide.any()):
         return PLRows.apply(s, t, order, ranked, temperature).reshape(inp.index.shape)
     rows = torch.arange(s.shape[0], device=s.device)
@@ -147,12 +147,6 @@ def pld(inp: DistillationInput, *, temperature: float = 1.0) -> Tensor:
     )
     out = out.index_put((far,), pl_reference(s[far], t[far], index[far], temperature))
     return out.reshape(inp.index.shape)
-
-
-#: Largest spread ``max - min`` of a row's student logits that :class:`PLRows` takes, as
-#: a fraction of ``-log(tiny)`` of the dtype (69.9 in float32, 566 in float64): every
-#: ``exp(s - max)`` is then a normal float.
-PL_SPREAD = 0.8
 
 
 def pl_reference(s: Tensor, t: Tensor, index: Tensor, temperature: float) -> Tensor:
@@ -189,8 +183,9 @@ class PLRows(torch.autograd.Function):
     terms ``l`` when ``t`` does, and ``w``.
 
     Exact (to rounding) where every ``e_m``, hence every ``S_k``, is a normal float: rows
-    whose logits span at most :data:`PL_SPREAD` ``* -log(tiny)``; :func:`pld` sends wider
-    rows to :func:`pl_reference`.
+    whose logits span at most ``-exp_floor`` (69.9 in float32, 566 in float64; see
+    :func:`~losslab.functional._fused.exp_floor`); :func:`pld` sends wider rows to
+    :func:`pl_reference`.
     """
 
     @staticmethod
@@ -213,7 +208,7 @@ class PLRows(torch.autograd.Function):
             suffix = d.flip(1).exp_().cumsum_(1).flip(1)  # S; d = r - M
             out = term_buf[:n] if terms is None else terms[b]
             term = torch.log(suffix, out=out).sub_(d)  # log S - (r - M)
-            loss[b] = torch.linalg.vecdot(w, term).unsqueeze(1)
+            loss[b] = row_dot(w, term)
             if ws is not None:
                 d.exp_()  # e
                 torch.div(w, suffix, out=ws[b])

@@ -15,7 +15,13 @@ import torch
 from torch import Tensor
 
 from losslab._validate import Int, Real, fail
-from losslab.functional._fused import ScaledCERows, as_rows, block_scratch, row_blocks
+from losslab.functional._fused import (
+    ScaledCERows,
+    as_rows,
+    block_scratch,
+    exp_floor,
+    row_blocks,
+)
 from losslab.functional._pairs import masked_logsumexp
 from losslab.kinds.multiclass import MulticlassInput
 from losslab.registry import register
@@ -163,7 +169,7 @@ def _tails(u: Tensor, m: Tensor, a: Tensor) -> Tensor:
     is evaluated at ``min(|u|, 40)``, where it is 1 to the float's resolution."""
     torch.abs(u, out=a)
     nearest = a.amin(dim=1, keepdim=True)
-    torch.sub(nearest, a, out=m).clamp_min_(0.8 * math.log(torch.finfo(u.dtype).tiny)).exp_()
+    torch.sub(nearest, a, out=m).clamp_min_(exp_floor(u.dtype)).exp_()
     a.clamp_(max=40.0).sigmoid_()
     return nearest
 
