@@ -388,38 +388,21 @@ class SoftmaxSeparableRows(torch.autograd.Function):
     passes run block by block (:func:`row_blocks`). ``phi``/``dphi`` are elementwise
     callables on a block of ``p`` (``dphi`` may return its input, which is never written
     to); ``psi``/``dpsi`` act on the gathered ``(R, 1)``.
-
-    With ``complement``, every callable also receives ``1 - p``, computed exactly as
-    ``-expm1(log p)`` (for losses of ``1 - p`` near ``p = 1``), ``dphi``/``dpsi`` return
-    the total derivative in ``p``, and ``log p`` is the saved buffer.
     """
 
     @staticmethod
     def forward(
-        ctx: Any,
-        z: Tensor,
-        index: Tensor,
-        phi: Any,
-        dphi: Any,
-        psi: Any,
-        dpsi: Any,
-        scale: float,
-        complement: bool = False,
+        ctx: Any, z: Tensor, index: Tensor, phi: Any, dphi: Any, psi: Any, dpsi: Any, scale: float
     ) -> Tensor:
         idx = index.unsqueeze(1)
         saved = torch.empty_like(z)
         acc = z.new_empty(z.shape[0], 1)
         for s in row_blocks(*z.shape):
-            if complement:
-                lp = saved[s].copy_(torch.log_softmax(z[s], dim=1))
-                acc[s] = phi(*_with_complement(lp)).sum(dim=1, keepdim=True)
-            else:
-                ps = saved[s].copy_(torch.softmax(z[s], dim=1))
-                acc[s] = phi(ps).sum(dim=1, keepdim=True)
+            acc[s] = phi(torch.softmax(z[s], dim=1, out=saved[s])).sum(dim=1, keepdim=True)
         at = saved.gather(1, idx)
-        ctx.dphi, ctx.dpsi, ctx.scale, ctx.complement = dphi, dpsi, scale, complement
+        ctx.dphi, ctx.dpsi, ctx.scale = dphi, dpsi, scale
         ctx.save_for_backward(saved, index)
-        return (scale * acc + psi(*(_with_complement(at) if complement else (at,)))).squeeze(1)
+        return (scale * acc + psi(at)).squeeze(1)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
@@ -427,23 +410,98 @@ class SoftmaxSeparableRows(torch.autograd.Function):
         idx = index.unsqueeze(1)
         g = grad_out.unsqueeze(1)
         at = saved.gather(1, idx)
-        parts = _with_complement(at) if ctx.complement else (at,)
-        target_term = parts[0] * ctx.dpsi(*parts)
+        target_term = at * ctx.dpsi(at)
         gs_scale = g * ctx.scale
         grad = torch.empty_like(saved)
         for s in row_blocks(*saved.shape):
-            parts = _with_complement(saved[s]) if ctx.complement else (saved[s],)
-            ps = parts[0]
-            u = ctx.dphi(*parts)
+            ps = saved[s]
+            u = ctx.dphi(ps)
             t = ctx.scale * row_dot(ps, u) + target_term[s]
             torch.mul(u, gs_scale[s], out=grad[s]).sub_(g[s] * t).mul_(ps)
         grad.scatter_add_(1, idx, g * target_term)
-        return grad, None, None, None, None, None, None, None
+        return grad, None, None, None, None, None, None
 
 
-def _with_complement(log_p: Tensor) -> tuple[Tensor, Tensor]:
-    """``(p, 1 - p)`` from ``log p``, the complement exact as ``-expm1(log p)``."""
-    return torch.exp(log_p), torch.expm1(log_p).neg_()
+class ComplementSeparableRows(torch.autograd.Function):
+    r"""``L = scale * sum_k phi(p_k) + psi(p_y)`` per row, ``p = softmax(z)``, for terms
+    of ``1 - p`` near ``p = 1`` (self-adjusting Dice). ``phi`` and ``psi`` are called as
+    ``f(p, q, floored, grad)`` with ``q = 1 - p`` floored at the smallest normal number
+    (:func:`softmax_complement`), ``floored`` whether that floor binds anywhere in the
+    block. ``phi`` returns the row sums ``(R, 1)`` of its term, ``psi`` its value, and
+    each, with ``grad``, its elementwise total derivative in ``p`` (else ``None``),
+    computed together so that they share their intermediates.
+
+    Forward evaluates both on each block while it is in cache (:func:`row_blocks`) and,
+    when a gradient is wanted (``want``: autograd does not tell a ``Function``'s forward
+    whether grad mode was on at the call), keeps ``w = p phi'(p)`` and ``t = scale sum_k
+    w_k + p_y psi'(p_y)``; backward recomputes ``p`` block by block into the gradient
+    and forms ``dL/dz = scale w - t p + e_y p_y psi'(p_y)``, with no derivative
+    recomputed and ``w`` the only saved ``(R, C)`` buffer.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, z: Tensor, index: Tensor, phi: Any, psi: Any, scale: float, want: bool
+    ) -> Tensor:
+        idx = index.unsqueeze(1)
+        w = torch.empty_like(z) if want else None
+        acc = z.new_empty(z.shape[0], 1)
+        wsum = z.new_empty(z.shape[0], 1)
+        p_at, q_at = z.new_empty(z.shape[0], 1), z.new_empty(z.shape[0], 1)
+        work_p, work_q = block_scratch(z), block_scratch(z)
+        for s in row_blocks(*z.shape):
+            rows = s.stop - s.start
+            ps, qs, floored = softmax_complement(z[s], work_p[:rows], work_q[:rows])
+            p_at[s], q_at[s] = ps.gather(1, idx[s]), qs.gather(1, idx[s])
+            acc[s], du = phi(ps, qs, floored, want)
+            if w is not None:
+                wsum[s] = torch.mul(ps, du, out=w[s]).sum(dim=1, keepdim=True)
+        tiny = torch.finfo(z.dtype).tiny
+        floored_at = torch.compiler.is_compiling() or bool(q_at.numel() and q_at.amin() <= tiny)
+        value_at, du_at = psi(p_at, q_at, floored_at, want)
+        if w is not None:
+            target_term = p_at * du_at
+            ctx.scale = scale
+            ctx.save_for_backward(z, w, scale * wsum + target_term, target_term, index)
+        return (scale * acc + value_at).squeeze(1)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        z, w, t, target_term, index = ctx.saved_tensors
+        g = grad_out.unsqueeze(1)
+        gs, gt = g * ctx.scale, g.neg() * t
+        grad = torch.empty_like(w)
+        work = block_scratch(w)
+        for s in row_blocks(*w.shape):
+            part = torch.mul(w[s], gs[s], out=work[: s.stop - s.start])
+            torch.softmax(z[s], dim=1, out=grad[s]).mul_(gt[s]).add_(part)
+        grad.scatter_add_(1, index.unsqueeze(1), g * target_term)
+        return grad, None, None, None, None, None
+
+
+def softmax_complement(
+    z: Tensor, p_out: Tensor | None = None, q_out: Tensor | None = None
+) -> tuple[Tensor, Tensor, bool]:
+    """``p = softmax(z)`` over axis 1 of ``(N, C, *)`` ``z`` and ``q = 1 - p`` floored at
+    the smallest normal number, and whether that floor binds anywhere. With ``p_out``
+    and ``q_out`` (one block's buffers, no autograd) the results are written there;
+    without, they are differentiable.
+
+    Near ``p = 1``, ``q`` has the float's absolute resolution (6e-8 in float32), not its
+    relative one: ``-expm1(log_softmax(z))`` does no better, as the normaliser ``1 +
+    rest`` rounds to 1 before its log is taken. The floor keeps ``q^alpha``
+    differentiable where ``p`` rounds to 1."""
+    tiny = torch.finfo(z.dtype).tiny
+    if p_out is None or q_out is None:
+        p = torch.softmax(z, dim=1)
+        q = 1.0 - p
+    else:
+        p = torch.softmax(z, dim=1, out=p_out)
+        q = torch.sub(p.new_ones(()), p, out=q_out)
+    floored = torch.compiler.is_compiling() or bool(q.numel() and q.amin() <= tiny)
+    if floored:
+        q = q.clamp_min(tiny) if q_out is None else q.clamp_min_(tiny)
+    return p, q, floored
 
 
 def softmax_separable(
@@ -454,13 +512,22 @@ def softmax_separable(
     psi: Any,
     dpsi: Any,
     scale: float = 1.0,
-    complement: bool = False,
 ) -> Tensor:
     """:class:`SoftmaxSeparableRows` on ``(N, C, *)`` logits and ``(N, *)`` index targets,
     per element ``(N, *)``."""
     per = SoftmaxSeparableRows.apply(
-        as_rows(logits), index.reshape(-1), phi, dphi, psi, dpsi, scale, complement
+        as_rows(logits), index.reshape(-1), phi, dphi, psi, dpsi, scale
     )
+    return per.reshape(index.shape)
+
+
+def complement_separable(
+    logits: Tensor, index: Tensor, phi: Any, psi: Any, scale: float = 1.0
+) -> Tensor:
+    """:class:`ComplementSeparableRows` on ``(N, C, *)`` logits and ``(N, *)`` index
+    targets, per element ``(N, *)``."""
+    want = torch.is_grad_enabled() and logits.requires_grad
+    per = ComplementSeparableRows.apply(as_rows(logits), index.reshape(-1), phi, psi, scale, want)
     return per.reshape(index.shape)
 
 

@@ -10,7 +10,12 @@ import torch
 from torch import Tensor
 
 from losslab._validate import Real
-from losslab.functional._fused import ElementSums, softmax_separable
+from losslab.functional._fused import (
+    ElementSums,
+    complement_separable,
+    softmax_complement,
+    softmax_separable,
+)
 from losslab.kinds.binary import BinaryInput
 from losslab.kinds.multiclass import MulticlassInput
 from losslab.registry import Claim, register
@@ -33,10 +38,14 @@ def _bounded_by_classes(config: object, num_classes: int) -> float:
 
 def _floored_power(one_minus_p: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
     """``1 - p`` floored at the smallest normal number (so the power stays differentiable
-    where ``p`` rounds to 1), and its ``alpha``-th power, as ``exp(alpha log(.))`` (pow is
-    slower on CPU)."""
+    where ``p`` rounds to 1), and its ``alpha``-th power (:func:`_power`)."""
     floored = one_minus_p.clamp_min(torch.finfo(one_minus_p.dtype).tiny)
-    return floored, torch.log(floored).mul_(alpha).exp_()
+    return floored, _power(floored, alpha)
+
+
+def _power(x: Tensor, alpha: float) -> Tensor:
+    """``x^alpha`` for ``x > 0`` as ``exp(alpha log x)`` (pow is slower on CPU)."""
+    return torch.log(x).mul_(alpha).exp_()
 
 
 def _adjusted(p: Tensor, one_minus_p: Tensor, alpha: float) -> Tensor:
@@ -50,9 +59,10 @@ def _adjusted(p: Tensor, one_minus_p: Tensor, alpha: float) -> Tensor:
 
 
 def _class_probs(inp: MulticlassInput, alpha: float) -> tuple[Tensor, Tensor]:
-    logp = torch.log_softmax(inp.logits, dim=1)
-    p = logp.exp()
-    return _adjusted(p, -torch.expm1(logp), alpha), inp.target_probs()
+    if alpha == 0:
+        return torch.softmax(inp.logits, dim=1), inp.target_probs()
+    p, q, _ = softmax_complement(inp.logits)
+    return _adjusted(p, q, alpha), inp.target_probs()
 
 
 def _index_dice(inp: MulticlassInput, smooth: float, square: bool, alpha: float = 0.0) -> Tensor:
@@ -100,28 +110,50 @@ def _index_dice(inp: MulticlassInput, smooth: float, square: bool, alpha: float 
 
     if alpha == 0:
         return softmax_separable(inp.logits, inp.index, phi, dphi, psi, dpsi)
-    phi_a, psi_a = _self_adjusted(phi, alpha, False), _self_adjusted(psi, alpha, False)
-    dphi_a, dpsi_a = _self_adjusted(dphi, alpha, True), _self_adjusted(dpsi, alpha, True)
-    return softmax_separable(inp.logits, inp.index, phi_a, dphi_a, psi_a, dpsi_a, complement=True)
+    return complement_separable(
+        inp.logits,
+        inp.index,
+        _self_adjusted(_dice_term(g, square), alpha),
+        _self_adjusted(lambda x, grad: (psi(x), dpsi(x) if grad else None), alpha),
+    )
 
 
-def _self_adjusted(f: Any, alpha: float, derivative: bool) -> Any:
-    """``f`` (a term of `_index_dice` or its derivative) at ``p~ = (1 - p)^alpha p``, as a
-    callable of ``(p, 1 - p)`` for :class:`SoftmaxSeparableRows` with ``complement``. A
-    ``derivative`` gets the chain factor ``dp~/dp =
-    (1 - p)^alpha - alpha p (1 - p)^(alpha - 1)``; as in `_adjusted`, ``1 - p`` is floored
-    at the smallest normal number, where the floor is constant (factor ``(1 - p)^alpha``)."""
+def _dice_term(g: float, square: bool) -> Any:
+    """Row sums of the off-target Dice term ``1 - g / (h(x) + g)`` (``h(x) = x^2``, or
+    ``x`` unsquared) and, with ``grad``, its derivative ``g h'(x) / (h(x) + g)^2``
+    elementwise, sharing one reciprocal."""
 
-    def g(p: Tensor, om: Tensor) -> Tensor:
-        tiny = torch.finfo(p.dtype).tiny
-        om_c, qa = _floored_power(om, alpha)
-        value = f(qa * p)
-        if not derivative:
-            return value
-        chain = torch.div(p, om_c).mul_(-alpha).add_(1.0).mul_(qa)
-        if torch.compiler.is_compiling() or float(om.amin()) <= tiny:
-            chain = torch.where(om > tiny, chain, qa)
-        return value.mul_(chain)
+    def f(x: Tensor, grad: bool) -> tuple[Tensor, Tensor | None]:
+        shift = x.new_full((), g)
+        den = torch.addcmul(shift, x, x) if square else torch.add(x, shift)
+        r = den.reciprocal_()
+        d = None
+        if grad:
+            d = (x * r).mul_(r).mul_(2.0 * g) if square else (r * r).mul_(g)
+        return r.sum(dim=1, keepdim=True).mul_(-g).add_(x.shape[1]), d
+
+    return f
+
+
+def _self_adjusted(f: Any, alpha: float) -> Any:
+    """A term ``f`` of `_index_dice` (returning its row sums and, if asked, its
+    derivative) at ``p~ = (1 - p)^alpha p``, as a callable for
+    :func:`complement_separable`; the derivative gets the chain factor ``dp~/dp = (1 -
+    p)^alpha - alpha p~ / (1 - p)``. As in `_adjusted`, ``1 - p`` is floored at the
+    smallest normal number, where the floor is constant (factor ``(1 - p)^alpha``)."""
+
+    def g(p: Tensor, om: Tensor, floored: bool, grad: bool) -> tuple[Tensor, Tensor | None]:
+        qa = _power(om, alpha)
+        x = qa * p
+        value, d = f(x, grad)
+        if d is None:
+            return value, None
+        ratio = torch.div(x, om)
+        if floored:
+            chain = torch.where(om > torch.finfo(om.dtype).tiny, qa - alpha * ratio, qa)
+        else:
+            chain = qa.add_(ratio, alpha=-alpha)
+        return value, d.mul_(chain)
 
     return g
 
@@ -205,8 +237,9 @@ def self_adjusting_dice(
     p = \mathrm{softmax}(z)
     $$
 
-    Token-level like `dice` (which is $\alpha = 0$). $1 - p$ is computed as
-    $-\mathrm{expm1}(\log p)$, exact for confident predictions.
+    Token-level like `dice` (which is $\alpha = 0$). Near $p = 1$, $1 - p$ has the
+    float's absolute resolution (6e-8 in float32); where it rounds to 0 it is floored at
+    the smallest normal number, so the factor stays differentiable.
 
     Args:
         alpha: exponent $\alpha \ge 0$ of the self-adjusting factor; 0.01 as in every
