@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
@@ -637,117 +637,102 @@ class TargetLogProb:
         return self.inp.gather(per_class(self.full))
 
 
-class SoftConfusion(torch.autograd.Function):
-    r"""AnyLoss' soft confusion counts ``(tn, fp, fn, tp)`` of probabilities ``p``
-    ``(R, K)`` against positive and negative masses, summed over the rows (one count per
-    column ``K``):
+class BlockSums(torch.autograd.Function):
+    r"""Set-level sums of a function of the rows of ``x``: ``S = sum_b sums(x_b, *aux_b)``
+    over the blocks ``x_b`` of its leading axis (:func:`leading_blocks`), a tensor of any
+    fixed shape, with the gradient ``dL/dx_b = grad(x_b, *aux_b, dL/dS)`` that the loss
+    writes into ``out`` (a keyword argument), block by block.
 
-    ``tp = sum pos A``, ``fn = sum pos (1 - A)``, ``fp = sum neg A``, ``tn = sum neg (1 -
-    A)`` with ``A = sigmoid(L (p - 1/2))`` and ``1 - A`` taken as ``sigmoid(-L (p -
-    1/2))``, ``p`` the ``"sigmoid"`` of each score or the ``"softmax"`` of each row. The
-    masses are ``pos``, ``neg`` tensors of ``x``'s shape, or, for index targets, ``index``
-    ``(R,)`` and row weights ``w`` ``(R, 1)``: ``pos = w e_y``, ``neg = w (1 - e_y)``,
-    built per block. The counts are linear in ``A``: ``dL/dp = L A (1 - A) (pos (g_tp -
-    g_fn) + neg (g_fp - g_tn))``, then the Jacobian of the transform. Both passes run block
-    by block (:func:`row_blocks`) and save nothing of size ``(R, K)`` but the inputs.
+    ``aux`` are tensors (or ``None``) whose leading axis runs over ``x``'s rows (masses,
+    targets, broadcast views); they are sliced with each block. The loss thus writes its
+    sums and their gradient as few elementwise passes on a block in cache, and nothing of
+    ``x``'s size is saved but the inputs.
     """
 
     @staticmethod
     def forward(
-        ctx: Any,
-        x: Tensor,
-        transform: str,
-        amplifier: float,
-        pos: Tensor | None,
-        neg: Tensor | None,
-        index: Tensor | None = None,
-        w: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        counts = torch.zeros(4, x.shape[1], dtype=x.dtype, device=x.device)
-        masses = _mass_blocks(x, pos, neg, index, w)
-        for xs, (ps, ns) in zip(x.split(block_rows(x)), masses, strict=True):
-            a, not_a, _ = _amplified_block(xs, amplifier, transform)
-            for j, (mass, share) in enumerate(((ns, not_a), (ns, a), (ps, not_a), (ps, a))):
-                counts[j] += torch.mul(mass, share).sum(dim=0)
-        ctx.amplifier, ctx.transform = amplifier, transform
-        ctx.save_for_backward(x, pos, neg, index, w)
-        tn, fp, fn, tp = counts.unbind(0)
-        return tn, fp, fn, tp
-
-    @staticmethod
-    def backward(ctx: Any, *grads: Tensor) -> tuple[Tensor | None, ...]:
-        x, pos, neg, index, w = ctx.saved_tensors
-        g_tn, g_fp, g_fn, g_tp = grads
-        c_pos, c_neg = (g_tp - g_fn) * ctx.amplifier, (g_fp - g_tn) * ctx.amplifier
-        grad = torch.empty_like(x)
-        step = block_rows(x)
-        masses = _mass_blocks(x, pos, neg, index, w)
-        for xs, gs, (ps, ns) in zip(x.split(step), grad.split(step), masses, strict=True):
-            a, not_a, p = _amplified_block(xs, ctx.amplifier, ctx.transform)
-            torch.mul(ps, c_pos, out=gs).add_(ns * c_neg).mul_(a).mul_(not_a)
-            if ctx.transform == "sigmoid":
-                gs.mul_(p).mul_(torch.sigmoid(xs.neg()))
-            else:  # softmax: p (g - <p, g>)
-                gs.sub_(row_dot(p, gs)).mul_(p)
-        return grad, None, None, None, None, None, None
-
-
-def _mass_blocks(
-    x: Tensor, pos: Tensor | None, neg: Tensor | None, index: Tensor | None, w: Tensor | None
-) -> Iterator[tuple[Tensor, Tensor]]:
-    """Per-block ``(pos, neg)`` masses of :class:`SoftConfusion`, built one block at a
-    time for index targets."""
-    step = block_rows(x)
-    if pos is not None and neg is not None:
-        yield from zip(pos.split(step), neg.split(step), strict=True)
-        return
-    assert index is not None and w is not None
-    for xs, ids, ws in zip(x.split(step), index.split(step), w.split(step), strict=True):
-        pb = torch.zeros_like(xs).scatter_(1, ids.unsqueeze(1), ws)
-        yield pb, torch.sub(ws, pb)
-
-
-def _amplified_block(x: Tensor, amplifier: float, transform: str) -> tuple[Tensor, Tensor, Tensor]:
-    """``(A, 1 - A, p)`` of :class:`SoftConfusion` for a block."""
-    p = torch.sigmoid(x) if transform == "sigmoid" else torch.softmax(x, dim=1)
-    u = torch.sub(p, 0.5).mul_(amplifier)
-    return torch.sigmoid(u), torch.sigmoid(u.neg_()), p
-
-
-class ElementSums(torch.autograd.Function):
-    r"""Set-level sums ``S_j = sum_i w_{j,i} f_j(x_i)`` of elementwise functions of ``x``,
-    with the analytic backward ``dL/dx_i = sum_j g_j w_{j,i} f_j'(x_i)``.
-
-    ``fn(block) -> (values, derivatives)`` gives the ``K`` functions ``f_j`` and their
-    derivatives on a block of ``x``; ``weights`` is a tuple of ``K`` tensors of ``x``'s shape
-    (broadcast views are fine). Both passes run in blocks of rows
-    (:func:`leading_blocks`), and nothing of ``x``'s size is saved but the inputs.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, fn: Any, weights: tuple[Tensor, ...]) -> Tensor:
-        sums = x.new_zeros(len(weights))
-        for s in leading_blocks(x):
-            values, _ = fn(x[s])
-            for j, (w, v) in enumerate(zip(weights, values, strict=True)):
-                sums[j] += torch.mul(w[s], v).sum()
-        ctx.fn = fn
-        ctx.save_for_backward(x, *weights)
-        return sums
+        ctx: Any, x: Tensor, sums: Any, grad: Any, aux: tuple[Tensor | None, ...]
+    ) -> Tensor:
+        total: Tensor | None = None
+        for s in leading_blocks(x) or [slice(0, 0)]:
+            part = sums(x[s], *(a if a is None else a[s] for a in aux))
+            total = part if total is None else total.add_(part)
+        assert total is not None
+        ctx.grad_fn = grad
+        ctx.save_for_backward(x, *aux)
+        return total
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
-        x, *weights = ctx.saved_tensors
-        grad = torch.empty_like(x)
-        coefs = g.tolist() if not torch.compiler.is_compiling() else list(g.unbind())
+        x, *aux = ctx.saved_tensors
+        out = torch.empty_like(x)
         for s in leading_blocks(x):
-            _, ders = ctx.fn(x[s])
-            gs = grad[s]
-            for j, (w, d, c) in enumerate(zip(weights, ders, coefs, strict=True)):
-                if j == 0:
-                    torch.mul(w[s], d, out=gs).mul_(c)
-                elif isinstance(c, float):
-                    gs.add_(torch.mul(w[s], d), alpha=c)
-                else:
-                    gs.add_(w[s] * d * c)
-        return grad, None, None
+            ctx.grad_fn(x[s], *(a if a is None else a[s] for a in aux), g, out=out[s])
+        return out, None, None, None
+
+
+def block_sums(x: Tensor, sums: Any, grad: Any, *aux: Tensor | None) -> Tensor:
+    """:class:`BlockSums` of ``x`` (see there)."""
+    return BlockSums.apply(x, sums, grad, aux)
+
+
+def dot(a: Tensor, b: Tensor) -> Tensor:
+    """``sum(a * b)`` over all elements, one BLAS call where both are contiguous."""
+    if a.is_contiguous() and b.is_contiguous() and a.shape == b.shape:
+        return torch.dot(a.view(-1), b.view(-1))
+    return (a * b).sum()
+
+
+def as_float(c: Tensor) -> float | Tensor:
+    """A 0-d coefficient as a Python float for ``alpha=`` and scalar arguments (the
+    tensor itself under ``torch.compile``)."""
+    return c if torch.compiler.is_compiling() else float(c)
+
+
+def add_scaled(out: Tensor, x: Tensor, c: float | Tensor) -> Tensor:
+    """``out += c x`` in place (``c`` a float, or a 0-d tensor under compile)."""
+    return out.add_(x, alpha=c) if isinstance(c, float) else out.add_(x * c)
+
+
+def mass_sums(
+    x: Tensor, f: Any, pos: Tensor, mass: Tensor | None, square: bool = False
+) -> tuple[Tensor, Tensor]:
+    r"""``S1 = sum_i pos_i f(x_i)`` and ``S2 = sum_i m_i f(x_i)^k`` (``k = 2`` with
+    ``square``, else 1; ``mass`` ``None`` is ``m = 1``), the two sums the set-level binary
+    losses (Dice, Tversky, AnyLoss) are made of, by :class:`BlockSums`.
+
+    ``f(block, grad)`` returns ``f`` on a block and, with ``grad``, its derivative (else
+    ``None``); the gradient is ``f'(x) (g_1 pos + g_2 m k f^{k-1})``. ``pos`` and
+    ``mass`` have ``x``'s shape (broadcast views are fine)."""
+
+    def sums(xb: Tensor, pb: Tensor, mb: Tensor | None) -> Tensor:
+        v, _ = f(xb, False)
+        if square:
+            second = dot(v, v) if mb is None else dot(v * v, mb)
+        else:
+            second = v.sum() if mb is None else dot(v, mb)
+        return torch.stack((dot(v, pb), second))
+
+    def grad(xb: Tensor, pb: Tensor, mb: Tensor | None, g: Tensor, out: Tensor) -> None:
+        g1, g2 = as_float(g[0]), as_float(g[1])
+        v, d = f(xb, True)
+        if square:
+            coef = torch.mul(v, 2.0 * g2) if mb is None else torch.mul(v, mb).mul_(2.0 * g2)
+            add_scaled(coef, pb, g1)
+        else:
+            coef = torch.mul(pb, g1)
+            if mb is None:
+                coef.add_(g2)
+            else:
+                add_scaled(coef, mb, g2)
+        torch.mul(d, coef, out=out)
+
+    s1, s2 = block_sums(x, sums, grad, pos, mass).unbind(0)
+    return s1, s2
+
+
+def sigmoid_and_slope(x: Tensor, grad: bool) -> tuple[Tensor, Tensor | None]:
+    """``p = sigmoid(x)`` and, with ``grad``, its derivative ``p - p^2`` (to absolute
+    precision: it rounds to 0 where ``p`` rounds to 1, a term the set sums cannot see)."""
+    p = torch.sigmoid(x)
+    return p, (torch.addcmul(p, p, p, value=-1.0) if grad else None)

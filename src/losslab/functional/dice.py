@@ -11,8 +11,10 @@ from torch import Tensor
 
 from losslab._validate import Real
 from losslab.functional._fused import (
-    ElementSums,
     complement_separable,
+    dot,
+    mass_sums,
+    sigmoid_and_slope,
     softmax_complement,
     softmax_separable,
 )
@@ -329,22 +331,25 @@ def tversky(
 # --------------------------------------------------------------------------- binary (set)
 
 
-def soft_masses(inp: BinaryInput) -> tuple[Tensor, Tensor]:
-    """Positive and negative mass of every element: ``w * pos_weight * t`` and
-    ``w * (1 - t)``, with ``w`` the element weight; 0 where masked."""
+def set_masses(inp: BinaryInput) -> tuple[Tensor, Tensor | None]:
+    """The positive mass ``w * pos_weight * t`` of every element and its whole mass
+    ``w * (pos_weight * t + 1 - t)``, with ``w`` the element weight; 0 where masked.
+    Without weights, ``pos_weight`` and mask the whole mass is 1, returned as ``None``."""
     t = inp.target
+    if inp.weight is None and inp.mask is None and inp.pos_weight is None:
+        return t, None
     pos = t if inp.pos_weight is None else t * inp.pos_weight
-    neg = 1.0 - t
+    mass = pos + (1.0 - t)
     if inp.weight is not None:
-        pos, neg = pos * inp.weight, neg * inp.weight
+        pos, mass = pos * inp.weight, mass * inp.weight
     if inp.mask is not None:
-        pos, neg = torch.where(inp.mask, pos, 0.0), torch.where(inp.mask, neg, 0.0)
-    return pos, neg
+        pos, mass = torch.where(inp.mask, pos, 0.0), torch.where(inp.mask, mass, 0.0)
+    return pos, mass
 
 
-def _set_probs(inp: BinaryInput, alpha: float) -> Tensor:
-    x = inp.logits
-    return _adjusted(torch.sigmoid(x), torch.sigmoid(-x), alpha)
+def _total(x: Tensor, mass: Tensor | None) -> Tensor:
+    """The summed mass of the set (``None``: one per element)."""
+    return x.new_tensor(float(x.numel())) if mass is None else mass.sum()
 
 
 def _safe_ratio(num: Tensor, den: Tensor) -> Tensor:
@@ -352,47 +357,40 @@ def _safe_ratio(num: Tensor, den: Tensor) -> Tensor:
     return torch.where(den > 0, num / torch.where(den > 0, den, 1.0), 1.0)
 
 
-def _adjusted_elements(alpha: float, square: bool) -> Any:
-    """``x -> ([p~, p~^2 or p~], [their derivatives])`` for :class:`ElementSums`, with
-    ``p~ = (1 - p)^alpha p``, ``p = sigmoid(x)`` and ``1 - p = sigmoid(-x)`` (exact):
-    ``dp~/dx = p (1 - p)^alpha ((1 - p) - alpha p)``."""
+def _adjusted_sigmoid(alpha: float) -> Any:
+    """``x -> (p~, dp~/dx)`` for :func:`mass_sums`: ``p~ = (1 - p)^alpha p``, ``p =
+    sigmoid(x)``, ``1 - p = sigmoid(-x)`` (exact), ``dp~/dx = p~ ((1 - p) - alpha p)``."""
 
-    def fn(x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+    def f(x: Tensor, grad: bool) -> tuple[Tensor, Tensor | None]:
         p, q = torch.sigmoid(x), torch.sigmoid(-x)
-        if alpha == 0:
-            pt, dpt = p, p * q
-        else:
-            qa = _floored_power(q, alpha)[1]
-            pt = qa * p
-            dpt = torch.mul(p, -alpha).add_(q).mul_(qa).mul_(p)
-        if square:
-            return [pt, pt * pt], [dpt, 2.0 * pt * dpt]
-        return [pt, pt], [dpt, dpt]
+        pt = _power(q, alpha).mul_(p)
+        return pt, (torch.mul(p, -alpha).add_(q).mul_(pt) if grad else None)
 
-    return fn
+    return f
 
 
 def _set_dice(inp: BinaryInput, alpha: float, smooth: float, square: bool) -> Tensor:
-    pos, neg = soft_masses(inp)
+    pos, mass = set_masses(inp)
     x = inp.logits
+    shape = x.shape
     # (1 - p)^alpha is floored at the smallest normal number (see _adjusted) where
-    # sigmoid(-x) underflows, which the analytic derivative of ElementSums does not
+    # sigmoid(-x) underflows, which the analytic derivative of mass_sums does not
     # follow: such inputs (and compiled graphs, which cannot look) take autograd's path.
     limit = -math.log(torch.finfo(x.dtype).tiny)
     compiling = torch.compiler.is_compiling()
     if alpha == 0 or (not compiling and (x.numel() == 0 or float(x.detach().amax()) < limit)):
-        shape = x.shape
-        plain = inp.weight is None and inp.mask is None and inp.pos_weight is None
-        # without weights every element has unit mass: pos + neg = t + (1 - t) = 1
-        both = (x.new_ones(()) if plain else pos + neg).expand(shape)
-        tp, den = ElementSums.apply(x, _adjusted_elements(alpha, square), (pos.expand(shape), both))
+        f = sigmoid_and_slope if alpha == 0 else _adjusted_sigmoid(alpha)
+        whole = None if mass is None else mass.expand(shape)
+        tp, den = mass_sums(x, f, pos.expand(shape), whole, square)
     else:
-        p = _set_probs(inp, alpha)
+        p = _adjusted(torch.sigmoid(x), torch.sigmoid(-x), alpha)
         tp = (pos * p).sum()
-        den = ((pos + neg) * p * p).sum() if square else ((pos + neg) * p).sum()
-    den = den + ((pos * inp.target).sum() if square else pos.sum())
+        h = p * p if square else p
+        den = h.sum() if mass is None else (mass * h).sum()
+    pos = pos.expand(shape)
+    den = den + (dot(pos, inp.target.expand(shape)) if square else pos.sum())
     loss = 1.0 - _safe_ratio(2 * tp + smooth, den + smooth)
-    return loss.expand(inp.logits.shape)
+    return loss.expand(shape)
 
 
 @register(
@@ -476,15 +474,6 @@ def binary_self_adjusting_dice(
     return _set_dice(inp, alpha, smooth, square)
 
 
-def _tversky_elements(x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-    """``x -> ([p, p, 1 - p], [their derivatives])``, ``p = sigmoid(x)``, ``1 - p =
-    sigmoid(-x)``, for :class:`ElementSums` (true positives, false positives, false
-    negatives)."""
-    p, q = torch.sigmoid(x), torch.sigmoid(-x)
-    d = p * q
-    return [p, p, q], [d, d, -d]
-
-
 @register(
     "binary_tversky",
     kind="binary",
@@ -523,9 +512,10 @@ def binary_tversky(
         >>> F.binary_tversky(logits, torch.tensor([1, 0, 1, 0]))
         tensor(0.1385)
     """
-    pos, neg = soft_masses(inp)
-    shape = inp.logits.shape
-    pos = pos.expand(shape)
-    tp, fp, fn = ElementSums.apply(inp.logits, _tversky_elements, (pos, neg.expand(shape), pos))
+    pos, mass = set_masses(inp)
+    x = inp.logits
+    whole = None if mass is None else mass.expand(x.shape)
+    tp, covered = mass_sums(x, sigmoid_and_slope, pos.expand(x.shape), whole)
+    fp, fn = covered - tp, pos.expand(x.shape).sum() - tp
     loss = 1.0 - _safe_ratio(tp + smooth, tp + alpha * fp + beta * fn + smooth)
     return loss.expand(inp.logits.shape)

@@ -13,8 +13,8 @@ from torch.nn.functional import softplus
 
 from losslab._reduce import KernelResult
 from losslab._validate import Real, describe, fail
-from losslab.functional._fused import SoftConfusion, as_rows
-from losslab.functional.dice import soft_masses
+from losslab.functional._fused import as_rows, block_sums, mass_sums, row_dot
+from losslab.functional.dice import set_masses
 from losslab.kinds.binary import BinaryInput
 from losslab.kinds.multiclass import MulticlassInput
 from losslab.registry import Claim, register
@@ -86,6 +86,23 @@ def _counts(inp: BinaryInput) -> dict[str, Tensor]:
     t = inp.target  # 0 where masked
     n = torch.ones_like(t) if inp.mask is None else inp.mask.to(t.dtype)
     return {"positives": t.sum(), "negatives": (n - t).sum()}
+
+
+def _amplified(amplifier: float) -> Any:
+    """``x -> (A, dA/dx)`` for :func:`mass_sums`: AnyLoss' approximated prediction ``A =
+    sigmoid(L (p - 1/2))``, ``p = sigmoid(x)``, ``dA/dx = L A (1 - A) p (1 - p)`` (the
+    factors ``A - A^2`` and ``p - p^2`` to absolute precision)."""
+    shift = -amplifier / 2
+
+    def f(x: Tensor, grad: bool) -> tuple[Tensor, Tensor | None]:
+        p = torch.sigmoid(x)
+        a = torch.add(p.new_full((), shift), p, alpha=amplifier).sigmoid_()
+        if not grad:
+            return a, None
+        slope = torch.addcmul(a, a, a, value=-1.0).mul_(p.addcmul_(p, p, value=-1.0))
+        return a, slope.mul_(amplifier)
+
+    return f
 
 
 @register(
@@ -161,16 +178,58 @@ def anyloss(
         AnyLossComponents(loss=tensor(0.), positives=tensor(0.), negatives=tensor(4.))
     """
     _check_metric("anyloss", metric)
-    pos, neg = soft_masses(inp)
-    pos, neg = pos.expand(inp.logits.shape), neg.expand(inp.logits.shape)
-    # rows of the last axis: the counts come per column and are summed here
-    width = inp.logits.shape[-1] if inp.logits.dim() > 1 else 1
-    rows = tuple(t.reshape(-1, width) for t in (inp.logits, pos, neg))
-    x, pos, neg = rows
-    counts = tuple(c.sum() for c in SoftConfusion.apply(x, "sigmoid", float(amplifier), pos, neg))
-    value, defined = _metric("anyloss", metric, beta, eps, counts, pos.sum(), neg.sum())
-    shape = inp.logits.shape
+    pos, mass = set_masses(inp)
+    x = inp.logits
+    shape = x.shape
+    pos = pos.expand(shape)
+    whole = None if mass is None else mass.expand(shape)
+    tp, covered = mass_sums(x, _amplified(float(amplifier)), pos, whole)
+    positives = pos.sum()
+    negatives = (x.new_tensor(float(x.numel())) if whole is None else whole.sum()) - positives
+    # the counts are linear in A: fn and tn are the masses A leaves out
+    counts = (negatives - (covered - tp), covered - tp, positives - tp, tp)
+    value, defined = _metric("anyloss", metric, beta, eps, counts, positives, negatives)
     return KernelResult((1.0 - value).expand(shape), defined.expand(shape), _counts(inp))
+
+
+def _macro_sums(amplifier: float) -> tuple[Any, Any]:
+    r"""AnyLoss' per-class sums over rows of ``(R, K)`` logits, for :func:`block_sums`:
+    ``tp_k = sum_r pos_rk A_rk`` and ``covered_k = sum_r w_r A_rk``, ``A =
+    sigmoid(L (p - 1/2))``, ``p = softmax(z)``, with the row weights ``w`` ``(R, 1)`` and
+    the positive masses ``pos = w e_y`` (``index`` ``(R,)``) or given ``(R, K)``. The
+    gradient: ``dL/dA_rk = g_tp,k pos_rk + g_cov,k w_r``, times ``L A (1 - A)``, then the
+    softmax Jacobian ``p (u - <p, u>)``."""
+
+    def amplified(z: Tensor) -> tuple[Tensor, Tensor]:
+        p = torch.softmax(z, dim=1)
+        return p, torch.add(p.new_full((), -amplifier / 2), p, alpha=amplifier).sigmoid_()
+
+    def sums(z: Tensor, index: Tensor | None, pos: Tensor | None, w: Tensor) -> Tensor:
+        _, a = amplified(z)
+        if index is None:
+            assert pos is not None
+            tp = torch.mul(pos, a).sum(dim=0)
+        else:
+            hit = a.gather(1, index.unsqueeze(1)).mul_(w).squeeze(1)
+            tp = a.new_zeros(a.shape[1]).index_add_(0, index, hit)
+        return torch.stack((tp, torch.mv(a.t(), w.squeeze(1))))
+
+    def grad(
+        z: Tensor, index: Tensor | None, pos: Tensor | None, w: Tensor, g: Tensor, out: Tensor
+    ) -> None:
+        g_tp, g_cov = g.unbind(0)
+        torch.mul(w, g_cov, out=out)
+        if index is None:
+            assert pos is not None
+            out.add_(pos * g_tp)
+        else:
+            ids = index.unsqueeze(1)
+            out.scatter_add_(1, ids, g_tp[index].unsqueeze(1) * w)
+        p, a = amplified(z)
+        out.mul_(torch.addcmul(a, a, a, value=-1.0).mul_(amplifier))
+        out.sub_(row_dot(p, out)).mul_(p)
+
+    return sums, grad
 
 
 @register(
@@ -241,16 +300,16 @@ def anyloss_macro(
         w = torch.where(inp.mask.reshape(-1), w, 0.0)
     amp = float(amplifier)
     if inp.soft is None:
-        # one-hot masses built block by block inside the counts
         y = inp.index.reshape(-1)
-        counts = SoftConfusion.apply(z, "softmax", amp, None, None, y, w.unsqueeze(1))
+        tp, covered = block_sums(z, *_macro_sums(amp), y, None, w.unsqueeze(1)).unbind(0)
         positives = z.new_zeros(z.shape[1]).index_add_(0, y, w)
-        negatives = w.sum() - positives
     else:
-        q = as_rows(inp.soft)
-        pos, neg = q * w[:, None], (1.0 - q) * w[:, None]
-        counts = SoftConfusion.apply(z, "softmax", amp, pos, neg)
-        positives, negatives = pos.sum(0), neg.sum(0)
+        pos = as_rows(inp.soft) * w[:, None]
+        tp, covered = block_sums(z, *_macro_sums(amp), None, pos, w.unsqueeze(1)).unbind(0)
+        positives = pos.sum(0)
+    negatives = w.sum() - positives
+    # the counts are linear in A: fn and tn are the masses A leaves out
+    counts = (negatives - (covered - tp), covered - tp, positives - tp, tp)
     value, defined = _metric("anyloss_macro", metric, beta, eps, counts, positives, negatives)
     k = defined.sum()
     mean = torch.where(defined, value, 0.0).sum() / k.clamp_min(1)
@@ -318,8 +377,9 @@ def mw(inp: BinaryInput, *, temperature: float = 1.0) -> KernelResult:
     if valid is not None:
         # Masked scores may be anything with validate=False; they have no mass below.
         x = torch.where(valid, x, 0.0)
-    pos, neg = soft_masses(inp)
-    pos, neg = pos.reshape(-1), neg.reshape(-1)
+    pos, mass = set_masses(inp)
+    neg = 1.0 - inp.target if mass is None else mass - pos
+    pos, neg = pos.expand(shape).reshape(-1), neg.expand(shape).reshape(-1)
     total_pos, total_neg = pos.sum(), neg.sum()
     # pair[i, j] = loss of ranking i above j
     pair = softplus(-(x[:, None] - x[None, :]) / temperature)
