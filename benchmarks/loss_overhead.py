@@ -9,7 +9,7 @@ the machine's state. Each loss is compared with ``torch.nn.functional.cross_entr
 the same logits and with the reference of its kind, the loss torch itself offers for
 that input: cross-entropy (multiclass), ``binary_cross_entropy_with_logits`` on float
 targets (binary: one sigmoid loss per entry, itself about 2x cross-entropy; every binary
-loss gets the same float targets), and Hinton
+loss gets the same float targets, or their int64 labels if it takes labels only), and Hinton
 distillation written with torch ops at ``kd``'s defaults (distillation: two softmaxes
 per row). The goal is every loss <= 2.0x the reference of its kind (docs/design.md,
 "Speed goal"). Columns: the library default (``validate=True``, which adds host-syncing
@@ -70,6 +70,7 @@ def main() -> None:
         "multiclass": (y,),
         # float 0/1 targets, as torch's reference needs them; the binary losses take the
         # same tensor, so neither side pays a dtype conversion the other does not
+        # (losses that take labels only get them as int64, below)
         "binary": (torch.randint(2, (args.n, args.c), generator=g).float(),),
         "distillation": (torch.randn(args.n, args.c, generator=g) * 2, y),
     }
@@ -101,6 +102,8 @@ def main() -> None:
     for name in names:
         spec = losslab.loss_info(name)
         rest = others[spec.kind.name]
+        if spec.kind.name == "binary" and spec.rules.get("soft_targets") is False:
+            rest = (rest[0].long(),)
         extra = {"index": index} if spec.stateful else {}
         for suffix, validate in (("", True), ("/novalidate", False)):
             module = spec.build(num_samples=args.n, validate=validate).train()

@@ -736,3 +736,39 @@ def sigmoid_and_slope(x: Tensor, grad: bool) -> tuple[Tensor, Tensor | None]:
     precision: it rounds to 0 where ``p`` rounds to 1, a term the set sums cannot see)."""
     p = torch.sigmoid(x)
     return p, (torch.addcmul(p, p, p, value=-1.0) if grad else None)
+
+
+class HingeSumRows(torch.autograd.Function):
+    r"""``sum_k [z_k - z_y + c]_+`` per row of ``(R, C)`` logits (the target's own term
+    is ``c``), forward and backward block by block (:func:`row_blocks`) with no saved
+    ``(R, C)`` buffer: ``dL/dz_k = g 1[z_k > z_y - c]``, and the target's column gets
+    ``-g`` times the row's count of active terms besides."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, index: Tensor, margin: float) -> Tensor:
+        idx = index.unsqueeze(1)
+        thr = z.gather(1, idx).sub_(margin)
+        acc = z.new_empty(z.shape[0], 1)
+        work = block_scratch(z)
+        for s in row_blocks(*z.shape):
+            diff = torch.sub(z[s], thr[s], out=work[: s.stop - s.start])
+            acc[s] = diff.clamp_min_(0.0).sum(dim=1, keepdim=True)
+        ctx.save_for_backward(z, idx, thr)
+        return acc.squeeze(1)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        z, idx, thr = ctx.saved_tensors
+        g = grad_out.unsqueeze(1)
+        grad = torch.empty_like(z)
+        active = z.new_empty(z.shape[0], 1)
+        for s in row_blocks(*z.shape):
+            gs = torch.gt(z[s], thr[s], out=grad[s]).mul_(g[s])
+            active[s] = gs.sum(dim=1, keepdim=True)
+        return grad.scatter_add_(1, idx, active.neg_()), None, None
+
+
+def hinge_sum(logits: Tensor, index: Tensor, margin: float) -> Tensor:
+    """:class:`HingeSumRows` on ``(N, C, *)`` logits and ``(N, *)`` index targets, per
+    element ``(N, *)``."""
+    return HingeSumRows.apply(as_rows(logits), index.reshape(-1), margin).reshape(index.shape)

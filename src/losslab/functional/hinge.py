@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from losslab._validate import Choice, Real
+from losslab.functional._fused import hinge_sum
 from losslab.kinds.multiclass import MulticlassInput
 from losslab.registry import register
 
@@ -84,8 +85,7 @@ def ww_svm(inp: MulticlassInput, *, margin: float = 1.0, class_reduction: str = 
         >>> F.ww_svm(logits, torch.tensor([0, 2]), reduction="none")
         tensor([0.0000, 1.7000])
     """
-    z_y = inp.logits.gather(1, inp.index.unsqueeze(1))
     # The target's own term is relu(c) = c exactly (c >= 0) and has zero gradient, so
     # summing over every class and subtracting c is the k != y sum without a scatter.
-    per = torch.relu(inp.logits - (z_y - margin)).sum(dim=1) - margin
+    per = hinge_sum(inp.logits, inp.index, float(margin)) - margin
     return per / inp.num_classes if class_reduction == "mean" else per
