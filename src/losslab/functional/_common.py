@@ -19,7 +19,9 @@ def z_score(deviation: Tensor, sigma: Tensor, eps: float) -> Tensor:
 
 
 def one_minus_exp(logp: Tensor) -> Tensor:
-    """``1 - exp(logp)`` without cancellation, clamped to the smallest normal float.
+    """``1 - exp(logp)`` with no cancellation beyond that of ``logp``, clamped to the
+    smallest normal float. (Of a ``log_softmax``, ``logp`` itself has the float's absolute
+    resolution near ``p = 1``: the normaliser rounds to 1 before its log is taken.)
 
     The clamp keeps ``(1 - p) ** gamma`` differentiable at ``p == 1`` for ``gamma < 1``.
     """

@@ -47,8 +47,9 @@ def _nce_per_element(logp: TargetLogProb) -> Tensor:
 def _agce_of_logp(lp: Tensor, a: float, q: float) -> Tensor:
     r"""``((a+1)^q - (a+p)^q)/q`` written as ``(a+1)^q (-expm1(q log1p(-u/(a+1))))/q``.
 
-    ``u = 1 - p`` comes from ``-expm1(log p)``, so the loss keeps full relative precision
-    for confident predictions, where the plain difference of powers cancels.
+    ``u = 1 - p`` comes from ``-expm1(log p)``, so the loss is as precise as ``log p``
+    for confident predictions, where the plain difference of powers cancels (``log p``
+    itself has the float's absolute resolution near ``p = 1``).
     """
     u = one_minus_exp(lp)
     return (a + 1.0) ** q * -torch.expm1(q * torch.log1p(-u / (a + 1.0))) / q

@@ -85,7 +85,9 @@ def focal(
     $$
 
     Soft targets take the expectation $\sum_k q_k \ell(z, k)$. $1 - p$ is computed as
-    $-\mathrm{expm1}(\log p)$, exact for confident predictions. Not convex for
+    $-\mathrm{expm1}(\log p)$, as precise as $\log p$ (near $p = 1$ the float's
+    absolute resolution, 6e-8 in float32: the softmax normaliser rounds to 1 before its
+    log is taken) and floored at the smallest normal number. Not convex for
     $\gamma > 0$; $\gamma = 0$ gives cross-entropy.
 
     Args:

@@ -174,7 +174,7 @@ def sce(inp: MulticlassInput, *, alpha: float = 0.1, beta: float = 1.0) -> Tenso
 
 
 def _lq(logp: Tensor, q: float) -> Tensor:
-    """``(1 - p^q) / q`` from ``log p``, exact for confident predictions."""
+    """``(1 - p^q) / q`` from ``log p``, with no cancellation beyond that of ``log p``."""
     return -torch.expm1(q * logp) / q
 
 
@@ -306,7 +306,7 @@ def tgce_stateless(inp: MulticlassInput, *, q: float = 0.7, k: float = 0.5) -> T
     cap = (1.0 - float(k) ** q) / q
 
     def per_class(lp: Tensor) -> Tensor:
-        # (1 - p^q)/q = -expm1(q log p)/q: exact for confident predictions.
+        # (1 - p^q)/q = -expm1(q log p)/q: no cancellation beyond that of log p.
         return (-torch.expm1(q * lp) / q).clamp(max=cap)
 
     return TargetLogProb(inp).value(per_class)
