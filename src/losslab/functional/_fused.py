@@ -425,11 +425,11 @@ class SoftmaxSeparableRows(torch.autograd.Function):
 class ComplementSeparableRows(torch.autograd.Function):
     r"""``L = scale * sum_k phi(p_k) + psi(p_y)`` per row, ``p = softmax(z)``, for terms
     of ``1 - p`` near ``p = 1`` (self-adjusting Dice). ``phi`` and ``psi`` are called as
-    ``f(p, q, floored, grad)`` with ``q = 1 - p`` floored at the smallest normal number
-    (:func:`softmax_complement`), ``floored`` whether that floor binds anywhere in the
-    block. ``phi`` returns the row sums ``(R, 1)`` of its term, ``psi`` its value, and
-    each, with ``grad``, its elementwise total derivative in ``p`` (else ``None``),
-    computed together so that they share their intermediates.
+    ``f(p, q, floored, out)`` with ``q = 1 - p`` floored at the smallest normal number
+    (:func:`softmax_complement`) and ``floored`` whether that floor binds anywhere in the
+    block; ``phi`` returns the row sums ``(R, 1)`` of its term, ``psi`` its value, and
+    each writes ``p f'(p)`` (its total derivative times ``p``) into ``out`` unless that is
+    ``None``, sharing the intermediates of the value.
 
     Forward evaluates both on each block while it is in cache (:func:`row_blocks`) and,
     when a gradient is wanted (``want``: autograd does not tell a ``Function``'s forward
@@ -453,14 +453,15 @@ class ComplementSeparableRows(torch.autograd.Function):
             rows = s.stop - s.start
             ps, qs, floored = softmax_complement(z[s], work_p[:rows], work_q[:rows])
             p_at[s], q_at[s] = ps.gather(1, idx[s]), qs.gather(1, idx[s])
-            acc[s], du = phi(ps, qs, floored, want)
+            acc[s] = phi(ps, qs, floored, None if w is None else w[s])
             if w is not None:
-                wsum[s] = torch.mul(ps, du, out=w[s]).sum(dim=1, keepdim=True)
+                wsum[s] = w[s].sum(dim=1, keepdim=True)
         tiny = torch.finfo(z.dtype).tiny
         floored_at = torch.compiler.is_compiling() or bool(q_at.numel() and q_at.amin() <= tiny)
-        value_at, du_at = psi(p_at, q_at, floored_at, want)
+        target_term = torch.empty_like(p_at) if w is not None else None
+        value_at = psi(p_at, q_at, floored_at, target_term)
         if w is not None:
-            target_term = p_at * du_at
+            assert target_term is not None
             ctx.scale = scale
             ctx.save_for_backward(z, w, scale * wsum + target_term, target_term, index)
         return (scale * acc + value_at).squeeze(1)

@@ -116,46 +116,47 @@ def _index_dice(inp: MulticlassInput, smooth: float, square: bool, alpha: float 
         inp.logits,
         inp.index,
         _self_adjusted(_dice_term(g, square), alpha),
-        _self_adjusted(lambda x, grad: (psi(x), dpsi(x) if grad else None), alpha),
+        _self_adjusted(lambda x, grad: (psi(x), dpsi(x) * x if grad else None), alpha),
     )
 
 
 def _dice_term(g: float, square: bool) -> Any:
-    """Row sums of the off-target Dice term ``1 - g / (h(x) + g)`` (``h(x) = x^2``, or
-    ``x`` unsquared) and, with ``grad``, its derivative ``g h'(x) / (h(x) + g)^2``
-    elementwise, sharing one reciprocal."""
+    """Row sums of the off-target Dice term ``1 - g r``, ``r = 1 / (h(x) + g)`` (``h(x) =
+    x^2``, or ``x`` unsquared) and, with ``grad``, ``x`` times its derivative,
+    ``k g r (1 - g r)`` (``k = 2`` squared, 1 not; ``h(x) r = 1 - g r``), sharing one
+    reciprocal."""
+    k = 2.0 if square else 1.0
 
     def f(x: Tensor, grad: bool) -> tuple[Tensor, Tensor | None]:
         shift = x.new_full((), g)
-        den = torch.addcmul(shift, x, x) if square else torch.add(x, shift)
-        r = den.reciprocal_()
-        d = None
+        r = (torch.addcmul(shift, x, x) if square else torch.add(x, shift)).reciprocal_()
+        xd = None
         if grad:
-            d = (x * r).mul_(r).mul_(2.0 * g) if square else (r * r).mul_(g)
-        return r.sum(dim=1, keepdim=True).mul_(-g).add_(x.shape[1]), d
+            one = x.new_ones(())
+            xd = torch.addcmul(x.new_zeros(()), r, torch.add(one, r, alpha=-g), value=k * g)
+        return r.sum(dim=1, keepdim=True).mul_(-g).add_(x.shape[1]), xd
 
     return f
 
 
 def _self_adjusted(f: Any, alpha: float) -> Any:
-    """A term ``f`` of `_index_dice` (returning its row sums and, if asked, its
-    derivative) at ``p~ = (1 - p)^alpha p``, as a callable for
-    :func:`complement_separable`; the derivative gets the chain factor ``dp~/dp = (1 -
-    p)^alpha - alpha p~ / (1 - p)``. As in `_adjusted`, ``1 - p`` is floored at the
-    smallest normal number, where the floor is constant (factor ``(1 - p)^alpha``)."""
+    """A term ``f`` of `_index_dice` (returning its row sums and, if asked, ``x f'(x)``)
+    at ``x = (1 - p)^alpha p``, as a callable for :func:`complement_separable`, which
+    writes ``p d f(x)/dp = x f'(x) (1 - alpha p / (1 - p))`` into ``out`` (``p dx/dp = x
+    (1 - alpha p / (1 - p))``). As in `_adjusted`, ``1 - p`` is floored at the smallest
+    normal number, where the floor is constant (``p dx/dp = x``)."""
 
-    def g(p: Tensor, om: Tensor, floored: bool, grad: bool) -> tuple[Tensor, Tensor | None]:
-        qa = _power(om, alpha)
-        x = qa * p
-        value, d = f(x, grad)
-        if d is None:
-            return value, None
-        ratio = torch.div(x, om)
+    def g(p: Tensor, om: Tensor, floored: bool, out: Tensor | None) -> Tensor:
+        x = _power(om, alpha).mul_(p)
+        value, xd = f(x, out is not None)
+        if out is None:
+            return value
+        ratio = torch.div(p, om)
+        factor = torch.add(p.new_ones(()), ratio, alpha=-alpha, out=ratio)
         if floored:
-            chain = torch.where(om > torch.finfo(om.dtype).tiny, qa - alpha * ratio, qa)
-        else:
-            chain = qa.add_(ratio, alpha=-alpha)
-        return value, d.mul_(chain)
+            factor = torch.where(om > torch.finfo(om.dtype).tiny, factor, 1.0)
+        torch.mul(xd, factor, out=out)
+        return value
 
     return g
 
