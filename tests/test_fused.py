@@ -109,3 +109,93 @@ def test_ldr_rows_backward_twice():
     (g1,) = torch.autograd.grad(out, x, retain_graph=True)
     (g2,) = torch.autograd.grad(out, x)
     torch.testing.assert_close(g1, g2)
+
+
+SET_LOSSES = (
+    ("binary_dice", {}),
+    ("binary_dice", {"square": False}),
+    ("binary_self_adjusting_dice", {"alpha": 0.5}),
+    ("binary_tversky", {}),
+    ("anyloss", {"metric": "f1"}),
+    ("anyloss", {"metric": "gmean"}),
+)
+
+
+@pytest.mark.parametrize(("name", "config"), SET_LOSSES)
+@pytest.mark.parametrize("options", ["plain", "weighted"])
+def test_set_level_sums_gradcheck_with_weights_and_mask(name, config, options):
+    """BlockSums' hand-written gradient (mass_sums) against finite differences, without
+    weights (the whole mass is 1, never built) and with element weights, per-label
+    pos_weight and an ignore_index mask (the general masses)."""
+    from losslab import functional as F
+
+    g = torch.Generator().manual_seed(5)
+    x = (torch.randn(6, 4, generator=g, dtype=torch.float64) * 2).requires_grad_(True)
+    t = torch.randint(2, (6, 4), generator=g)
+    kw = dict(config)
+    if options == "weighted":
+        t[0, 1] = t[3, 2] = -100
+        kw.update(
+            weight=torch.rand(6, 4, generator=g, dtype=torch.float64) + 0.5,
+            pos_weight=torch.tensor([0.5, 1.0, 2.0, 3.0], dtype=torch.float64),
+            ignore_index=-100,
+        )
+    fn = getattr(F, name)
+    assert torch.autograd.gradcheck(lambda z: fn(z, t, **kw), (x,))
+
+
+@pytest.mark.parametrize("targets", ["index", "soft"])
+def test_anyloss_macro_gradcheck_with_weights(targets):
+    """AnyLoss macro's per-class sums and their scaled gradient coefficients against
+    finite differences, with sample weights and index or probability targets."""
+    from losslab import functional as F
+
+    g = torch.Generator().manual_seed(6)
+    z = (torch.randn(7, 5, generator=g, dtype=torch.float64) * 2).requires_grad_(True)
+    y = torch.randint(5, (7,), generator=g)
+    if targets == "soft":
+        y = torch.softmax(torch.randn(7, 5, generator=g, dtype=torch.float64), dim=1)
+    w = torch.rand(7, generator=g, dtype=torch.float64) + 0.5
+    assert torch.autograd.gradcheck(
+        lambda s: F.anyloss_macro(s, y, sample_weight=w, amplifier=3.0), (z,)
+    )
+
+
+@pytest.mark.parametrize("margin", [0.0, 1.0])
+def test_hinge_sum_rows_match_autograd(margin):
+    """HingeSumRows (ww_svm's kernel) against the autograd sum of hinges over several
+    blocks, values and gradients."""
+    g = torch.Generator().manual_seed(7)
+    z = torch.randn(700, 1000, generator=g)
+    y = torch.randint(1000, (700,), generator=g)
+    a, b = z.clone().requires_grad_(True), z.clone().requires_grad_(True)
+    got = fused.hinge_sum(a, y, margin)
+    want = torch.relu(b - (b.gather(1, y[:, None]) - margin)).sum(dim=1)
+    torch.testing.assert_close(got, want)
+    w = torch.rand(700, generator=g)
+    (got * w).sum().backward()
+    (want * w).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("square", [True, False])
+def test_self_adjusting_dice_rows_match_autograd_over_blocks(square):
+    """ComplementSeparableRows (self-adjusting Dice, index targets) against the general
+    one-hot path over several blocks, values and gradients, and without grad mode (no
+    derivative computed) the same values."""
+    from losslab import functional as F
+
+    g = torch.Generator().manual_seed(8)
+    z = torch.randn(700, 1000, generator=g, dtype=torch.float64) * 3
+    y = torch.randint(1000, (700,), generator=g)
+    cfg = {"alpha": 0.2, "square": square, "reduction": "none"}
+    a, b = z.clone().requires_grad_(True), z.clone().requires_grad_(True)
+    got = F.self_adjusting_dice(a, y, **cfg)
+    want = F.self_adjusting_dice(b, torch.nn.functional.one_hot(y, 1000).to(z.dtype), **cfg)
+    torch.testing.assert_close(got, want)
+    w = torch.rand(700, generator=g, dtype=torch.float64)
+    (got * w).sum().backward()
+    (want * w).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad)
+    with torch.no_grad():
+        torch.testing.assert_close(F.self_adjusting_dice(a, y, **cfg), got.detach())
