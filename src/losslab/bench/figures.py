@@ -166,7 +166,7 @@ def mean_rank_figure(st: BenchStats, path: Path) -> None:
         ax.set_yticks(y, [str(n) for n in r.index], fontsize=8)
         ax.set_xlim(0.5, len(st.mean_rank) + 0.5)
     ax.set_xlabel(
-        f"mean rank of {st.metric_name} over {st.n_groups} (dataset, corruption) groups "
+        f"mean rank of {st.metric_name} over {st.n_groups} (dataset, corruption) groups\n"
         "(1 = best; bars: 95% bootstrap interval)",
         fontsize=8,
     )
