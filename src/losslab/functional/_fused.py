@@ -456,8 +456,7 @@ class ComplementSeparableRows(torch.autograd.Function):
             acc[s] = phi(ps, qs, floored, None if w is None else w[s])
             if w is not None:
                 wsum[s] = w[s].sum(dim=1, keepdim=True)
-        tiny = torch.finfo(z.dtype).tiny
-        floored_at = torch.compiler.is_compiling() or bool(q_at.numel() and q_at.amin() <= tiny)
+        floored_at = _floor_binds(q_at)
         target_term = torch.empty_like(p_at) if w is not None else None
         value_at = psi(p_at, q_at, floored_at, target_term)
         if w is not None:
@@ -480,6 +479,13 @@ class ComplementSeparableRows(torch.autograd.Function):
         return grad, None, None, None, None, None
 
 
+def _floor_binds(q: Tensor) -> bool:
+    """Whether any ``1 - p`` in ``q`` is at or below the smallest normal number, where
+    its floor binds (always ``True`` under compile, which cannot look)."""
+    tiny = torch.finfo(q.dtype).tiny
+    return torch.compiler.is_compiling() or bool(q.numel() and q.amin() <= tiny)
+
+
 def softmax_complement(
     z: Tensor, p_out: Tensor | None = None, q_out: Tensor | None = None
 ) -> tuple[Tensor, Tensor, bool]:
@@ -499,7 +505,7 @@ def softmax_complement(
     else:
         p = torch.softmax(z, dim=1, out=p_out)
         q = torch.sub(p.new_ones(()), p, out=q_out)
-    floored = torch.compiler.is_compiling() or bool(q.numel() and q.amin() <= tiny)
+    floored = _floor_binds(q)
     if floored:
         q = q.clamp_min(tiny) if q_out is None else q.clamp_min_(tiny)
     return p, q, floored

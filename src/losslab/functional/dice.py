@@ -38,23 +38,17 @@ def _bounded_by_classes(config: object, num_classes: int) -> float:
     return float(num_classes)
 
 
-def _floored_power(one_minus_p: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
-    """``1 - p`` floored at the smallest normal number (so the power stays differentiable
-    where ``p`` rounds to 1), and its ``alpha``-th power (:func:`_power`)."""
-    floored = one_minus_p.clamp_min(torch.finfo(one_minus_p.dtype).tiny)
-    return floored, _power(floored, alpha)
-
-
 def _power(x: Tensor, alpha: float) -> Tensor:
     """``x^alpha`` for ``x > 0`` as ``exp(alpha log x)`` (pow is slower on CPU)."""
     return torch.log(x).mul_(alpha).exp_()
 
 
 def _adjusted(p: Tensor, one_minus_p: Tensor, alpha: float) -> Tensor:
-    """``(1 - p)^alpha * p``, with ``1 - p`` passed in exactly (:func:`_floored_power`)."""
+    """``(1 - p)^alpha * p``, with ``1 - p`` passed in exactly and floored at the smallest
+    normal number, so that the power stays differentiable where ``p`` rounds to 1."""
     if alpha == 0:
         return p
-    return _floored_power(one_minus_p, alpha)[1] * p
+    return _power(one_minus_p.clamp_min(torch.finfo(p.dtype).tiny), alpha) * p
 
 
 # --------------------------------------------------------------------------- multi-class
@@ -334,23 +328,33 @@ def tversky(
 
 def set_masses(inp: BinaryInput) -> tuple[Tensor, Tensor | None]:
     """The positive mass ``w * pos_weight * t`` of every element and its whole mass
-    ``w * (pos_weight * t + 1 - t)``, with ``w`` the element weight; 0 where masked.
-    Without weights, ``pos_weight`` and mask the whole mass is 1, returned as ``None``."""
-    t = inp.target
+    ``w * (pos_weight * t + 1 - t)``, with ``w`` the element weight; 0 where masked; both
+    of the logits' shape (broadcast views). Without weights, ``pos_weight`` and mask the
+    whole mass is 1, returned as ``None``."""
+    t, shape = inp.target, inp.logits.shape
     if inp.weight is None and inp.mask is None and inp.pos_weight is None:
-        return t, None
+        return t.expand(shape), None
     pos = t if inp.pos_weight is None else t * inp.pos_weight
     mass = pos + (1.0 - t)
     if inp.weight is not None:
         pos, mass = pos * inp.weight, mass * inp.weight
     if inp.mask is not None:
         pos, mass = torch.where(inp.mask, pos, 0.0), torch.where(inp.mask, mass, 0.0)
-    return pos, mass
+    return pos.expand(shape), mass.expand(shape)
 
 
-def _total(x: Tensor, mass: Tensor | None) -> Tensor:
-    """The summed mass of the set (``None``: one per element)."""
-    return x.new_tensor(float(x.numel())) if mass is None else mass.sum()
+def soft_counts(inp: BinaryInput, f: Any) -> tuple[Tensor, ...]:
+    """Soft confusion counts ``(tn, fp, fn, tp)`` of the set's predictions ``f(x)`` (a
+    callable for :func:`mass_sums`) against its masses (:func:`set_masses`), and the
+    positive and negative mass. The counts are linear in ``f``: ``tp`` and the covered
+    mass ``sum m f`` are the two sums, ``fn`` and ``tn`` the masses they leave out."""
+    pos, mass = set_masses(inp)
+    x = inp.logits
+    tp, covered = mass_sums(x, f, pos, mass)
+    positives = pos.sum()
+    negatives = (x.new_tensor(float(x.numel())) if mass is None else mass.sum()) - positives
+    fp = covered - tp
+    return negatives - fp, fp, positives - tp, tp, positives, negatives
 
 
 def _safe_ratio(num: Tensor, den: Tensor) -> Tensor:
@@ -381,14 +385,12 @@ def _set_dice(inp: BinaryInput, alpha: float, smooth: float, square: bool) -> Te
     compiling = torch.compiler.is_compiling()
     if alpha == 0 or (not compiling and (x.numel() == 0 or float(x.detach().amax()) < limit)):
         f = sigmoid_and_slope if alpha == 0 else _adjusted_sigmoid(alpha)
-        whole = None if mass is None else mass.expand(shape)
-        tp, den = mass_sums(x, f, pos.expand(shape), whole, square)
+        tp, den = mass_sums(x, f, pos, mass, square)
     else:
         p = _adjusted(torch.sigmoid(x), torch.sigmoid(-x), alpha)
         tp = (pos * p).sum()
         h = p * p if square else p
         den = h.sum() if mass is None else (mass * h).sum()
-    pos = pos.expand(shape)
     den = den + (dot(pos, inp.target.expand(shape)) if square else pos.sum())
     loss = 1.0 - _safe_ratio(2 * tp + smooth, den + smooth)
     return loss.expand(shape)
@@ -513,10 +515,6 @@ def binary_tversky(
         >>> F.binary_tversky(logits, torch.tensor([1, 0, 1, 0]))
         tensor(0.1385)
     """
-    pos, mass = set_masses(inp)
-    x = inp.logits
-    whole = None if mass is None else mass.expand(x.shape)
-    tp, covered = mass_sums(x, sigmoid_and_slope, pos.expand(x.shape), whole)
-    fp, fn = covered - tp, pos.expand(x.shape).sum() - tp
+    _, fp, fn, tp, _, _ = soft_counts(inp, sigmoid_and_slope)
     loss = 1.0 - _safe_ratio(tp + smooth, tp + alpha * fp + beta * fn + smooth)
     return loss.expand(inp.logits.shape)

@@ -13,8 +13,8 @@ from torch.nn.functional import softplus
 
 from losslab._reduce import KernelResult
 from losslab._validate import Real, describe, fail
-from losslab.functional._fused import as_rows, block_sums, mass_sums, row_dot
-from losslab.functional.dice import set_masses
+from losslab.functional._fused import as_rows, block_sums, row_dot
+from losslab.functional.dice import set_masses, soft_counts
 from losslab.kinds.binary import BinaryInput
 from losslab.kinds.multiclass import MulticlassInput
 from losslab.registry import Claim, register
@@ -88,15 +88,20 @@ def _counts(inp: BinaryInput) -> dict[str, Tensor]:
     return {"positives": t.sum(), "negatives": (n - t).sum()}
 
 
+def _amplify(p: Tensor, amplifier: float) -> Tensor:
+    """AnyLoss' approximated prediction ``A = sigmoid(L (p - 1/2))`` of probabilities ``p``
+    (one op for ``L p - L/2``)."""
+    return torch.add(p.new_full((), -amplifier / 2), p, alpha=amplifier).sigmoid_()
+
+
 def _amplified(amplifier: float) -> Any:
-    """``x -> (A, dA/dx)`` for :func:`mass_sums`: AnyLoss' approximated prediction ``A =
-    sigmoid(L (p - 1/2))``, ``p = sigmoid(x)``, ``dA/dx = L A (1 - A) p (1 - p)`` (the
-    factors ``A - A^2`` and ``p - p^2`` to absolute precision)."""
-    shift = -amplifier / 2
+    """``x -> (A, dA/dx)`` for :func:`~losslab.functional._fused.mass_sums`: ``A`` of ``p =
+    sigmoid(x)`` (:func:`_amplify`), ``dA/dx = L A (1 - A) p (1 - p)`` (the factors ``A -
+    A^2`` and ``p - p^2`` to absolute precision)."""
 
     def f(x: Tensor, grad: bool) -> tuple[Tensor, Tensor | None]:
         p = torch.sigmoid(x)
-        a = torch.add(p.new_full((), shift), p, alpha=amplifier).sigmoid_()
+        a = _amplify(p, amplifier)
         if not grad:
             return a, None
         slope = torch.addcmul(a, a, a, value=-1.0).mul_(p.addcmul_(p, p, value=-1.0))
@@ -178,17 +183,10 @@ def anyloss(
         AnyLossComponents(loss=tensor(0.), positives=tensor(0.), negatives=tensor(4.))
     """
     _check_metric("anyloss", metric)
-    pos, mass = set_masses(inp)
-    x = inp.logits
-    shape = x.shape
-    pos = pos.expand(shape)
-    whole = None if mass is None else mass.expand(shape)
-    tp, covered = mass_sums(x, _amplified(float(amplifier)), pos, whole)
-    positives = pos.sum()
-    negatives = (x.new_tensor(float(x.numel())) if whole is None else whole.sum()) - positives
-    # the counts are linear in A: fn and tn are the masses A leaves out
-    counts = (negatives - (covered - tp), covered - tp, positives - tp, tp)
+    tn, fp, fn, tp, positives, negatives = soft_counts(inp, _amplified(float(amplifier)))
+    counts = (tn, fp, fn, tp)
     value, defined = _metric("anyloss", metric, beta, eps, counts, positives, negatives)
+    shape = inp.logits.shape
     return KernelResult((1.0 - value).expand(shape), defined.expand(shape), _counts(inp))
 
 
@@ -202,7 +200,7 @@ def _macro_sums(amplifier: float) -> tuple[Any, Any]:
 
     def amplified(z: Tensor) -> tuple[Tensor, Tensor]:
         p = torch.softmax(z, dim=1)
-        return p, torch.add(p.new_full((), -amplifier / 2), p, alpha=amplifier).sigmoid_()
+        return p, _amplify(p, amplifier)
 
     def sums(z: Tensor, index: Tensor | None, pos: Tensor | None, w: Tensor) -> Tensor:
         _, a = amplified(z)
@@ -382,8 +380,8 @@ def mw(inp: BinaryInput, *, temperature: float = 1.0) -> KernelResult:
         # Masked scores may be anything with validate=False; they have no mass below.
         x = torch.where(valid, x, 0.0)
     pos, mass = set_masses(inp)
-    neg = 1.0 - inp.target if mass is None else mass - pos
-    pos, neg = pos.expand(shape).reshape(-1), neg.expand(shape).reshape(-1)
+    neg = 1.0 - pos if mass is None else mass - pos
+    pos, neg = pos.reshape(-1), neg.reshape(-1)
     total_pos, total_neg = pos.sum(), neg.sum()
     # pair[i, j] = loss of ranking i above j
     pair = softplus(-(x[:, None] - x[None, :]) / temperature)
